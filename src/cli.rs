@@ -1,0 +1,103 @@
+//! The command line (API.md §6).
+
+use std::io::Read;
+
+use clap::{Parser, Subcommand};
+
+use crate::configuration::Settings;
+use crate::domain::{EmailAddress, Role};
+use crate::services::Services;
+use crate::services::audit::RequestContext;
+use crate::startup::{Application, connect_storage, shutdown_signal};
+
+#[derive(Parser)]
+#[command(
+    name = "logicredit-auth",
+    version,
+    about = "Authentication service for banking workloads"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Apply pending migrations and serve HTTP (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create a verified account with a role; the password is read from standard input.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "user", value_parser = ["user", "staff", "admin"])]
+        role: String,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::http::openapi::document())?
+        );
+        return Ok(());
+    }
+    let settings = Settings::from_env()?;
+    match command {
+        Command::Serve => {
+            Application::build(settings)
+                .await?
+                .run_until(shutdown_signal())
+                .await
+        }
+        Command::Migrate => {
+            let (db, _) = connect_storage(&settings).await?;
+            db.migrate().await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::CreateUser { email, role } => create_user(settings, &email, &role).await,
+        Command::Openapi => unreachable!("handled above"),
+    }
+}
+
+async fn create_user(settings: Settings, email: &str, role: &str) -> anyhow::Result<()> {
+    let email = EmailAddress::parse(email)
+        .ok_or_else(|| anyhow::anyhow!("{email:?} is not a valid email address"))?;
+    let role = Role::parse(role).ok_or_else(|| anyhow::anyhow!("unknown role {role:?}"))?;
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let (db, store) = connect_storage(&settings).await?;
+    db.migrate().await?;
+    let services = Services::build(settings, db, store).await?;
+    let ctx = RequestContext {
+        ip: "cli".to_owned(),
+        user_agent: "logicredit-auth create-user".to_owned(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+    };
+    match services
+        .accounts
+        .create_user(&email, password, role, &ctx)
+        .await
+    {
+        Ok(user) => {
+            println!(
+                "created {} ({}) with role {}",
+                user.email,
+                user.id,
+                role.as_str()
+            );
+            Ok(())
+        }
+        Err(crate::services::ServiceError::WeakPassword(reasons)) => {
+            anyhow::bail!("password refused: {reasons:?}")
+        }
+        Err(other) => Err(other.into()),
+    }
+}

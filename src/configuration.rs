@@ -1,0 +1,531 @@
+//! Settings read from the environment (and an optional `.env`), per API.md §5.
+//!
+//! Development defaults make `cargo run --release` work on a fresh machine; production
+//! (`APP_ENV=production`) refuses every insecure setting at once, naming them all.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: String,
+    pub tls: SmtpTls,
+}
+
+/// `max` requests per `window` for one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PasswordSettings {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub min_length: usize,
+    pub pepper: Option<String>,
+    /// Peppers that older hashes may still use; they verify, then get re-hashed.
+    pub old_peppers: Vec<String>,
+    pub banned_passwords_file: Option<PathBuf>,
+    /// Hashes allowed in flight at once; each holds `argon2_memory_kib` of memory.
+    pub hashing_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub cookie_secure: bool,
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub step_up_max_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub bind_addr: SocketAddr,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    /// Prefix of every key this service writes to the ephemeral store (tests isolate by it).
+    pub store_key_prefix: String,
+    pub encryption_key: String,
+    pub old_encryption_keys: Vec<String>,
+    pub rp_id: String,
+    pub rp_name: String,
+    pub origin_url: String,
+    pub frontend_origins: Vec<String>,
+    pub smtp: Option<SmtpSettings>,
+    pub session: SessionSettings,
+    pub rate_limit_auth: RateLimit,
+    pub trusted_proxies: Vec<IpNet>,
+    pub lockout_threshold: u32,
+    pub password: PasswordSettings,
+    pub hsts: bool,
+    pub request_timeout: Duration,
+    pub outbox_poll_interval: Duration,
+    pub allow_sqlite_in_production: bool,
+    pub single_instance: bool,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+    #[error("could not prepare the data folder {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Settings {
+    /// Reads `.env` (if present) and the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    /// Builds settings from a variable map; tests use this to avoid touching the process env.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut reader = VarReader {
+            vars,
+            errors: Vec::new(),
+        };
+        let settings = reader.read_settings();
+        if !reader.errors.is_empty() {
+            return Err(ConfigError::Invalid(reader.errors));
+        }
+        let mut settings = settings;
+        settings.resolve_encryption_key(vars.get("TOTP_ENCRYPTION_KEY").is_some())?;
+        let problems = settings.insecure_settings();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(settings)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+
+    pub fn uses_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// In development a missing key is generated once into `data/secret.key` (mode 0600),
+    /// so sessions' CSRF tokens and encrypted secrets survive a restart.
+    fn resolve_encryption_key(&mut self, key_was_given: bool) -> Result<(), ConfigError> {
+        if key_was_given || self.is_production() {
+            return Ok(());
+        }
+        let path = self.data_dir.join("secret.key");
+        self.encryption_key = load_or_create_key(&path).map_err(|source| ConfigError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Everything production mode refuses (API.md §7), all at once.
+    fn insecure_settings(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.encryption_key.chars().count() < 32 {
+            problems.push("TOTP_ENCRYPTION_KEY must be set to at least 32 characters".to_owned());
+        }
+        if !self.is_production() {
+            return problems;
+        }
+        if !self.session.cookie_secure {
+            problems.push("COOKIE_SECURE=false is not allowed in production".to_owned());
+        }
+        if self.origin_url.starts_with("http://") && !is_localhost_url(&self.origin_url) {
+            problems.push("ORIGIN_URL must use https:// in production".to_owned());
+        }
+        if let Some(smtp) = &self.smtp
+            && smtp.tls == SmtpTls::None
+            && !is_loopback_host(&smtp.host)
+        {
+            problems.push(
+                "SMTP_TLS=none is only allowed to a loopback SMTP host in production".to_owned(),
+            );
+        }
+        if self.uses_sqlite() && !self.allow_sqlite_in_production {
+            problems.push(
+                "SQLite is not allowed in production: set DATABASE_URL=postgres://… (or ALLOW_SQLITE_IN_PRODUCTION=true)"
+                    .to_owned(),
+            );
+        }
+        if self.redis_url.is_none() && !self.single_instance {
+            problems.push(
+                "REDIS_URL is required in production (or SINGLE_INSTANCE=true for one instance with an in-process store)"
+                    .to_owned(),
+            );
+        }
+        problems
+    }
+}
+
+fn is_localhost_url(url: &str) -> bool {
+    let rest = url.trim_start_matches("http://");
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    is_loopback_host(host)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn load_or_create_key(path: &Path) -> std::io::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let key = existing.trim().to_owned();
+        if key.len() >= 32 {
+            return Ok(key);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let key = crate::crypto::random_hex(32);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    let mut file = options.open(path)?;
+    file.write_all(key.as_bytes())?;
+    Ok(key)
+}
+
+/// Reads typed values, collecting every error instead of stopping at the first.
+struct VarReader<'a> {
+    vars: &'a HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl VarReader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(value) => value.parse().unwrap_or_else(|_| {
+                self.errors.push(format!("{name}: cannot parse {value:?}"));
+                default
+            }),
+        }
+    }
+
+    fn bool(&mut self, name: &str, default: bool) -> bool {
+        match self.raw(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => true,
+            Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => false,
+            Some(v) => {
+                self.errors
+                    .push(format!("{name}: expected true or false, got {v:?}"));
+                default
+            }
+        }
+    }
+
+    fn seconds(&mut self, name: &str, default: u64) -> Duration {
+        let secs: u64 = self.parsed(name, default);
+        if secs == 0 {
+            self.errors.push(format!("{name}: must be more than 0"));
+        }
+        Duration::from_secs(secs)
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.raw(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn read_settings(&mut self) -> Settings {
+        let app_env = match self
+            .string("APP_ENV", "development")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "development" | "dev" => AppEnv::Development,
+            "production" | "prod" => AppEnv::Production,
+            other => {
+                self.errors.push(format!(
+                    "APP_ENV: expected development or production, got {other:?}"
+                ));
+                AppEnv::Development
+            }
+        };
+        let default_bind: SocketAddr = "127.0.0.1:8000".parse().expect("valid literal");
+        let bind_addr = self.parsed("BIND_ADDR", default_bind);
+        let data_dir = PathBuf::from(self.string("DATA_DIR", "data"));
+        let default_db = format!("sqlite://{}/auth.db", data_dir.display());
+        let database_url = self.string("DATABASE_URL", &default_db);
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            self.errors
+                .push("DATABASE_URL: expected sqlite://… or postgres://…".to_owned());
+        }
+        let redis_url = self.raw("REDIS_URL");
+        let cookie_secure = self.bool("COOKIE_SECURE", true);
+        let default_cookie = if cookie_secure {
+            "__Host-session"
+        } else {
+            "session"
+        };
+        let session = SessionSettings {
+            cookie_secure,
+            cookie_name: self.string("SESSION_COOKIE_NAME", default_cookie),
+            idle_timeout: self.seconds("SESSION_IDLE_TIMEOUT_SECONDS", 900),
+            absolute_timeout: self.seconds("SESSION_ABSOLUTE_TIMEOUT_SECONDS", 43_200),
+            step_up_max_age: self.seconds("STEP_UP_MAX_AGE_SECONDS", 300),
+        };
+        if session.cookie_name.starts_with("__Host-") && !cookie_secure {
+            self.errors.push(
+                "SESSION_COOKIE_NAME: a __Host- cookie needs COOKIE_SECURE=true (browsers refuse it otherwise)"
+                    .to_owned(),
+            );
+        }
+        let rate_limit_auth = self.rate_limit("RATE_LIMIT_AUTH", "50/600");
+        let trusted_proxies = self.trusted_proxies();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let password = PasswordSettings {
+            argon2_memory_kib: self.parsed("ARGON2_MEMORY_KIB", 65_536),
+            argon2_iterations: self.parsed("ARGON2_ITERATIONS", 3),
+            argon2_parallelism: self.parsed("ARGON2_PARALLELISM", 1),
+            min_length: self.parsed("PASSWORD_MIN_LENGTH", 12),
+            pepper: self.raw("PASSWORD_PEPPER"),
+            old_peppers: self.list("PASSWORD_PEPPERS_OLD"),
+            banned_passwords_file: self.raw("BANNED_PASSWORDS_FILE").map(PathBuf::from),
+            hashing_concurrency: self.parsed("PASSWORD_HASHING_CONCURRENCY", cores),
+        };
+        if !(8..=128).contains(&password.min_length) {
+            self.errors
+                .push("PASSWORD_MIN_LENGTH: must be between 8 and 128".to_owned());
+        }
+        if password.hashing_concurrency == 0 {
+            self.errors
+                .push("PASSWORD_HASHING_CONCURRENCY: must be at least 1".to_owned());
+        }
+        let smtp = self.smtp();
+        Settings {
+            app_env,
+            bind_addr,
+            database_url,
+            redis_url,
+            store_key_prefix: self.string("STORE_KEY_PREFIX", "lcauth:"),
+            encryption_key: self.string("TOTP_ENCRYPTION_KEY", ""),
+            old_encryption_keys: self.list("TOTP_ENCRYPTION_KEYS_OLD"),
+            rp_id: self.string("FIDO_RP_ID", "localhost"),
+            rp_name: self.string("FIDO_RP_NAME", "Logicredit"),
+            origin_url: self
+                .string("ORIGIN_URL", "http://localhost:8000")
+                .trim_end_matches('/')
+                .to_owned(),
+            frontend_origins: self.list("FRONTEND_ORIGINS"),
+            smtp,
+            session,
+            rate_limit_auth,
+            trusted_proxies,
+            lockout_threshold: self.parsed("LOCKOUT_THRESHOLD", 5),
+            password,
+            hsts: self.bool("HSTS", false),
+            request_timeout: self.seconds("REQUEST_TIMEOUT_SECONDS", 30),
+            outbox_poll_interval: Duration::from_millis(
+                self.parsed("OUTBOX_POLL_INTERVAL_MS", 1000),
+            ),
+            allow_sqlite_in_production: self.bool("ALLOW_SQLITE_IN_PRODUCTION", false),
+            single_instance: self.bool("SINGLE_INSTANCE", false),
+            data_dir,
+        }
+    }
+
+    fn rate_limit(&mut self, name: &str, default: &str) -> RateLimit {
+        let value = self.string(name, default);
+        let parsed = value.split_once('/').and_then(|(max, window)| {
+            let max: u32 = max.trim().parse().ok()?;
+            let window: u64 = window.trim().parse().ok()?;
+            (max > 0 && window > 0).then(|| RateLimit {
+                max,
+                window: Duration::from_secs(window),
+            })
+        });
+        parsed.unwrap_or_else(|| {
+            self.errors.push(format!(
+                "{name}: expected REQUESTS/SECONDS such as 50/600, got {value:?}"
+            ));
+            RateLimit {
+                max: 50,
+                window: Duration::from_secs(600),
+            }
+        })
+    }
+
+    fn trusted_proxies(&mut self) -> Vec<IpNet> {
+        let mut nets = Vec::new();
+        for entry in self.list("TRUSTED_PROXIES") {
+            let parsed = entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => nets.push(net),
+                Err(_) => self.errors.push(format!(
+                    "TRUSTED_PROXIES: {entry:?} is not an IP address or CIDR"
+                )),
+            }
+        }
+        nets
+    }
+
+    fn smtp(&mut self) -> Option<SmtpSettings> {
+        let host = self.raw("SMTP_HOST")?;
+        let tls = match self
+            .string("SMTP_TLS", "starttls")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "none" => SmtpTls::None,
+            "starttls" => SmtpTls::StartTls,
+            "tls" => SmtpTls::Tls,
+            other => {
+                self.errors.push(format!(
+                    "SMTP_TLS: expected none, starttls or tls, got {other:?}"
+                ));
+                SmtpTls::StartTls
+            }
+        };
+        let default_port = match tls {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+        };
+        Some(SmtpSettings {
+            host,
+            port: self.parsed("SMTP_PORT", default_port),
+            username: self.raw("SMTP_USERNAME"),
+            password: self.raw("SMTP_PASSWORD"),
+            from: self.string("SMTP_FROM", "Logicredit <no-reply@localhost>"),
+            tls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn production_names_every_insecure_setting() {
+        let err = Settings::from_vars(&vars(&[
+            ("APP_ENV", "production"),
+            ("COOKIE_SECURE", "false"),
+            ("SESSION_COOKIE_NAME", "sid"),
+            ("ORIGIN_URL", "http://bank.example"),
+            ("SMTP_HOST", "mail.example"),
+            ("SMTP_TLS", "none"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "TOTP_ENCRYPTION_KEY",
+            "COOKIE_SECURE",
+            "ORIGIN_URL",
+            "SMTP_TLS",
+            "SQLite",
+            "REDIS_URL",
+        ] {
+            assert!(err.contains(expected), "{expected} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn production_accepts_a_secure_configuration() {
+        let settings = Settings::from_vars(&vars(&[
+            ("APP_ENV", "production"),
+            ("TOTP_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
+            ("DATABASE_URL", "postgres://db/auth"),
+            ("REDIS_URL", "redis://cache"),
+            ("ORIGIN_URL", "https://bank.example"),
+        ]))
+        .unwrap();
+        assert!(settings.session.cookie_secure);
+        assert_eq!(settings.session.cookie_name, "__Host-session");
+    }
+
+    #[test]
+    fn insecure_cookie_defaults_to_a_plain_cookie_name() {
+        let settings = Settings::from_vars(&vars(&[
+            ("COOKIE_SECURE", "false"),
+            ("TOTP_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.session.cookie_name, "session");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let err = Settings::from_vars(&vars(&[
+            ("RATE_LIMIT_AUTH", "fast"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,nonsense"),
+            ("LOCKOUT_THRESHOLD", "-1"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("RATE_LIMIT_AUTH"));
+        assert!(err.contains("nonsense"));
+        assert!(err.contains("LOCKOUT_THRESHOLD"));
+    }
+}

@@ -1,0 +1,144 @@
+//! Small value types shared by every layer: emails, roles, timestamps.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A normalised (trimmed, lower-case) email address that passed a syntax check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Accepts what mail systems accept in practice; rejects what would break headers or
+    /// look-ups (spaces, control characters, missing domain dot, over-long parts).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let email = raw.trim().to_lowercase();
+        let (local, domain) = email.rsplit_once('@')?;
+        let valid_local = !local.is_empty()
+            && local.len() <= 64
+            && !local.contains('@')
+            && !local.starts_with('.')
+            && !local.ends_with('.');
+        let valid_domain = domain.len() <= 253
+            && domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        let safe_chars = email
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !"<>()[]\\,;:\"".contains(c));
+        (valid_local && valid_domain && safe_chars && email.len() <= 254).then_some(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(local, _)| local)
+    }
+}
+
+impl std::fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Roles are ordered: `user` < `staff` < `admin`; a higher role can do all a lower one can.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Staff,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Staff => "staff",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "user" => Some(Role::User),
+            "staff" => Some(Role::Staff),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, UTC. The database stores instants as these integers
+/// so that SQLite and PostgreSQL order and compare them identically.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
+}
+
+pub fn millis_to_rfc3339(millis: Millis) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+pub fn parse_rfc3339_millis(value: &str) -> Option<Millis> {
+    OffsetDateTime::parse(value, &Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as Millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        let email = EmailAddress::parse("  Alice.Smith@Bank.Example ").unwrap();
+        assert_eq!(email.as_str(), "alice.smith@bank.example");
+        assert_eq!(email.local_part(), "alice.smith");
+    }
+
+    #[test]
+    fn malformed_emails_are_rejected() {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@bank.example",
+            "alice@bank",
+            "al ice@bank.example",
+            "alice@bank..example",
+            "alice@-bank.example",
+            "a<b>@bank.example",
+            "alice@bank.example\r\nBcc: x@y.z",
+        ] {
+            assert!(EmailAddress::parse(bad).is_none(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::User < Role::Staff && Role::Staff < Role::Admin);
+        assert_eq!(Role::parse("staff"), Some(Role::Staff));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn timestamps_round_trip_through_rfc3339() {
+        let now = now_millis();
+        assert_eq!(parse_rfc3339_millis(&millis_to_rfc3339(now)), Some(now));
+    }
+}

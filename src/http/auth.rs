@@ -1,0 +1,218 @@
+//! Registration, email verification, login, logout and the caller's own account.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum_extra::extract::CookieJar;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::cookies;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody};
+use crate::domain::{EmailAddress, Role, millis_to_rfc3339};
+use crate::services::sessions::IssuedSession;
+use crate::storage::db::users::UserRow;
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    pub token: String,
+}
+
+#[derive(Deserialize)]
+pub struct EmailBody {
+    pub email: String,
+}
+
+#[derive(Serialize)]
+pub struct CodeOnly {
+    pub code: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct MfaSummary {
+    pub totp: bool,
+    pub webauthn_credentials: u32,
+    pub recovery_codes_left: u32,
+}
+
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub email_verified: bool,
+    pub created_at: String,
+    pub mfa: MfaSummary,
+}
+
+impl From<&UserRow> for UserView {
+    fn from(user: &UserRow) -> Self {
+        Self {
+            id: user.id,
+            email: user.email.clone(),
+            role: Role::parse(&user.role).unwrap_or(Role::User),
+            email_verified: user.email_verified_at.is_some(),
+            created_at: millis_to_rfc3339(user.created_at),
+            mfa: MfaSummary {
+                totp: false,
+                webauthn_credentials: 0,
+                recovery_codes_left: 0,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub expires_at: String,
+    pub idle_expires_at: String,
+}
+
+impl From<&IssuedSession> for SessionInfo {
+    fn from(session: &IssuedSession) -> Self {
+        Self {
+            id: session.id,
+            expires_at: millis_to_rfc3339(session.absolute_expires_at),
+            idle_expires_at: millis_to_rfc3339(session.idle_expires_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct LoginOk {
+    pub code: &'static str,
+    pub user: UserView,
+    pub csrf_token: String,
+    pub session: SessionInfo,
+}
+
+#[derive(Serialize)]
+pub struct MeResponse {
+    pub code: &'static str,
+    pub user: UserView,
+}
+
+#[derive(Serialize)]
+pub struct CsrfResponse {
+    pub code: &'static str,
+    pub csrf_token: String,
+}
+
+pub fn parse_email(raw: &str) -> ApiResult<EmailAddress> {
+    EmailAddress::parse(raw)
+        .ok_or_else(|| ApiError::field("email", "must be a valid email address"))
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    JsonBody(body): JsonBody<Credentials>,
+) -> ApiResult<impl IntoResponse> {
+    let email = parse_email(&body.email)?;
+    state
+        .accounts
+        .register(&email, &body.password, &ctx)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CodeOnly {
+            code: "verification_email_sent",
+        }),
+    ))
+}
+
+pub async fn verify_email(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> ApiResult<Json<CodeOnly>> {
+    state.accounts.verify_email(body.token.trim(), &ctx).await?;
+    Ok(Json(CodeOnly {
+        code: "email_verified",
+    }))
+}
+
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    JsonBody(body): JsonBody<EmailBody>,
+) -> ApiResult<impl IntoResponse> {
+    let email = parse_email(&body.email)?;
+    state.accounts.resend_verification(&email, &ctx).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CodeOnly {
+            code: "verification_email_sent",
+        }),
+    ))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    jar: CookieJar,
+    JsonBody(body): JsonBody<Credentials>,
+) -> ApiResult<impl IntoResponse> {
+    let email = parse_email(&body.email)?;
+    let outcome = state.accounts.login(&email, &body.password, &ctx).await?;
+    let csrf_token = state.keys.csrf_token_for(&outcome.session.token);
+    let jar = cookies::with_session(
+        jar,
+        &state.settings.session,
+        &outcome.session.token,
+        &csrf_token,
+    );
+    Ok((
+        jar,
+        Json(LoginOk {
+            code: "login_ok",
+            user: UserView::from(&outcome.user),
+            csrf_token,
+            session: SessionInfo::from(&outcome.session),
+        }),
+    ))
+}
+
+pub async fn me(
+    State(state): State<AppState>,
+    ActiveSession(session): ActiveSession,
+) -> ApiResult<Json<MeResponse>> {
+    let user = state.accounts.find_user(session.user_id).await?;
+    Ok(Json(MeResponse {
+        code: "ok",
+        user: UserView::from(&user),
+    }))
+}
+
+pub async fn csrf(
+    State(state): State<AppState>,
+    AnySession(session): AnySession,
+) -> Json<CsrfResponse> {
+    Json(CsrfResponse {
+        code: "ok",
+        csrf_token: state.keys.csrf_token_for(&session.token),
+    })
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    AnySession(session): AnySession,
+    jar: CookieJar,
+) -> ApiResult<impl IntoResponse> {
+    state.sessions.logout(&session, &ctx).await?;
+    Ok((
+        cookies::cleared(jar, &state.settings.session),
+        Json(CodeOnly { code: "logged_out" }),
+    ))
+}

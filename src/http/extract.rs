@@ -1,0 +1,194 @@
+//! Extractors: JSON bodies with the contract's errors, the caller's request context, and
+//! the session guards (`AnySession` for P routes, `ActiveSession` for S routes).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum_extra::extract::CookieJar;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::middleware::RequestId;
+use crate::services::ServiceError;
+use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::sessions::{CurrentSession, SessionState};
+
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A JSON request body. Not JSON (or not sent as JSON) → `400 malformed_request`; JSON of
+/// the wrong shape → `422 validation_error` naming the field; over 64 KiB → `413`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::MalformedRequest(
+                "expected Content-Type: application/json".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedRequest("the body could not be read".to_owned())
+            }
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::MalformedRequest(format!("invalid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiError::field("body", "must be a JSON object"));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(JsonBody)
+            .map_err(|e| ApiError::Validation(field_error(&e)))
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Turns a serde error into `{field: reason}`.
+fn field_error(error: &serde_path_to_error::Error<serde_json::Error>) -> BTreeMap<String, String> {
+    let inner = error.inner().to_string();
+    let path = error.path().to_string();
+    if let Some(rest) = inner.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or("body");
+        let field = if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
+        return BTreeMap::from([(field, "is required".to_owned())]);
+    }
+    let reason = inner.split(" at line ").next().unwrap_or(&inner).to_owned();
+    let field = if path == "." { "body".to_owned() } else { path };
+    BTreeMap::from([(field, reason)])
+}
+
+/// Where the request came from (client IP honours `TRUSTED_PROXIES`), for audit records.
+pub struct ClientContext(pub RequestContext);
+
+impl FromRequestParts<AppState> for ClientContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientContext(request_context(parts, state)))
+    }
+}
+
+pub fn request_context(parts: &Parts, state: &AppState) -> RequestContext {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let ip = super::client_ip::client_ip(peer, forwarded, &state.settings.trusted_proxies);
+    RequestContext {
+        ip: ip.to_string(),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(512)
+            .collect(),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The session token from the cookie, if any.
+pub fn session_token(parts: &Parts, state: &AppState) -> Option<String> {
+    CookieJar::from_headers(&parts.headers)
+        .get(&state.settings.session.cookie_name)
+        .map(|c| c.value().to_owned())
+}
+
+/// Validates the session and, on state-changing methods, the CSRF token — in the order
+/// API.md §7 fixes: session (401) before CSRF (403).
+async fn guard(parts: &Parts, state: &AppState, require_active: bool) -> ApiResult<CurrentSession> {
+    let token = session_token(parts, state).ok_or(ServiceError::NotAuthenticated)?;
+    let session = state.sessions.authenticate(&token).await?;
+    if require_active && session.state != SessionState::Active {
+        return Err(ServiceError::MfaRequired.into());
+    }
+    let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if writes {
+        let expected = state.keys.csrf_token_for(&session.token);
+        let presented = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !crate::crypto::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+            let ctx = request_context(parts, state);
+            let mut uow = state.db.begin().await.map_err(ServiceError::from)?;
+            uow.audit(ctx.record(
+                AuditEvent::CsrfFailure,
+                Some(session.user_id),
+                json!({"session_id": session.id, "header_present": !presented.is_empty()}),
+            ));
+            uow.commit().await.map_err(ServiceError::from)?;
+            return Err(ServiceError::CsrfFailed.into());
+        }
+    }
+    Ok(session)
+}
+
+/// A pending or active session (the "P" routes of API.md §3), CSRF-checked on writes.
+pub struct AnySession(pub CurrentSession);
+
+impl FromRequestParts<AppState> for AnySession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        guard(parts, state, false).await.map(AnySession)
+    }
+}
+
+/// An active session (the "S" routes): a pending one gets `401 mfa_required`.
+pub struct ActiveSession(pub CurrentSession);
+
+impl FromRequestParts<AppState> for ActiveSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        guard(parts, state, true).await.map(ActiveSession)
+    }
+}

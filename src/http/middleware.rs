@@ -1,0 +1,153 @@
+//! Cross-cutting request handling: request ids and logs, security headers, body size,
+//! timeouts and panics — each answered in the contract's JSON.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::services::ServiceError;
+
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the current request (echoed from the client when well-formed).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// API.md §7: a client's id is kept when it is 1–64 characters of `[A-Za-z0-9._-]`.
+fn acceptable_request_id(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Outermost layer: assigns the request id, opens the log span every line of this request
+/// carries, records metrics, and puts the id on the response.
+pub async fn request_id_and_trace(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    // Route templates, never raw paths, so metrics stay low-cardinality.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request finished"
+        );
+    });
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Security headers on every response (API.md §4). A route may set its own
+/// Content-Security-Policy (the docs page); everything else gets the strictest one.
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    let defaults: [(HeaderName, &'static str); 5] = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    if state.settings.hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// Refuses a declared body over 64 KiB before reading it; bodies without a length are
+/// capped while they are read (`DefaultBodyLimit`).
+pub async fn limit_body(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(req).await
+}
+
+/// A request that takes longer than `REQUEST_TIMEOUT_SECONDS` is abandoned with a 503.
+pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit: Duration = state.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(ServiceError::Unavailable("request timed out".to_owned()))
+            .into_response(),
+    }
+}
+
+/// A panic in a handler becomes `500 internal_error`, never a dropped connection.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    ApiError::from(ServiceError::Internal(anyhow::anyhow!(
+        "handler panicked: {detail}"
+    )))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable_request_id;
+
+    #[test]
+    fn request_ids_follow_the_contract() {
+        assert!(acceptable_request_id("abc-123_X.y"));
+        assert!(acceptable_request_id(&"a".repeat(64)));
+        assert!(!acceptable_request_id(""));
+        assert!(!acceptable_request_id(&"a".repeat(65)));
+        assert!(!acceptable_request_id("has space"));
+        assert!(!acceptable_request_id("inject\r\nx"));
+    }
+}

@@ -1,0 +1,101 @@
+//! The HTTP layer: routes, extractors, middleware and the one error type. Handlers are
+//! thin: they parse, call a service, and shape the response.
+
+mod auth;
+mod client_ip;
+mod cookies;
+pub mod error;
+mod extract;
+mod health;
+pub mod middleware;
+pub mod openapi;
+mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::{delete, get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::services::Services;
+use error::ApiError;
+
+pub type AppState = Arc<Services>;
+
+/// Every route of the service with its middleware, in the order requests pass them:
+/// request id + log span → security headers → CORS → panic guard → timeout → body limit.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/verify-email", post(auth::verify_email))
+        .route("/auth/verify-email/resend", post(auth::resend_verification))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/me", get(auth::me))
+        .route("/auth/csrf", get(auth::csrf))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/sessions", get(sessions::list))
+        .route(
+            "/auth/sessions/revoke-others",
+            post(sessions::revoke_others),
+        )
+        .route("/auth/sessions/{id}", delete(sessions::revoke))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::spec))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NotFound });
+
+    let mut app = routes
+        .layer(axum::middleware::from_fn(middleware::limit_body))
+        .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::timeout,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response));
+    if let Some(cors) = cors_layer(&state.settings.frontend_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::security_headers,
+    ))
+    .layer(axum::middleware::from_fn(middleware::request_id_and_trace))
+    .with_state(state)
+}
+
+/// CORS only for the configured front ends, with credentials. With no origins configured
+/// there is no CORS layer at all, so no cross-origin browser call can read a response.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_credentials(true)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static(extract::CSRF_HEADER),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([HeaderName::from_static("x-request-id")])
+            .max_age(Duration::from_secs(600)),
+    )
+}

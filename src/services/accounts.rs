@@ -1,0 +1,316 @@
+//! Account use cases: registration, email verification, password login, user creation.
+
+use serde_json::json;
+
+use super::audit::{AuditEvent, RequestContext};
+use super::email::EmailTemplates;
+use super::error::{ServiceError, ServiceResult};
+use super::passwords::{PasswordHashing, PasswordPolicy, normalize};
+use super::sessions::{IssuedSession, SessionState, Sessions};
+use crate::crypto::password::StoredPassword;
+use crate::crypto::{random_alphanumeric, token_hash};
+use crate::domain::{EmailAddress, Role, now_millis};
+use crate::storage::StorageError;
+use crate::storage::db::email_tokens::{self, PURPOSE_VERIFY_EMAIL};
+use crate::storage::db::users::{self, NewUser, UserRow};
+use crate::storage::db::{Database, UnitOfWork};
+
+const VERIFY_TOKEN_LEN: usize = 32;
+const VERIFY_TOKEN_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+pub struct Accounts {
+    db: Database,
+    sessions: Sessions,
+    hashing: PasswordHashing,
+    policy: PasswordPolicy,
+    templates: EmailTemplates,
+}
+
+/// The outcome of a correct password.
+pub struct LoginOutcome {
+    pub user: UserRow,
+    pub session: IssuedSession,
+}
+
+/// A verification token has exactly the shape API.md §7 gives it.
+fn is_verify_token_shape(token: &str) -> bool {
+    token.len() == VERIFY_TOKEN_LEN && token.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+impl Accounts {
+    pub fn new(
+        db: Database,
+        sessions: Sessions,
+        hashing: PasswordHashing,
+        policy: PasswordPolicy,
+        templates: EmailTemplates,
+    ) -> Self {
+        Self {
+            db,
+            sessions,
+            hashing,
+            policy,
+            templates,
+        }
+    }
+
+    pub fn hashing(&self) -> &PasswordHashing {
+        &self.hashing
+    }
+
+    /// Checks the password policy for `email`; returns the normalised password.
+    pub fn acceptable_password(
+        &self,
+        password: &str,
+        email: &EmailAddress,
+    ) -> ServiceResult<String> {
+        let normalized = normalize(password);
+        self.policy
+            .check(&normalized, email)
+            .map_err(ServiceError::WeakPassword)?;
+        Ok(normalized)
+    }
+
+    /// Registers an account, or — when the email is taken — emails its owner a notice.
+    /// Both paths hash the password and answer the same, so the response reveals nothing.
+    pub async fn register(
+        &self,
+        email: &EmailAddress,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let password = self.acceptable_password(password, email)?;
+        let stored = self.hashing.hash(&password).await?;
+        let existing = users::find_by_email(self.db.connection(), email.as_str()).await?;
+        if existing.is_none() && self.create_unverified(email, &stored, ctx).await? {
+            return Ok(());
+        }
+        // The address already has an account (or just got one in a concurrent request).
+        let owner = users::find_by_email(self.db.connection(), email.as_str()).await?;
+        let mut uow = self.db.begin().await?;
+        uow.email(self.templates.registration_attempt(email));
+        uow.audit(ctx.record(
+            AuditEvent::UserRegistered,
+            owner.map(|u| u.id),
+            json!({"outcome": "already_registered"}),
+        ));
+        uow.commit().await?;
+        Ok(())
+    }
+
+    async fn create_unverified(
+        &self,
+        email: &EmailAddress,
+        stored: &StoredPassword,
+        ctx: &RequestContext,
+    ) -> ServiceResult<bool> {
+        let now = now_millis();
+        let mut uow = self.db.begin().await?;
+        let inserted = users::insert(
+            uow.conn(),
+            NewUser {
+                email: email.as_str(),
+                password_hash: &stored.phc,
+                password_pepper_id: stored.pepper_id.as_deref(),
+                role: Role::User.as_str(),
+                email_verified_at: None,
+                now,
+            },
+        )
+        .await;
+        let user = match inserted {
+            Ok(user) => user,
+            // A concurrent registration of the same address won the race.
+            Err(StorageError::Conflict(_)) => return Ok(false),
+            Err(other) => return Err(other.into()),
+        };
+        uow.audit(ctx.record(
+            AuditEvent::UserRegistered,
+            Some(user.id),
+            json!({"outcome": "created"}),
+        ));
+        self.queue_verification(&mut uow, &user, email, ctx).await?;
+        uow.commit().await?;
+        Ok(true)
+    }
+
+    async fn queue_verification(
+        &self,
+        uow: &mut UnitOfWork,
+        user: &UserRow,
+        email: &EmailAddress,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let now = now_millis();
+        let token = random_alphanumeric(VERIFY_TOKEN_LEN);
+        email_tokens::retire_all(uow.conn(), user.id, PURPOSE_VERIFY_EMAIL, now).await?;
+        email_tokens::insert(
+            uow.conn(),
+            user.id,
+            PURPOSE_VERIFY_EMAIL,
+            &token_hash(&token),
+            now,
+            now + VERIFY_TOKEN_TTL_MS,
+        )
+        .await?;
+        uow.email(self.templates.verify_email(email, &token));
+        uow.audit(ctx.record(AuditEvent::EmailVerificationSent, Some(user.id), json!({})));
+        Ok(())
+    }
+
+    pub async fn verify_email(&self, token: &str, ctx: &RequestContext) -> ServiceResult<()> {
+        if !is_verify_token_shape(token) {
+            return Err(ServiceError::InvalidToken);
+        }
+        let now = now_millis();
+        let mut uow = self.db.begin().await?;
+        let redeemed =
+            email_tokens::redeem(uow.conn(), PURPOSE_VERIFY_EMAIL, &token_hash(token), now)
+                .await?
+                .ok_or(ServiceError::InvalidToken)?;
+        users::mark_email_verified(uow.conn(), redeemed.user_id, now).await?;
+        uow.audit(ctx.record(AuditEvent::EmailVerified, Some(redeemed.user_id), json!({})));
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// Sends a fresh verification email when the account exists and is unverified;
+    /// otherwise does nothing. The caller answers 202 either way.
+    pub async fn resend_verification(
+        &self,
+        email: &EmailAddress,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let Some(user) = users::find_by_email(self.db.connection(), email.as_str()).await? else {
+            return Ok(());
+        };
+        if user.email_verified_at.is_some() {
+            return Ok(());
+        }
+        let mut uow = self.db.begin().await?;
+        self.queue_verification(&mut uow, &user, email, ctx).await?;
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// The password step of a login. Unknown emails cost the same Argon2 run (against a
+    /// dummy hash) and fail the same way as wrong passwords.
+    pub async fn login(
+        &self,
+        email: &EmailAddress,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<LoginOutcome> {
+        let password = normalize(password);
+        let user = users::find_by_email(self.db.connection(), email.as_str()).await?;
+        let stored = user.as_ref().map(|u| StoredPassword {
+            phc: u.password_hash.clone(),
+            pepper_id: u.password_pepper_id.clone(),
+        });
+        let check = self.hashing.verify(&password, stored).await?;
+        let Some(user) = user.filter(|_| check.valid) else {
+            self.audit_failure(None, "invalid_credentials", ctx).await?;
+            return Err(ServiceError::InvalidCredentials);
+        };
+        if user.disabled {
+            self.audit_failure(Some(&user), "account_disabled", ctx)
+                .await?;
+            return Err(ServiceError::AccountDisabled);
+        }
+        if user.email_verified_at.is_none() {
+            self.audit_failure(Some(&user), "email_not_verified", ctx)
+                .await?;
+            return Err(ServiceError::EmailNotVerified);
+        }
+        let rehashed = if check.needs_rehash {
+            Some(self.hashing.hash(&password).await?)
+        } else {
+            None
+        };
+        let now = now_millis();
+        let mut uow = self.db.begin().await?;
+        if let Some(fresh) = &rehashed {
+            users::set_password(
+                uow.conn(),
+                user.id,
+                &fresh.phc,
+                fresh.pepper_id.as_deref(),
+                now,
+            )
+            .await?;
+        }
+        let session = self
+            .sessions
+            .create(&mut uow, &user, SessionState::Active, None, ctx)
+            .await?;
+        uow.audit(ctx.record(
+            AuditEvent::LoginSuccess,
+            Some(user.id),
+            json!({"method": "password", "session_id": session.id, "rehashed": rehashed.is_some()}),
+        ));
+        uow.commit().await?;
+        Ok(LoginOutcome { user, session })
+    }
+
+    async fn audit_failure(
+        &self,
+        user: Option<&UserRow>,
+        reason: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let mut uow = self.db.begin().await?;
+        uow.audit(ctx.record(
+            AuditEvent::LoginFailure,
+            user.map(|u| u.id),
+            json!({"reason": reason}),
+        ));
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a verified account with a role (the CLI's `create-user`: how the first
+    /// admin is made).
+    pub async fn create_user(
+        &self,
+        email: &EmailAddress,
+        password: &str,
+        role: Role,
+        ctx: &RequestContext,
+    ) -> ServiceResult<UserRow> {
+        let password = self.acceptable_password(password, email)?;
+        let stored = self.hashing.hash(&password).await?;
+        let now = now_millis();
+        let mut uow = self.db.begin().await?;
+        let user = users::insert(
+            uow.conn(),
+            NewUser {
+                email: email.as_str(),
+                password_hash: &stored.phc,
+                password_pepper_id: stored.pepper_id.as_deref(),
+                role: role.as_str(),
+                email_verified_at: Some(now),
+                now,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(_) => {
+                anyhow::anyhow!("an account with this email already exists").into()
+            }
+            other => ServiceError::from(other),
+        })?;
+        uow.audit(ctx.record(
+            AuditEvent::UserRegistered,
+            Some(user.id),
+            json!({"outcome": "created", "via": "cli", "role": role.as_str()}),
+        ));
+        uow.commit().await?;
+        Ok(user)
+    }
+
+    pub async fn find_user(&self, id: uuid::Uuid) -> ServiceResult<UserRow> {
+        users::find_by_id(self.db.connection(), id)
+            .await?
+            .ok_or(ServiceError::NotAuthenticated)
+    }
+}

@@ -1,0 +1,55 @@
+//! The one error type of the service layer: every outcome a use case can refuse with.
+//! The HTTP layer maps each variant once to the contract's status and `code`.
+
+use crate::crypto::password::PasswordHashError;
+use crate::services::passwords::WeakPasswordReason;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("email not verified")]
+    EmailNotVerified,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("account locked")]
+    AccountLocked { retry_after_secs: u64 },
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("weak password")]
+    WeakPassword(Vec<WeakPasswordReason>),
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("not authenticated")]
+    NotAuthenticated,
+    #[error("second factor required")]
+    MfaRequired,
+    #[error("csrf token missing or wrong")]
+    CsrfFailed,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("a dependency is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl From<StorageError> for ServiceError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            other => ServiceError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<PasswordHashError> for ServiceError {
+    fn from(error: PasswordHashError) -> Self {
+        ServiceError::Internal(anyhow::Error::new(error))
+    }
+}

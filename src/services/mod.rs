@@ -1,0 +1,67 @@
+//! Use cases. Handlers call these; these call storage. Rules live here, not in handlers.
+
+pub mod accounts;
+pub mod audit;
+pub mod delivery;
+pub mod email;
+pub mod error;
+pub mod passwords;
+pub mod sessions;
+
+use std::sync::Arc;
+
+pub use error::{ServiceError, ServiceResult};
+
+use crate::configuration::Settings;
+use crate::crypto::KeyRing;
+use crate::storage::db::Database;
+use crate::storage::store::Store;
+
+/// Everything a request may need, built once at start-up and shared by every handler.
+pub struct Services {
+    pub settings: Settings,
+    pub db: Database,
+    pub store: Store,
+    pub keys: KeyRing,
+    pub accounts: accounts::Accounts,
+    pub sessions: sessions::Sessions,
+    /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl Services {
+    pub async fn build(
+        settings: Settings,
+        db: Database,
+        store: Store,
+    ) -> anyhow::Result<Arc<Self>> {
+        let extra_banned =
+            match &settings.password.banned_passwords_file {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("BANNED_PASSWORDS_FILE {}: {e}", path.display())
+                })?),
+                None => None,
+            };
+        let policy =
+            passwords::PasswordPolicy::new(settings.password.min_length, extra_banned.as_deref());
+        let password_settings = settings.password.clone();
+        // Hashing the dummy password takes one Argon2 run: keep it off the async workers.
+        let hashing = tokio::task::spawn_blocking(move || {
+            passwords::PasswordHashing::new(&password_settings)
+        })
+        .await??;
+        let sessions = sessions::Sessions::new(db.clone(), store.clone(), settings.session.clone());
+        let templates = email::EmailTemplates::new(&settings.origin_url, &settings.rp_name);
+        let accounts =
+            accounts::Accounts::new(db.clone(), sessions.clone(), hashing, policy, templates);
+        Ok(Arc::new(Self {
+            keys: KeyRing::new(&settings.encryption_key),
+            settings,
+            db,
+            store,
+            accounts,
+            sessions,
+            metrics: crate::telemetry::metrics_handle(),
+        }))
+    }
+}

@@ -1,0 +1,252 @@
+//! Password rules (API.md §4) and hashing with a bounded number of hashes in flight.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::configuration::PasswordSettings;
+use crate::crypto::password::{PasswordHashError, PasswordHasher, StoredPassword, Verification};
+use crate::domain::EmailAddress;
+
+pub const MAX_PASSWORD_CHARS: usize = 128;
+/// zxcvbn scores 0..=4; below this a password is "too guessable".
+const MIN_ZXCVBN_SCORE: u8 = 3;
+/// The local part of the email is only refused inside a password when it is this long.
+const MIN_EMAIL_LOCAL_PART: usize = 4;
+static SHIPPED_BANNED_LIST: &str = include_str!("../../assets/banned-passwords.txt");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WeakPasswordReason {
+    TooShort,
+    TooLong,
+    Banned,
+    TooGuessable,
+    ContainsEmail,
+}
+
+/// NFKC makes visually equal passwords equal (e.g. full-width digits) before any rule
+/// or hash sees them.
+pub fn normalize(password: &str) -> String {
+    password.nfkc().collect()
+}
+
+pub struct PasswordPolicy {
+    min_length: usize,
+    banned: HashSet<String>,
+}
+
+impl PasswordPolicy {
+    pub fn new(min_length: usize, extra_banned_list: Option<&str>) -> Self {
+        let banned = SHIPPED_BANNED_LIST
+            .lines()
+            .chain(extra_banned_list.unwrap_or("").lines())
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| normalize(line).to_lowercase())
+            .collect();
+        Self { min_length, banned }
+    }
+
+    pub fn banned_count(&self) -> usize {
+        self.banned.len()
+    }
+
+    /// Every reason the (normalised) password fails, or `Ok` when it passes.
+    pub fn check(
+        &self,
+        password: &str,
+        email: &EmailAddress,
+    ) -> Result<(), Vec<WeakPasswordReason>> {
+        let mut reasons = Vec::new();
+        let length = password.chars().count();
+        if length < self.min_length {
+            reasons.push(WeakPasswordReason::TooShort);
+        }
+        if length > MAX_PASSWORD_CHARS {
+            reasons.push(WeakPasswordReason::TooLong);
+        }
+        let lowered = password.to_lowercase();
+        if self.banned.contains(&lowered) {
+            reasons.push(WeakPasswordReason::Banned);
+        }
+        let local = email.local_part();
+        if local.chars().count() >= MIN_EMAIL_LOCAL_PART && lowered.contains(local) {
+            reasons.push(WeakPasswordReason::ContainsEmail);
+        }
+        // zxcvbn is costly on long input and only reads the first 100 characters anyway.
+        if length <= MAX_PASSWORD_CHARS {
+            let score: u8 = zxcvbn::zxcvbn(password, &[email.as_str(), local])
+                .score()
+                .into();
+            if score < MIN_ZXCVBN_SCORE {
+                reasons.push(WeakPasswordReason::TooGuessable);
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+}
+
+/// Runs Argon2 on blocking threads with at most `concurrency` hashes in flight, so memory
+/// stays bounded (each hash holds `ARGON2_MEMORY_KIB`) however many logins queue up.
+pub struct PasswordHashing {
+    hasher: Arc<PasswordHasher>,
+    permits: Arc<Semaphore>,
+    /// Verified against for unknown emails so that their timing matches known ones.
+    dummy: StoredPassword,
+}
+
+impl PasswordHashing {
+    pub fn new(settings: &PasswordSettings) -> Result<Self, PasswordHashError> {
+        let hasher = PasswordHasher::new(
+            settings.argon2_memory_kib,
+            settings.argon2_iterations,
+            settings.argon2_parallelism,
+            settings.pepper.as_deref(),
+            &settings.old_peppers,
+        )?;
+        let dummy = hasher.hash(&crate::crypto::random_token())?;
+        Ok(Self {
+            hasher: Arc::new(hasher),
+            permits: Arc::new(Semaphore::new(settings.hashing_concurrency)),
+            dummy,
+        })
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<StoredPassword, PasswordHashError> {
+        let password = password.to_owned();
+        self.run(move |hasher| hasher.hash(&password)).await
+    }
+
+    /// Verifies against `stored`, or against the dummy hash when there is no account, so
+    /// both paths cost one Argon2 run. The dummy never verifies.
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<StoredPassword>,
+    ) -> Result<Verification, PasswordHashError> {
+        let password = password.to_owned();
+        let is_real = stored.is_some();
+        let target = stored.unwrap_or_else(|| self.dummy.clone());
+        let outcome = self
+            .run(move |hasher| hasher.verify(&password, &target))
+            .await?;
+        Ok(if is_real {
+            outcome
+        } else {
+            Verification {
+                valid: false,
+                needs_rehash: false,
+            }
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&PasswordHasher) -> Result<T, PasswordHashError> + Send + 'static,
+    ) -> Result<T, PasswordHashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordHashError::Hashing("hashing pool closed".to_owned()))?;
+        let hasher = Arc::clone(&self.hasher);
+        tokio::task::spawn_blocking(move || job(&hasher))
+            .await
+            .map_err(|e| PasswordHashError::Hashing(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use WeakPasswordReason::*;
+
+    fn policy() -> PasswordPolicy {
+        PasswordPolicy::new(12, Some("Corporate-Secret-2026\n"))
+    }
+
+    fn email() -> EmailAddress {
+        EmailAddress::parse("alice.smith@bank.example").unwrap()
+    }
+
+    fn reasons(password: &str) -> Vec<WeakPasswordReason> {
+        policy()
+            .check(&normalize(password), &email())
+            .err()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_shipped_list_holds_ten_thousand_common_passwords() {
+        assert_eq!(policy().banned_count(), 10_001);
+    }
+
+    #[test]
+    fn strong_passwords_pass() {
+        assert_eq!(reasons("correct horse battery staple"), vec![]);
+        assert_eq!(reasons("Tr0ub4dor&3-zebra-quilt"), vec![]);
+    }
+
+    #[test]
+    fn each_rule_has_its_reason() {
+        assert!(reasons("short1!").contains(&TooShort));
+        assert!(reasons(&"x".repeat(129)).contains(&TooLong));
+        assert!(
+            reasons("qwertyuiop123").contains(&Banned)
+                || reasons("qwertyuiop123").contains(&TooGuessable)
+        );
+        assert!(reasons("1q2w3e4r5t6y").contains(&Banned));
+        assert!(reasons("CORPORATE-secret-2026").contains(&Banned));
+        assert!(reasons("xx-Alice.Smith-horse-battery").contains(&ContainsEmail));
+    }
+
+    #[test]
+    fn guessable_passwords_outside_the_list_fail() {
+        // API.md §4: these are not in a top-10k list, yet must fail.
+        assert!(reasons("password1234").contains(&TooGuessable));
+        assert!(reasons("123456789012").contains(&TooGuessable));
+    }
+
+    #[test]
+    fn nfkc_makes_full_width_passwords_equal() {
+        assert_eq!(normalize("ｐａｓｓ１２"), "pass12");
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_never_verify() {
+        let hashing = PasswordHashing::new(&PasswordSettings {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            min_length: 12,
+            pepper: None,
+            old_peppers: vec![],
+            banned_passwords_file: None,
+            hashing_concurrency: 2,
+        })
+        .unwrap();
+        let stored = hashing.hash("correct horse battery").await.unwrap();
+        assert!(
+            hashing
+                .verify("correct horse battery", Some(stored))
+                .await
+                .unwrap()
+                .valid
+        );
+        assert!(
+            !hashing
+                .verify("correct horse battery", None)
+                .await
+                .unwrap()
+                .valid
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Wiring: connect storage, build services, start background workers, serve HTTP until a
+//! shutdown signal, then drain in-flight requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::configuration::Settings;
+use crate::services::Services;
+use crate::services::delivery::EmailDelivery;
+use crate::storage::db::Database;
+use crate::storage::store::Store;
+
+pub async fn connect_storage(settings: &Settings) -> anyhow::Result<(Database, Store)> {
+    let db = Database::connect(&settings.database_url).await?;
+    let store = match &settings.redis_url {
+        Some(url) => Store::redis(url, &settings.store_key_prefix).await?,
+        None => Store::memory(&settings.store_key_prefix),
+    };
+    Ok((db, store))
+}
+
+/// A running service: its address and how to stop it.
+pub struct Application {
+    listener: TcpListener,
+    services: Arc<Services>,
+    delivery: EmailDelivery,
+}
+
+impl Application {
+    /// Connects, migrates and binds (port 0 picks a free port: tests use that).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (db, store) = connect_storage(&settings).await?;
+        db.migrate().await?;
+        let listener = TcpListener::bind(settings.bind_addr).await?;
+        let delivery = EmailDelivery::new(
+            db.clone(),
+            settings.smtp.as_ref(),
+            settings.outbox_poll_interval,
+        )?;
+        let services = Services::build(settings, db, store).await?;
+        Ok(Self {
+            listener,
+            services,
+            delivery,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn services(&self) -> Arc<Services> {
+        Arc::clone(&self.services)
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests finish, workers stop.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = self.local_addr();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = tokio::spawn(self.delivery.run(stop_rx.clone()));
+        let maintenance = tokio::spawn(maintenance(Arc::clone(&self.services), stop_rx));
+        let app = crate::http::router(Arc::clone(&self.services));
+        tracing::info!(%address, "serving");
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        let _ = stop_tx.send(true);
+        let _ = tokio::join!(worker, maintenance);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Periodic clean-up of expired durable sessions.
+async fn maintenance(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match services.sessions.purge_expired().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired sessions purged"),
+            Err(error) => tracing::warn!(%error, "session purge failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,136 @@
+//! Table rows as sea-orm entities. Instants are `i64` milliseconds since the epoch (UTC).
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub email: String,
+        pub password_hash: String,
+        pub password_pepper_id: Option<String>,
+        pub role: String,
+        pub email_verified_at: Option<i64>,
+        pub disabled: bool,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod session {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        /// The public id (shown in session lists); never the token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub token_hash: String,
+        pub user_id: Uuid,
+        pub state: String,
+        pub created_at: i64,
+        /// Durable copy of the last activity, refreshed at most once a minute.
+        pub last_seen_at: i64,
+        pub absolute_expires_at: i64,
+        pub mfa_verified_at: Option<i64>,
+        pub ip: String,
+        pub user_agent: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod email_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "email_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub purpose: String,
+        #[sea_orm(unique)]
+        pub token_hash: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub used_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit_record {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        /// Position in the hash chain: 1, 2, 3, … with no gaps.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        #[sea_orm(unique)]
+        pub id: Uuid,
+        pub occurred_at: i64,
+        pub event: String,
+        pub user_id: Option<Uuid>,
+        pub actor_id: Option<Uuid>,
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
+        pub request_id: Option<String>,
+        /// Canonical JSON text (sorted keys), exactly as hashed.
+        pub metadata: String,
+        pub prev_hash: String,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outbox_email {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "email_outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub created_at: i64,
+        pub kind: String,
+        pub recipient: String,
+        pub subject: String,
+        /// Erased once delivered: a token must not outlive its delivery in the database.
+        pub body_text: String,
+        pub body_html: String,
+        pub status: String,
+        pub attempts: i32,
+        pub next_attempt_at: i64,
+        pub locked_until: Option<i64>,
+        pub sent_at: Option<i64>,
+        pub last_error: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,14 @@
+//! Versioned schema migrations, applied by `serve` and `migrate`. One migration per file.
+
+mod m20261125_000001_initial;
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,194 @@
+//! The relational database: one sea-orm layer over SQLite (embedded) and PostgreSQL.
+
+pub mod audit;
+pub mod email_tokens;
+pub mod entities;
+mod migrations;
+pub mod outbox;
+pub mod sessions;
+pub mod users;
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    RuntimeErr, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait, sqlx,
+};
+use sea_orm_migration::MigratorTrait;
+
+use super::{StorageError, StorageResult};
+use migrations::Migrator;
+
+#[derive(Clone)]
+pub struct Database {
+    connection: DatabaseConnection,
+}
+
+impl Database {
+    pub async fn connect(url: &str) -> StorageResult<Self> {
+        let is_sqlite = url.starts_with("sqlite:");
+        if is_sqlite {
+            ensure_sqlite_folder(url)?;
+        }
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(if is_sqlite { 4 } else { 16 })
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .idle_timeout(Duration::from_secs(300))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
+        // Lazy: the service can start and report not-ready while PostgreSQL is down.
+        options.connect_lazy(!is_sqlite);
+        let connection = sea_orm::Database::connect(options).await.map_err(map_err)?;
+        Ok(Self { connection })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.connection
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.connection.get_database_backend()
+    }
+
+    /// Applies pending migrations. With several instances starting at once on PostgreSQL,
+    /// an advisory lock lets one migrate while the others wait.
+    pub async fn migrate(&self) -> StorageResult<()> {
+        if self.backend() == DbBackend::Postgres {
+            let txn = self.connection.begin().await.map_err(map_err)?;
+            txn.execute_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(7263540001)",
+            ))
+            .await
+            .map_err(map_err)?;
+            Migrator::up(&txn, None).await.map_err(map_err)?;
+            txn.commit().await.map_err(map_err)
+        } else {
+            Migrator::up(&self.connection, None).await.map_err(map_err)
+        }
+    }
+
+    pub async fn ping(&self) -> StorageResult<()> {
+        self.connection.ping().await.map_err(map_err)
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (BEGIN
+    /// IMMEDIATE), so a read-then-write never fails on a lock upgrade.
+    pub async fn begin(&self) -> StorageResult<UnitOfWork> {
+        let txn = self
+            .connection
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .map_err(map_err)?;
+        Ok(UnitOfWork {
+            txn,
+            audit: Vec::new(),
+            emails: Vec::new(),
+        })
+    }
+}
+
+fn ensure_sqlite_folder(url: &str) -> StorageResult<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StorageError::Other(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    Ok(())
+}
+
+/// One change: its rows, the emails it causes and the audit records that describe it
+/// commit together or not at all (API.md §4: same transaction as the change).
+pub struct UnitOfWork {
+    txn: DatabaseTransaction,
+    audit: Vec<audit::NewAuditRecord>,
+    emails: Vec<outbox::NewEmail>,
+}
+
+impl UnitOfWork {
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    pub fn audit(&mut self, record: audit::NewAuditRecord) {
+        self.audit.push(record);
+    }
+
+    pub fn email(&mut self, email: outbox::NewEmail) {
+        self.emails.push(email);
+    }
+
+    /// Writes the queued emails, then the audit records (last, because appending to the
+    /// chain serialises writers), then commits.
+    pub async fn commit(self) -> StorageResult<()> {
+        outbox::insert_all(&self.txn, self.emails).await?;
+        audit::append(&self.txn, self.audit).await?;
+        self.txn.commit().await.map_err(map_err)
+    }
+}
+
+/// Maps database errors to the storage error: unreachable → `Unavailable`, uniqueness →
+/// `Conflict`, anything else → `Other` (logged, answered as 500).
+pub fn map_err(error: DbErr) -> StorageError {
+    if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        return StorageError::Conflict(error.to_string());
+    }
+    if is_unavailable(&error) {
+        return StorageError::Unavailable(format!("database: {error}"));
+    }
+    StorageError::Other(format!("database: {error}"))
+}
+
+fn is_unavailable(error: &DbErr) -> bool {
+    match error {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            &**e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        ),
+        DbErr::Conn(_) => true,
+        _ => false,
+    }
+}
+
+/// Shorthand for repository functions.
+pub(crate) trait DbResultExt<T> {
+    fn storage(self) -> StorageResult<T>;
+}
+
+impl<T> DbResultExt<T> for Result<T, DbErr> {
+    fn storage(self) -> StorageResult<T> {
+        self.map_err(map_err)
+    }
+}
+
+/// Anything a repository function can run on: the pool or an open transaction.
+pub trait Conn: ConnectionTrait {}
+impl<T: ConnectionTrait> Conn for T {}

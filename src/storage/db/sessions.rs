@@ -1,0 +1,108 @@
+//! The `sessions` table: the durable copy of every session (the store holds a cache).
+
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, QueryOrder};
+
+use super::entities::session;
+use super::{Conn, DbResultExt};
+use crate::domain::Millis;
+use crate::storage::StorageResult;
+
+pub use session::Model as SessionRow;
+
+pub async fn insert(conn: &impl Conn, row: SessionRow) -> StorageResult<()> {
+    session::ActiveModel {
+        id: Set(row.id),
+        token_hash: Set(row.token_hash),
+        user_id: Set(row.user_id),
+        state: Set(row.state),
+        created_at: Set(row.created_at),
+        last_seen_at: Set(row.last_seen_at),
+        absolute_expires_at: Set(row.absolute_expires_at),
+        mfa_verified_at: Set(row.mfa_verified_at),
+        ip: Set(row.ip),
+        user_agent: Set(row.user_agent),
+    }
+    .insert(conn)
+    .await
+    .storage()?;
+    Ok(())
+}
+
+pub async fn find_by_token_hash(
+    conn: &impl Conn,
+    token_hash: &str,
+) -> StorageResult<Option<SessionRow>> {
+    session::Entity::find()
+        .filter(session::Column::TokenHash.eq(token_hash))
+        .one(conn)
+        .await
+        .storage()
+}
+
+pub async fn list_for_user(conn: &impl Conn, user_id: Uuid) -> StorageResult<Vec<SessionRow>> {
+    session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .order_by_desc(session::Column::CreatedAt)
+        .all(conn)
+        .await
+        .storage()
+}
+
+/// Refreshes the durable last-seen time; false when the session no longer exists.
+pub async fn touch(conn: &impl Conn, token_hash: &str, now: Millis) -> StorageResult<bool> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::LastSeenAt, Expr::value(now))
+        .filter(session::Column::TokenHash.eq(token_hash))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected == 1)
+}
+
+pub async fn delete_by_token_hash(conn: &impl Conn, token_hash: &str) -> StorageResult<bool> {
+    let result = session::Entity::delete_many()
+        .filter(session::Column::TokenHash.eq(token_hash))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Deletes the given sessions of one user and returns what was deleted.
+pub async fn delete_for_user(
+    conn: &impl Conn,
+    user_id: Uuid,
+    except_token_hash: Option<&str>,
+) -> StorageResult<Vec<SessionRow>> {
+    let mut doomed = list_for_user(conn, user_id).await?;
+    if let Some(keep) = except_token_hash {
+        doomed.retain(|s| s.token_hash != keep);
+    }
+    if doomed.is_empty() {
+        return Ok(doomed);
+    }
+    session::Entity::delete_many()
+        .filter(session::Column::Id.is_in(doomed.iter().map(|s| s.id)))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(doomed)
+}
+
+pub async fn delete_expired(
+    conn: &impl Conn,
+    idle_cutoff: Millis,
+    now: Millis,
+) -> StorageResult<u64> {
+    let result = session::Entity::delete_many()
+        .filter(
+            sea_orm::Condition::any()
+                .add(session::Column::LastSeenAt.lt(idle_cutoff))
+                .add(session::Column::AbsoluteExpiresAt.lt(now)),
+        )
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected)
+}

@@ -1,0 +1,160 @@
+//! In-process adapter (moka): the embedded deployment's store, one instance only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+
+use super::WindowCount;
+
+#[derive(Clone)]
+struct Entry {
+    value: Arc<str>,
+    expires_at: Instant,
+}
+
+/// Each entry expires at its own deadline.
+struct ByDeadline;
+
+impl moka::Expiry<String, Entry> for ByDeadline {
+    fn expire_after_create(&self, _key: &String, entry: &Entry, now: Instant) -> Option<Duration> {
+        Some(entry.expires_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.expires_at.saturating_duration_since(now))
+    }
+}
+
+#[derive(Clone)]
+pub struct MemoryStore {
+    prefix: Arc<str>,
+    cache: Cache<String, Entry>,
+}
+
+impl MemoryStore {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.into(),
+            cache: Cache::builder()
+                .max_capacity(1_000_000)
+                .expire_after(ByDeadline)
+                .build(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn live(entry: Entry) -> Option<Entry> {
+        (entry.expires_at > Instant::now()).then_some(entry)
+    }
+
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let entry = self.cache.get(&self.key(key)).await.and_then(Self::live)?;
+        Some(entry.value.to_string())
+    }
+
+    pub async fn get_and_touch(&self, key: &str, ttl: Duration) -> Option<String> {
+        let result = self
+            .cache
+            .entry(self.key(key))
+            .and_compute_with(|current| {
+                let op = match current.map(|e| e.into_value()).and_then(Self::live) {
+                    Some(entry) => Op::Put(Entry {
+                        value: entry.value,
+                        expires_at: Instant::now() + ttl,
+                    }),
+                    None => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        match result {
+            CompResult::ReplacedWith(entry) => Some(entry.into_value().value.to_string()),
+            _ => None,
+        }
+    }
+
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) {
+        let entry = Entry {
+            value: value.into(),
+            expires_at: Instant::now() + ttl,
+        };
+        self.cache.insert(self.key(key), entry).await;
+    }
+
+    pub async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> bool {
+        let result = self
+            .cache
+            .entry(self.key(key))
+            .and_compute_with(|current| {
+                let op = match current.map(|e| e.into_value()).and_then(Self::live) {
+                    Some(_) => Op::Nop,
+                    None => Op::Put(Entry {
+                        value: value.into(),
+                        expires_at: Instant::now() + ttl,
+                    }),
+                };
+                std::future::ready(op)
+            })
+            .await;
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
+    pub async fn take(&self, key: &str) -> Option<String> {
+        let entry = self
+            .cache
+            .remove(&self.key(key))
+            .await
+            .and_then(Self::live)?;
+        Some(entry.value.to_string())
+    }
+
+    pub async fn delete(&self, key: &str) {
+        self.cache.invalidate(&self.key(key)).await;
+    }
+
+    pub async fn hit(&self, key: &str, window: Duration) -> WindowCount {
+        let result = self
+            .cache
+            .entry(self.key(key))
+            .and_compute_with(|current| {
+                let now = Instant::now();
+                let next = match current.map(|e| e.into_value()).and_then(Self::live) {
+                    Some(entry) => {
+                        let count: u64 = entry.value.parse().unwrap_or(0);
+                        Entry {
+                            value: (count + 1).to_string().into(),
+                            expires_at: entry.expires_at,
+                        }
+                    }
+                    None => Entry {
+                        value: "1".into(),
+                        expires_at: now + window,
+                    },
+                };
+                std::future::ready(Op::Put(next))
+            })
+            .await;
+        let entry = result
+            .into_entry()
+            .map(|e| e.into_value())
+            .expect("a Put always leaves an entry");
+        WindowCount {
+            count: entry.value.parse().unwrap_or(u64::MAX),
+            resets_in: entry.expires_at.saturating_duration_since(Instant::now()),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The ephemeral store: short-lived shared state (session cache, ceremony state, counters).
+//!
+//! Two adapters behind one type: in-process (moka) for the embedded deployment and Redis
+//! for several instances. An enum rather than a trait object keeps calls static and the
+//! set of adapters explicit. Every key gets the configured prefix.
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+use super::StorageResult;
+
+#[derive(Clone)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+/// A fixed-window counter after one hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    pub count: u64,
+    /// Time until the window resets.
+    pub resets_in: Duration,
+}
+
+impl Store {
+    pub fn memory(prefix: &str) -> Self {
+        Store::Memory(MemoryStore::new(prefix))
+    }
+
+    pub async fn redis(url: &str, prefix: &str) -> StorageResult<Self> {
+        Ok(Store::Redis(RedisStore::connect(url, prefix).await?))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    pub async fn ping(&self) -> StorageResult<()> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> StorageResult<Option<String>> {
+        match self {
+            Store::Memory(s) => Ok(s.get(key).await),
+            Store::Redis(s) => s.get(key).await,
+        }
+    }
+
+    /// Reads a value and restarts its time-to-live in one step (sliding expiry).
+    pub async fn get_and_touch(&self, key: &str, ttl: Duration) -> StorageResult<Option<String>> {
+        match self {
+            Store::Memory(s) => Ok(s.get_and_touch(key, ttl).await),
+            Store::Redis(s) => s.get_and_touch(key, ttl).await,
+        }
+    }
+
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> StorageResult<()> {
+        match self {
+            Store::Memory(s) => {
+                s.set(key, value, ttl).await;
+                Ok(())
+            }
+            Store::Redis(s) => s.set(key, value, ttl).await,
+        }
+    }
+
+    /// Writes only when the key is absent; true when this call wrote it.
+    pub async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StorageResult<bool> {
+        match self {
+            Store::Memory(s) => Ok(s.set_if_absent(key, value, ttl).await),
+            Store::Redis(s) => s.set_if_absent(key, value, ttl).await,
+        }
+    }
+
+    /// Reads and deletes in one step: single-use state (ceremonies, one-time tokens).
+    pub async fn take(&self, key: &str) -> StorageResult<Option<String>> {
+        match self {
+            Store::Memory(s) => Ok(s.take(key).await),
+            Store::Redis(s) => s.take(key).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> StorageResult<()> {
+        match self {
+            Store::Memory(s) => {
+                s.delete(key).await;
+                Ok(())
+            }
+            Store::Redis(s) => s.delete(key).await,
+        }
+    }
+
+    /// Counts one hit in a fixed window that starts at the first hit.
+    pub async fn hit(&self, key: &str, window: Duration) -> StorageResult<WindowCount> {
+        match self {
+            Store::Memory(s) => Ok(s.hit(key, window).await),
+            Store::Redis(s) => s.hit(key, window).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The adapter contract, run against both adapters.
+    pub(crate) async fn exercise(store: Store) {
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.get("k").await.unwrap(), None);
+        store.set("k", "v1", ttl).await.unwrap();
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some("v1"));
+        assert!(!store.set_if_absent("k", "v2", ttl).await.unwrap());
+        assert_eq!(
+            store.get_and_touch("k", ttl).await.unwrap().as_deref(),
+            Some("v1")
+        );
+        assert_eq!(store.take("k").await.unwrap().as_deref(), Some("v1"));
+        assert_eq!(store.take("k").await.unwrap(), None);
+        assert!(store.set_if_absent("k", "v3", ttl).await.unwrap());
+        store.delete("k").await.unwrap();
+        assert_eq!(store.get("k").await.unwrap(), None);
+
+        store
+            .set("short", "x", Duration::from_millis(200))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(store.get("short").await.unwrap(), None);
+
+        let first = store.hit("counter", ttl).await.unwrap();
+        let second = store.hit("counter", ttl).await.unwrap();
+        assert_eq!((first.count, second.count), (1, 2));
+        assert!(second.resets_in <= ttl && second.resets_in > Duration::from_secs(50));
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_contract() {
+        exercise(Store::memory("test:")).await;
+    }
+
+    #[tokio::test]
+    async fn redis_store_keeps_the_contract() {
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4());
+        exercise(
+            Store::redis(&url, &prefix)
+                .await
+                .expect("Redis must be reachable for the tests"),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,163 @@
+//! Redis adapter: shared by every instance. Each call is one round trip, bounded by a
+//! timeout, so a down Redis answers "unavailable" quickly instead of hanging requests.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+
+use super::WindowCount;
+use crate::storage::{StorageError, StorageResult};
+
+const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// INCR plus the window's expiry on the first hit, atomically; returns the count and the
+/// milliseconds left in the window.
+static HIT_WINDOW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local count = redis.call('INCR', KEYS[1])
+        if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+        local ttl = redis.call('PTTL', KEYS[1])
+        if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+        return {count, ttl}
+        ",
+    )
+});
+
+#[derive(Clone)]
+pub struct RedisStore {
+    prefix: Arc<str>,
+    connection: ConnectionManager,
+}
+
+fn unavailable(error: RedisError) -> StorageError {
+    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
+        StorageError::Unavailable(format!("redis: {error}"))
+    } else {
+        StorageError::Other(format!("redis: {error}"))
+    }
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str, prefix: &str) -> StorageResult<Self> {
+        let client =
+            redis::Client::open(url).map_err(|e| StorageError::Other(format!("REDIS_URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(1000)))
+            .set_response_timeout(Some(Duration::from_millis(1000)))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(250));
+        // Lazy: the service starts (and reports not-ready) while Redis is down, and
+        // reconnects by itself when it returns.
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(Self {
+            prefix: prefix.into(),
+            connection,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> StorageResult<T> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, command.query_async(&mut connection)).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(StorageError::Unavailable(
+                "redis: call timed out".to_owned(),
+            )),
+        }
+    }
+
+    pub async fn ping(&self) -> StorageResult<()> {
+        let _: String = self.run(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> StorageResult<Option<String>> {
+        self.run(redis::cmd("GET").arg(self.key(key))).await
+    }
+
+    pub async fn get_and_touch(&self, key: &str, ttl: Duration) -> StorageResult<Option<String>> {
+        self.run(
+            redis::cmd("GETEX")
+                .arg(self.key(key))
+                .arg("PX")
+                .arg(ttl_millis(ttl)),
+        )
+        .await
+    }
+
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> StorageResult<()> {
+        let _: () = self
+            .run(
+                redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl_millis(ttl)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StorageResult<bool> {
+        let reply: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_millis(ttl)),
+            )
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    pub async fn take(&self, key: &str) -> StorageResult<Option<String>> {
+        self.run(redis::cmd("GETDEL").arg(self.key(key))).await
+    }
+
+    pub async fn delete(&self, key: &str) -> StorageResult<()> {
+        let _: i64 = self.run(redis::cmd("DEL").arg(self.key(key))).await?;
+        Ok(())
+    }
+
+    pub async fn hit(&self, key: &str, window: Duration) -> StorageResult<WindowCount> {
+        let mut connection = self.connection.clone();
+        let mut invocation = HIT_WINDOW.key(self.key(key));
+        invocation.arg(ttl_millis(window));
+        let call = invocation.invoke_async::<(u64, i64)>(&mut connection);
+        let (count, ttl_ms) = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(result) => result.map_err(unavailable)?,
+            Err(_) => {
+                return Err(StorageError::Unavailable(
+                    "redis: call timed out".to_owned(),
+                ));
+            }
+        };
+        Ok(WindowCount {
+            count,
+            resets_in: Duration::from_millis(ttl_millis_u64(ttl_ms)),
+        })
+    }
+}
+
+fn ttl_millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+fn ttl_millis_u64(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0)
+}
