@@ -86,6 +86,8 @@ pub struct Settings {
     pub hsts: bool,
     pub request_timeout: Duration,
     pub outbox_poll_interval: Duration,
+    /// First retry delay of a failed email; it doubles per attempt up to 15 minutes.
+    pub outbox_retry_base: Duration,
     pub allow_sqlite_in_production: bool,
     pub single_instance: bool,
     pub data_dir: PathBuf,
@@ -380,6 +382,7 @@ impl VarReader<'_> {
             outbox_poll_interval: Duration::from_millis(
                 self.parsed("OUTBOX_POLL_INTERVAL_MS", 1000),
             ),
+            outbox_retry_base: Duration::from_millis(self.parsed("OUTBOX_RETRY_BASE_MS", 10_000)),
             allow_sqlite_in_production: self.bool("ALLOW_SQLITE_IN_PRODUCTION", false),
             single_instance: self.bool("SINGLE_INSTANCE", false),
             data_dir,

@@ -40,6 +40,7 @@ impl Application {
             db.clone(),
             settings.smtp.as_ref(),
             settings.outbox_poll_interval,
+            settings.outbox_retry_base,
         )?;
         let services = Services::build(settings, db, store).await?;
         Ok(Self {

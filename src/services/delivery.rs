@@ -38,6 +38,7 @@ pub struct EmailDelivery {
     db: Database,
     transport: Transport,
     poll_interval: Duration,
+    retry_base_ms: i64,
 }
 
 enum SendError {
@@ -50,6 +51,7 @@ impl EmailDelivery {
         db: Database,
         smtp: Option<&SmtpSettings>,
         poll_interval: Duration,
+        retry_base: Duration,
     ) -> anyhow::Result<Self> {
         let transport = match smtp {
             None => Transport::Log,
@@ -64,6 +66,7 @@ impl EmailDelivery {
             db,
             transport,
             poll_interval,
+            retry_base_ms: retry_base.as_millis() as i64,
         })
     }
 
@@ -105,7 +108,7 @@ impl EmailDelivery {
                     outbox::mark_failed(conn, email.id, attempts, &error, None).await?;
                 }
                 Err(SendError::Permanent(error) | SendError::Transient(error)) => {
-                    let retry_at = now_millis() + backoff_ms(attempts);
+                    let retry_at = now_millis() + backoff_ms(self.retry_base_ms, attempts);
                     tracing::warn!(email_id = %email.id, kind = %email.kind, attempts, %error, "email delivery failed; will retry");
                     metrics::counter!("email_delivery_failures_total", "kind" => email.kind.clone()).increment(1);
                     outbox::mark_failed(conn, email.id, attempts, &error, Some(retry_at)).await?;
@@ -154,10 +157,10 @@ impl EmailDelivery {
     }
 }
 
-/// 10 s, 20 s, 40 s, … capped at 15 minutes.
-fn backoff_ms(attempts: i32) -> i64 {
+/// `base`, 2 × `base`, 4 × `base`, … capped at 15 minutes (base 10 s by default).
+fn backoff_ms(base_ms: i64, attempts: i32) -> i64 {
     let exponent = attempts.clamp(1, 20) as u32 - 1;
-    (10_000i64.saturating_mul(1i64 << exponent)).min(MAX_BACKOFF_MS)
+    (base_ms.saturating_mul(1i64 << exponent)).min(MAX_BACKOFF_MS)
 }
 
 fn build_mailer(settings: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
@@ -181,9 +184,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {
-        assert_eq!(backoff_ms(1), 10_000);
-        assert_eq!(backoff_ms(2), 20_000);
-        assert_eq!(backoff_ms(4), 80_000);
-        assert_eq!(backoff_ms(30), 15 * 60 * 1000);
+        assert_eq!(backoff_ms(10_000, 1), 10_000);
+        assert_eq!(backoff_ms(10_000, 2), 20_000);
+        assert_eq!(backoff_ms(10_000, 4), 80_000);
+        assert_eq!(backoff_ms(10_000, 30), 15 * 60 * 1000);
     }
 }

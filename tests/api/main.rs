@@ -1,0 +1,13 @@
+//! Black-box scenarios against the real service, each on both deployments (see
+//! `on_both_backends!`). Read them against API.md: one module per area of the contract.
+
+mod helpers;
+mod smtp_sink;
+
+mod cli;
+mod email_delivery;
+mod health;
+mod login;
+mod protocol;
+mod registration;
+mod sessions;
