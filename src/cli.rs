@@ -9,6 +9,7 @@ use crate::domain::{EmailAddress, Role};
 use crate::services::Services;
 use crate::services::audit::RequestContext;
 use crate::startup::{Application, connect_storage, shutdown_signal};
+use crate::storage::db::audit::ChainCheck;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,23 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Inspect the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exit non-zero naming the first bad record.
+    Verify,
+    /// Write records as JSON lines (for a SIEM) to standard output.
+    Export {
+        /// Only records at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -62,7 +80,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateUser { email, role } => create_user(settings, &email, &role).await,
+        Command::Audit { command } => audit(settings, command).await,
         Command::Openapi => unreachable!("handled above"),
+    }
+}
+
+async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> {
+    let (db, _) = connect_storage(&settings).await?;
+    db.migrate().await?;
+    let trail = crate::services::audit::AuditTrail::new(db);
+    match command {
+        AuditCommand::Verify => match trail.verify().await? {
+            ChainCheck::Intact { records } => {
+                println!("audit chain intact: {records} records");
+                Ok(())
+            }
+            ChainCheck::Broken { seq, reason } => {
+                anyhow::bail!("audit chain broken at record {seq}: {reason}")
+            }
+        },
+        AuditCommand::Export { since } => {
+            let since = match since {
+                Some(text) => crate::domain::parse_rfc3339_millis(&text)
+                    .ok_or_else(|| anyhow::anyhow!("--since {text:?} is not an RFC 3339 time"))?,
+                None => 0,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let written = trail.export(since, &mut out).await?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("exported {written} records");
+            Ok(())
+        }
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Settings {
     pub rate_limit_auth: RateLimit,
     pub trusted_proxies: Vec<IpNet>,
     pub lockout_threshold: u32,
+    /// First lock; each further lock doubles it, up to `lockout_max`.
+    pub lockout_base: Duration,
+    pub lockout_max: Duration,
     pub password: PasswordSettings,
     pub hsts: bool,
     pub request_timeout: Duration,
@@ -376,6 +379,8 @@ impl VarReader<'_> {
             rate_limit_auth,
             trusted_proxies,
             lockout_threshold: self.parsed("LOCKOUT_THRESHOLD", 5),
+            lockout_base: self.seconds("LOCKOUT_BASE_SECONDS", 60),
+            lockout_max: self.seconds("LOCKOUT_MAX_SECONDS", 3600),
             password,
             hsts: self.bool("HSTS", false),
             request_timeout: self.seconds("REQUEST_TIMEOUT_SECONDS", 30),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::cookies;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody};
+use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody, PreAuthRateLimit};
 use crate::domain::{EmailAddress, Role, millis_to_rfc3339};
 use crate::services::sessions::IssuedSession;
 use crate::storage::db::users::UserRow;
@@ -114,6 +114,7 @@ pub fn parse_email(raw: &str) -> ApiResult<EmailAddress> {
 }
 
 pub async fn register(
+    _: PreAuthRateLimit,
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     JsonBody(body): JsonBody<Credentials>,
@@ -132,6 +133,7 @@ pub async fn register(
 }
 
 pub async fn verify_email(
+    _: PreAuthRateLimit,
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     JsonBody(body): JsonBody<TokenBody>,
@@ -143,6 +145,7 @@ pub async fn verify_email(
 }
 
 pub async fn resend_verification(
+    _: PreAuthRateLimit,
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     JsonBody(body): JsonBody<EmailBody>,
@@ -158,6 +161,7 @@ pub async fn resend_verification(
 }
 
 pub async fn login(
+    _: PreAuthRateLimit,
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     jar: CookieJar,

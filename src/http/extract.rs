@@ -2,6 +2,7 @@
 //! the session guards (`AnySession` for P routes, `ActiveSession` for S routes).
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
@@ -15,6 +16,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::middleware::RequestId;
+use crate::domain::Role;
 use crate::services::ServiceError;
 use crate::services::audit::{AuditEvent, RequestContext};
 use crate::services::sessions::{CurrentSession, SessionState};
@@ -190,5 +192,60 @@ impl FromRequestParts<AppState> for ActiveSession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         guard(parts, state, true).await.map(ActiveSession)
+    }
+}
+
+/// The per-IP rate limit of the pre-authentication routes (API.md §4, §7): one bucket per
+/// client shared by all of them. Put it first among a handler's extractors, so that even
+/// malformed requests are counted.
+pub struct PreAuthRateLimit;
+
+impl FromRequestParts<AppState> for PreAuthRateLimit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        state
+            .abuse
+            .check_rate(&request_context(parts, state))
+            .await?;
+        Ok(PreAuthRateLimit)
+    }
+}
+
+/// A role a route requires; higher roles include lower ones.
+pub trait RequiredRole {
+    const ROLE: Role;
+}
+
+pub struct Staff;
+impl RequiredRole for Staff {
+    const ROLE: Role = Role::Staff;
+}
+
+pub struct Admin;
+impl RequiredRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// An active session whose user has at least role `R`: session (401) → CSRF (403) →
+/// role (`403 forbidden`), in API.md §7's order. The role is read per request, so a role
+/// change applies at the next request.
+pub struct Authorized<R: RequiredRole>(pub CurrentSession, pub PhantomData<R>);
+
+impl<R: RequiredRole> FromRequestParts<AppState> for Authorized<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = guard(parts, state, true).await?;
+        if session.role < R::ROLE {
+            return Err(ServiceError::Forbidden.into());
+        }
+        Ok(Authorized(session, PhantomData))
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors, middleware and the one error type. Handlers are
 //! thin: they parse, call a service, and shape the response.
 
+mod admin;
 mod auth;
 mod client_ip;
 mod cookies;
@@ -43,6 +44,8 @@ pub fn router(state: AppState) -> Router {
             post(sessions::revoke_others),
         )
         .route("/auth/sessions/{id}", delete(sessions::revoke))
+        .route("/auth/admin/ping", get(admin::ping))
+        .route("/auth/admin/audit", get(admin::audit))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::abuse::{AbuseControl, Attempt};
 use super::audit::{AuditEvent, RequestContext};
 use super::email::EmailTemplates;
 use super::error::{ServiceError, ServiceResult};
@@ -21,6 +22,7 @@ const VERIFY_TOKEN_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 pub struct Accounts {
     db: Database,
     sessions: Sessions,
+    abuse: AbuseControl,
     hashing: PasswordHashing,
     policy: PasswordPolicy,
     templates: EmailTemplates,
@@ -41,6 +43,7 @@ impl Accounts {
     pub fn new(
         db: Database,
         sessions: Sessions,
+        abuse: AbuseControl,
         hashing: PasswordHashing,
         policy: PasswordPolicy,
         templates: EmailTemplates,
@@ -48,6 +51,7 @@ impl Accounts {
         Self {
             db,
             sessions,
+            abuse,
             hashing,
             policy,
             templates,
@@ -193,34 +197,47 @@ impl Accounts {
         Ok(())
     }
 
-    /// The password step of a login. Unknown emails cost the same Argon2 run (against a
-    /// dummy hash) and fail the same way as wrong passwords.
+    /// The password step of a login. Each attempt first reserves a slot against the
+    /// account's lockout, so racing attempts cannot exceed the threshold. Unknown emails
+    /// cost the same Argon2 run (against a dummy hash) and fail the same way.
     pub async fn login(
         &self,
         email: &EmailAddress,
         password: &str,
         ctx: &RequestContext,
     ) -> ServiceResult<LoginOutcome> {
-        let password = normalize(password);
         let user = users::find_by_email(self.db.connection(), email.as_str()).await?;
+        let attempt = match self.abuse.reserve(email).await {
+            Ok(attempt) => attempt,
+            Err(locked @ ServiceError::AccountLocked { .. }) => {
+                self.audit_failure(user.as_ref(), "account_locked", ctx)
+                    .await?;
+                return Err(locked);
+            }
+            Err(other) => return Err(other),
+        };
+        let password = normalize(password);
         let stored = user.as_ref().map(|u| StoredPassword {
             phc: u.password_hash.clone(),
             pepper_id: u.password_pepper_id.clone(),
         });
         let check = self.hashing.verify(&password, stored).await?;
         let Some(user) = user.filter(|_| check.valid) else {
-            self.audit_failure(None, "invalid_credentials", ctx).await?;
+            let owner = users::find_by_email(self.db.connection(), email.as_str()).await?;
+            self.record_failure(owner.as_ref(), email, &attempt, ctx)
+                .await?;
             return Err(ServiceError::InvalidCredentials);
         };
-        if user.disabled {
-            self.audit_failure(Some(&user), "account_disabled", ctx)
-                .await?;
-            return Err(ServiceError::AccountDisabled);
-        }
-        if user.email_verified_at.is_none() {
-            self.audit_failure(Some(&user), "email_not_verified", ctx)
-                .await?;
-            return Err(ServiceError::EmailNotVerified);
+        // The password was right: whatever happens next, this was not a guessing failure.
+        if user.disabled || user.email_verified_at.is_none() {
+            self.abuse.release(attempt).await?;
+            let (reason, error) = if user.disabled {
+                ("account_disabled", ServiceError::AccountDisabled)
+            } else {
+                ("email_not_verified", ServiceError::EmailNotVerified)
+            };
+            self.audit_failure(Some(&user), reason, ctx).await?;
+            return Err(error);
         }
         let rehashed = if check.needs_rehash {
             Some(self.hashing.hash(&password).await?)
@@ -249,7 +266,48 @@ impl Accounts {
             json!({"method": "password", "session_id": session.id, "rehashed": rehashed.is_some()}),
         ));
         uow.commit().await?;
+        // Only a completed login resets the failure count.
+        self.abuse.clear(email).await?;
+        drop(attempt);
         Ok(LoginOutcome { user, session })
+    }
+
+    /// A wrong password: audited, and when it engaged a lock, the lock is audited and the
+    /// owner (if the account exists) is told, once per lock.
+    async fn record_failure(
+        &self,
+        user: Option<&UserRow>,
+        email: &EmailAddress,
+        attempt: &Attempt,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let mut uow = self.db.begin().await?;
+        uow.audit(ctx.record(
+            AuditEvent::LoginFailure,
+            user.map(|u| u.id),
+            json!({"reason": "invalid_credentials"}),
+        ));
+        if let Some(seconds) = attempt.locks_for_secs() {
+            metrics::counter!("account_lockouts_total").increment(1);
+            uow.audit(ctx.record(
+                AuditEvent::LoginLocked,
+                user.map(|u| u.id),
+                json!({"lock_seconds": seconds}),
+            ));
+            if user.is_some() {
+                uow.email(self.templates.notice(
+                    email,
+                    "account_locked",
+                    "your account was locked",
+                    &format!(
+                        "After repeated failed sign-in attempts your account is locked for {} minute(s). It unlocks by itself; a correct sign-in afterwards resets the count.",
+                        seconds.div_ceil(60)
+                    ),
+                ));
+            }
+        }
+        uow.commit().await?;
+        Ok(())
     }
 
     async fn audit_failure(

@@ -1,10 +1,13 @@
 //! Audit events (API.md §4) and who/where they came from.
 
+use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::now_millis;
-use crate::storage::db::audit::NewAuditRecord;
+use super::error::ServiceResult;
+use crate::domain::{millis_to_rfc3339, now_millis};
+use crate::storage::db::Database;
+use crate::storage::db::audit::{self, AuditFilter, AuditRow, ChainCheck, NewAuditRecord};
 
 /// Every auditable event, named exactly as API.md §4 lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub enum AuditEvent {
     SessionRevoked,
     CsrfFailure,
     RateLimitExceeded,
+    AdminUserUpdated,
+    AdminUserUnlocked,
 }
 
 impl AuditEvent {
@@ -38,6 +43,8 @@ impl AuditEvent {
             AuditEvent::SessionRevoked => "session.revoked",
             AuditEvent::CsrfFailure => "csrf.failure",
             AuditEvent::RateLimitExceeded => "rate_limit.exceeded",
+            AuditEvent::AdminUserUpdated => "admin.user_updated",
+            AuditEvent::AdminUserUnlocked => "admin.user_unlocked",
         }
     }
 }
@@ -81,6 +88,98 @@ impl RequestContext {
             user_id: Some(target),
             actor_id: Some(actor),
             ..self.record(event, Some(target), metadata)
+        }
+    }
+}
+
+/// One record as clients and SIEMs see it (API.md §7).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEventView {
+    pub id: Uuid,
+    pub event: String,
+    pub occurred_at: String,
+    pub user_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub metadata: Value,
+    /// Position in the hash chain.
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl From<AuditRow> for AuditEventView {
+    fn from(row: AuditRow) -> Self {
+        Self {
+            id: row.id,
+            event: row.event,
+            occurred_at: millis_to_rfc3339(row.occurred_at),
+            user_id: row.user_id,
+            actor_id: row.actor_id,
+            ip: row.ip,
+            user_agent: row.user_agent,
+            request_id: row.request_id,
+            metadata: serde_json::from_str(&row.metadata).unwrap_or(Value::Null),
+            seq: row.seq,
+            hash: row.hash,
+        }
+    }
+}
+
+/// Reading the trail: queries, chain verification, export.
+#[derive(Clone)]
+pub struct AuditTrail {
+    db: Database,
+}
+
+impl AuditTrail {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// A page, newest first, and the cursor of the next page (None at the end).
+    pub async fn page(
+        &self,
+        filter: AuditFilter,
+    ) -> ServiceResult<(Vec<AuditEventView>, Option<String>)> {
+        let limit = filter.limit;
+        let mut rows = audit::page(
+            self.db.connection(),
+            &AuditFilter {
+                limit: limit + 1,
+                ..filter
+            },
+        )
+        .await?;
+        let next = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.seq.to_string())
+        } else {
+            None
+        };
+        Ok((rows.into_iter().map(AuditEventView::from).collect(), next))
+    }
+
+    pub async fn verify(&self) -> ServiceResult<ChainCheck> {
+        Ok(audit::verify_chain(self.db.connection()).await?)
+    }
+
+    /// Writes every record from `since` on as JSON lines; returns how many.
+    pub async fn export(&self, since: i64, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+        let mut after = 0;
+        let mut written = 0;
+        loop {
+            let rows = audit::since(self.db.connection(), since, after, 1000).await?;
+            let Some(last) = rows.last() else {
+                return Ok(written);
+            };
+            after = last.seq;
+            for row in rows {
+                serde_json::to_writer(&mut *out, &AuditEventView::from(row))?;
+                out.write_all(b"\n")?;
+                written += 1;
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Use cases. Handlers call these; these call storage. Rules live here, not in handlers.
 
+pub mod abuse;
 pub mod accounts;
 pub mod audit;
 pub mod delivery;
@@ -25,6 +26,8 @@ pub struct Services {
     pub keys: KeyRing,
     pub accounts: accounts::Accounts,
     pub sessions: sessions::Sessions,
+    pub abuse: abuse::AbuseControl,
+    pub audit: audit::AuditTrail,
     /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -52,8 +55,16 @@ impl Services {
         .await??;
         let sessions = sessions::Sessions::new(db.clone(), store.clone(), settings.session.clone());
         let templates = email::EmailTemplates::new(&settings.origin_url, &settings.rp_name);
-        let accounts =
-            accounts::Accounts::new(db.clone(), sessions.clone(), hashing, policy, templates);
+        let abuse = abuse::AbuseControl::new(store.clone(), db.clone(), &settings);
+        let accounts = accounts::Accounts::new(
+            db.clone(),
+            sessions.clone(),
+            abuse.clone(),
+            hashing,
+            policy,
+            templates,
+        );
+        let audit = audit::AuditTrail::new(db.clone());
         Ok(Arc::new(Self {
             keys: KeyRing::new(&settings.encryption_key),
             settings,
@@ -61,6 +72,8 @@ impl Services {
             store,
             accounts,
             sessions,
+            abuse,
+            audit,
             metrics: crate::telemetry::metrics_handle(),
         }))
     }

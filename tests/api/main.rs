@@ -4,6 +4,8 @@
 mod helpers;
 mod smtp_sink;
 
+mod abuse;
+mod audit;
 mod cli;
 mod email_delivery;
 mod health;

@@ -185,6 +185,62 @@ pub async fn verify_chain(conn: &impl Conn) -> StorageResult<ChainCheck> {
     }
 }
 
+/// A page of the trail, newest first. Each filter is served by an index that ends in
+/// `seq` — (user_id, seq), (event, seq), (occurred_at, seq) — so a page costs one index
+/// range scan of `limit` rows, however long the trail.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub user_id: Option<Uuid>,
+    pub event: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    /// Only records older than this position (the cursor).
+    pub before_seq: Option<i64>,
+    pub limit: u64,
+}
+
+pub async fn page(conn: &impl Conn, filter: &AuditFilter) -> StorageResult<Vec<AuditRow>> {
+    let mut query = audit_record::Entity::find();
+    if let Some(user_id) = filter.user_id {
+        query = query.filter(audit_record::Column::UserId.eq(user_id));
+    }
+    if let Some(event) = &filter.event {
+        query = query.filter(audit_record::Column::Event.eq(event.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_record::Column::OccurredAt.gte(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_record::Column::OccurredAt.lt(until));
+    }
+    if let Some(before) = filter.before_seq {
+        query = query.filter(audit_record::Column::Seq.lt(before));
+    }
+    query
+        .order_by_desc(audit_record::Column::Seq)
+        .limit(filter.limit)
+        .all(conn)
+        .await
+        .storage()
+}
+
+/// Records from `since` on, oldest first, `limit` at a time after `after_seq` (export).
+pub async fn since(
+    conn: &impl Conn,
+    since: Millis,
+    after_seq: i64,
+    limit: u64,
+) -> StorageResult<Vec<AuditRow>> {
+    audit_record::Entity::find()
+        .filter(audit_record::Column::OccurredAt.gte(since))
+        .filter(audit_record::Column::Seq.gt(after_seq))
+        .order_by_asc(audit_record::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await
+        .storage()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 
 use super::WindowCount;
+use super::lockout::{LockoutPolicy, LockoutState, Reservation};
 
 #[derive(Clone)]
 struct Entry {
@@ -156,5 +157,53 @@ impl MemoryStore {
             count: entry.value.parse().unwrap_or(u64::MAX),
             resets_in: entry.expires_at.saturating_duration_since(Instant::now()),
         }
+    }
+
+    /// Reads the state, applies `change` and writes it back, atomically per key.
+    async fn update_lockout<T: Send>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        change: impl FnOnce(&mut LockoutState) -> T + Send,
+    ) -> T {
+        let mut outcome = None;
+        let slot = &mut outcome;
+        self.cache
+            .entry(self.key(key))
+            .and_compute_with(|current| {
+                let mut state: LockoutState = current
+                    .map(|e| e.into_value())
+                    .and_then(Self::live)
+                    .and_then(|e| serde_json::from_str(&e.value).ok())
+                    .unwrap_or_default();
+                *slot = Some(change(&mut state));
+                let value = serde_json::to_string(&state).unwrap_or_default();
+                std::future::ready(Op::Put(Entry {
+                    value: value.into(),
+                    expires_at: Instant::now() + ttl,
+                }))
+            })
+            .await;
+        outcome.expect("the compute closure always runs")
+    }
+
+    pub async fn lockout_reserve(
+        &self,
+        key: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Reservation {
+        let ttl = Duration::from_millis(policy.state_ttl_ms.max(1) as u64);
+        self.update_lockout(key, ttl, |state| state.reserve(now, policy))
+            .await
+    }
+
+    pub async fn lockout_release(&self, key: &str, engaged_until: Option<i64>) {
+        if self.get(key).await.is_none() {
+            return;
+        }
+        let ttl = Duration::from_secs(24 * 3600);
+        self.update_lockout(key, ttl, |state| state.release(engaged_until))
+            .await;
     }
 }

@@ -4,11 +4,13 @@
 //! for several instances. An enum rather than a trait object keeps calls static and the
 //! set of adapters explicit. Every key gets the configured prefix.
 
+pub mod lockout;
 mod memory;
 mod redis;
 
 use std::time::Duration;
 
+pub use self::lockout::{LockoutPolicy, Reservation};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use super::StorageResult;
@@ -106,6 +108,34 @@ impl Store {
         }
     }
 
+    /// Reserves one login attempt against the lockout state under `key` (see `lockout`).
+    pub async fn lockout_reserve(
+        &self,
+        key: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> StorageResult<Reservation> {
+        match self {
+            Store::Memory(s) => Ok(s.lockout_reserve(key, now, policy).await),
+            Store::Redis(s) => s.lockout_reserve(key, now, policy).await,
+        }
+    }
+
+    /// Gives back a reservation whose attempt was correct but did not complete a login.
+    pub async fn lockout_release(
+        &self,
+        key: &str,
+        engaged_until: Option<i64>,
+    ) -> StorageResult<()> {
+        match self {
+            Store::Memory(s) => {
+                s.lockout_release(key, engaged_until).await;
+                Ok(())
+            }
+            Store::Redis(s) => s.lockout_release(key, engaged_until).await,
+        }
+    }
+
     /// Counts one hit in a fixed window that starts at the first hit.
     pub async fn hit(&self, key: &str, window: Duration) -> StorageResult<WindowCount> {
         match self {
@@ -147,6 +177,54 @@ mod tests {
         let second = store.hit("counter", ttl).await.unwrap();
         assert_eq!((first.count, second.count), (1, 2));
         assert!(second.resets_in <= ttl && second.resets_in > Duration::from_secs(50));
+
+        let policy = LockoutPolicy {
+            threshold: 2,
+            base_ms: 60_000,
+            max_ms: 3_600_000,
+            state_ttl_ms: 60_000,
+        };
+        let granted = store.lockout_reserve("lock", 0, &policy).await.unwrap();
+        assert_eq!(
+            granted,
+            Reservation::Granted {
+                engaged_until: None,
+                lock_ms: 0
+            }
+        );
+        let engaged = store.lockout_reserve("lock", 10, &policy).await.unwrap();
+        assert_eq!(
+            engaged,
+            Reservation::Granted {
+                engaged_until: Some(60_010),
+                lock_ms: 60_000
+            }
+        );
+        let refused = store.lockout_reserve("lock", 20, &policy).await.unwrap();
+        assert_eq!(
+            refused,
+            Reservation::Refused {
+                remaining_ms: 59_990
+            }
+        );
+        store.lockout_release("lock", Some(60_010)).await.unwrap();
+        let again = store.lockout_reserve("lock", 30, &policy).await.unwrap();
+        assert_eq!(
+            again,
+            Reservation::Granted {
+                engaged_until: Some(60_030),
+                lock_ms: 60_000
+            }
+        );
+        store.delete("lock").await.unwrap();
+        let fresh = store.lockout_reserve("lock", 40, &policy).await.unwrap();
+        assert_eq!(
+            fresh,
+            Reservation::Granted {
+                engaged_until: None,
+                lock_ms: 0
+            }
+        );
     }
 
     #[tokio::test]

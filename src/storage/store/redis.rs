@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 
 use super::WindowCount;
+use super::lockout::{self, LockoutPolicy, Reservation};
 use crate::storage::{StorageError, StorageResult};
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -25,6 +26,9 @@ static HIT_WINDOW: LazyLock<Script> = LazyLock::new(|| {
         ",
     )
 });
+
+static LOCKOUT_RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RESERVE_SCRIPT));
+static LOCKOUT_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RELEASE_SCRIPT));
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -134,19 +138,66 @@ impl RedisStore {
         Ok(())
     }
 
-    pub async fn hit(&self, key: &str, window: Duration) -> StorageResult<WindowCount> {
+    /// Runs a Lua script (EVALSHA, loading it on first use) within the call timeout.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[i64],
+    ) -> StorageResult<T> {
         let mut connection = self.connection.clone();
-        let mut invocation = HIT_WINDOW.key(self.key(key));
-        invocation.arg(ttl_millis(window));
-        let call = invocation.invoke_async::<(u64, i64)>(&mut connection);
-        let (count, ttl_ms) = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(result) => result.map_err(unavailable)?,
-            Err(_) => {
-                return Err(StorageError::Unavailable(
-                    "redis: call timed out".to_owned(),
-                ));
+        let mut invocation = script.key(self.key(key));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection)).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(StorageError::Unavailable(
+                "redis: call timed out".to_owned(),
+            )),
+        }
+    }
+
+    pub async fn lockout_reserve(
+        &self,
+        key: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> StorageResult<Reservation> {
+        let args = [
+            now,
+            i64::from(policy.threshold),
+            policy.base_ms,
+            policy.max_ms,
+            policy.state_ttl_ms,
+        ];
+        let (granted, remaining_ms, engaged_until, lock_ms): (i64, i64, i64, i64) =
+            self.script(&LOCKOUT_RESERVE, key, &args).await?;
+        Ok(if granted == 1 {
+            Reservation::Granted {
+                engaged_until: (engaged_until > 0).then_some(engaged_until),
+                lock_ms,
             }
-        };
+        } else {
+            Reservation::Refused { remaining_ms }
+        })
+    }
+
+    pub async fn lockout_release(
+        &self,
+        key: &str,
+        engaged_until: Option<i64>,
+    ) -> StorageResult<()> {
+        let _: i64 = self
+            .script(&LOCKOUT_RELEASE, key, &[engaged_until.unwrap_or(0)])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn hit(&self, key: &str, window: Duration) -> StorageResult<WindowCount> {
+        let (count, ttl_ms): (u64, i64) = self
+            .script(&HIT_WINDOW, key, &[ttl_millis(window) as i64])
+            .await?;
         Ok(WindowCount {
             count,
             resets_in: Duration::from_millis(ttl_millis_u64(ttl_ms)),

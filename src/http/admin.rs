@@ -1,0 +1,103 @@
+//! The admin API (API.md §3): staff read, admins change.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::CodeOnly;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Admin, Authorized, Staff};
+use crate::domain::parse_rfc3339_millis;
+use crate::services::audit::AuditEventView;
+use crate::storage::db::audit::AuditFilter;
+
+pub const DEFAULT_PAGE: u64 = 50;
+pub const MAX_PAGE: u64 = 200;
+
+pub async fn ping(_: Authorized<Admin>) -> Json<CodeOnly> {
+    Json(CodeOnly { code: "pong" })
+}
+
+/// Query parameters arrive as text and are validated here, so every bad value gets a
+/// `422 validation_error` naming it.
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    pub user_id: Option<String>,
+    pub event: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct AuditPage {
+    pub code: &'static str,
+    pub events: Vec<AuditEventView>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn parse_limit(raw: Option<&str>) -> ApiResult<u64> {
+    match raw {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::field("limit", "must be an integer from 1 to 200")),
+    }
+}
+
+fn parse_time(name: &str, raw: Option<&str>) -> ApiResult<Option<i64>> {
+    raw.map(|text| {
+        parse_rfc3339_millis(text)
+            .ok_or_else(|| ApiError::field(name, "must be an RFC 3339 timestamp"))
+    })
+    .transpose()
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    Authorized(staff, _): Authorized<Staff>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<Json<AuditPage>> {
+    tracing::info!(staff_id = %staff.user_id, "audit trail queried");
+    let Query(query) = query.map_err(|e| ApiError::MalformedRequest(e.body_text()))?;
+    let user_id = query
+        .user_id
+        .as_deref()
+        .map(|id| {
+            uuid::Uuid::parse_str(id).map_err(|_| ApiError::field("user_id", "must be a UUID"))
+        })
+        .transpose()?;
+    let before_seq = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ApiError::field("cursor", "is not a cursor from a previous page"))
+        })
+        .transpose()?;
+    let event = query.event.filter(|e| !e.is_empty());
+    if event.as_ref().is_some_and(|e| e.len() > 64) {
+        return Err(ApiError::field("event", "is too long"));
+    }
+    let filter = AuditFilter {
+        user_id,
+        event,
+        since: parse_time("since", query.since.as_deref())?,
+        until: parse_time("until", query.until.as_deref())?,
+        before_seq,
+        limit: parse_limit(query.limit.as_deref())?,
+    };
+    let (events, next_cursor) = state.audit.page(filter).await?;
+    Ok(Json(AuditPage {
+        code: "ok",
+        events,
+        next_cursor,
+    }))
+}

@@ -1,0 +1,128 @@
+//! Abuse control shared by every instance through the store (API.md §4): a per-IP rate
+//! limit on the pre-authentication routes and a per-account lockout.
+
+use serde_json::json;
+
+use super::audit::{AuditEvent, RequestContext};
+use super::error::{ServiceError, ServiceResult};
+use crate::configuration::{RateLimit, Settings};
+use crate::domain::{EmailAddress, now_millis};
+use crate::storage::db::Database;
+use crate::storage::store::{LockoutPolicy, Reservation, Store};
+
+/// How long a quiet account's failure history (and lock level) is remembered.
+const LOCKOUT_MEMORY_MS: i64 = 24 * 3_600_000;
+
+/// A granted login attempt. Unless the caller completes or releases it, it stays counted
+/// as a failure.
+#[must_use]
+pub struct Attempt {
+    key: String,
+    engaged_until: Option<i64>,
+    lock_ms: i64,
+}
+
+impl Attempt {
+    /// When this attempt turns out wrong: the lock it engaged (seconds), if any.
+    pub fn locks_for_secs(&self) -> Option<u64> {
+        self.engaged_until.map(|_| (self.lock_ms / 1000) as u64)
+    }
+}
+
+#[derive(Clone)]
+pub struct AbuseControl {
+    store: Store,
+    db: Database,
+    rate: RateLimit,
+    policy: LockoutPolicy,
+}
+
+fn ceil_secs(ms: i64) -> u64 {
+    ((ms.max(0) + 999) / 1000).max(1) as u64
+}
+
+impl AbuseControl {
+    pub fn new(store: Store, db: Database, settings: &Settings) -> Self {
+        Self {
+            store,
+            db,
+            rate: settings.rate_limit_auth,
+            policy: LockoutPolicy {
+                threshold: settings.lockout_threshold.max(1),
+                base_ms: settings.lockout_base.as_millis() as i64,
+                max_ms: settings.lockout_max.as_millis() as i64,
+                state_ttl_ms: LOCKOUT_MEMORY_MS,
+            },
+        }
+    }
+
+    /// One request from `ctx.ip` to a pre-authentication route. The first refusal in a
+    /// window is audited; later ones only counted, so a flood cannot flood the audit log.
+    pub async fn check_rate(&self, ctx: &RequestContext) -> ServiceResult<()> {
+        let hit = self
+            .store
+            .hit(&format!("rate:auth:{}", ctx.ip), self.rate.window)
+            .await?;
+        if hit.count <= u64::from(self.rate.max) {
+            return Ok(());
+        }
+        metrics::counter!("rate_limit_hits_total", "scope" => "auth").increment(1);
+        if hit.count == u64::from(self.rate.max) + 1 {
+            let mut uow = self.db.begin().await?;
+            uow.audit(ctx.record(
+                AuditEvent::RateLimitExceeded,
+                None,
+                json!({"scope": "auth", "limit": self.rate.max, "window_seconds": self.rate.window.as_secs()}),
+            ));
+            uow.commit().await?;
+        }
+        Err(ServiceError::RateLimited {
+            retry_after_secs: ceil_secs(hit.resets_in.as_millis() as i64),
+        })
+    }
+
+    fn lockout_key(email: &EmailAddress) -> String {
+        format!(
+            "lockout:{}",
+            crate::crypto::sha256_hex(email.as_str().as_bytes())
+        )
+    }
+
+    /// Reserves one attempt on `email`'s account (existing or not); `AccountLocked` while
+    /// a lock holds, in which case nothing may be evaluated.
+    pub async fn reserve(&self, email: &EmailAddress) -> ServiceResult<Attempt> {
+        let key = Self::lockout_key(email);
+        match self
+            .store
+            .lockout_reserve(&key, now_millis(), &self.policy)
+            .await?
+        {
+            Reservation::Refused { remaining_ms } => Err(ServiceError::AccountLocked {
+                retry_after_secs: ceil_secs(remaining_ms),
+            }),
+            Reservation::Granted {
+                engaged_until,
+                lock_ms,
+            } => Ok(Attempt {
+                key,
+                engaged_until,
+                lock_ms,
+            }),
+        }
+    }
+
+    /// The attempt was correct but the login is not complete (second factor pending):
+    /// it must neither count as a failure nor reset the count.
+    pub async fn release(&self, attempt: Attempt) -> ServiceResult<()> {
+        self.store
+            .lockout_release(&attempt.key, attempt.engaged_until)
+            .await?;
+        Ok(())
+    }
+
+    /// A completed login, a password reset or a staff unlock: forget the failures.
+    pub async fn clear(&self, email: &EmailAddress) -> ServiceResult<()> {
+        self.store.delete(&Self::lockout_key(email)).await?;
+        Ok(())
+    }
+}
