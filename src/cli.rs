@@ -37,6 +37,9 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Re-encrypt every stored secret under the current TOTP_ENCRYPTION_KEY (keep the old
+    /// key in TOTP_ENCRYPTION_KEYS_OLD while it runs). Safe to interrupt and re-run.
+    RotateKeys,
     /// Inspect the audit trail.
     Audit {
         #[command(subcommand)]
@@ -81,6 +84,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CreateUser { email, role } => create_user(settings, &email, &role).await,
         Command::Audit { command } => audit(settings, command).await,
+        Command::RotateKeys => {
+            let (db, store) = connect_storage(&settings).await?;
+            db.migrate().await?;
+            let services = Services::build(settings, db, store).await?;
+            let (rotated, current) = services.mfa.rotate_keys().await?;
+            println!(
+                "re-encrypted {rotated} secrets under key {}; {current} already used it",
+                services.mfa.secrets().current_key_id()
+            );
+            Ok(())
+        }
         Command::Openapi => unreachable!("handled above"),
     }
 }

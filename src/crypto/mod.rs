@@ -1,6 +1,7 @@
 //! Crypto helpers: random tokens, token hashing, keys derived from the master key.
 
 pub mod password;
+pub mod secrets;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody, PreAuthRateLimit};
 use crate::domain::{EmailAddress, Role, millis_to_rfc3339};
 use crate::services::sessions::IssuedSession;
+use crate::storage::db::mfa::Factors;
 use crate::storage::db::users::UserRow;
 
 #[derive(Deserialize)]
@@ -54,8 +55,8 @@ pub struct UserView {
     pub mfa: MfaSummary,
 }
 
-impl From<&UserRow> for UserView {
-    fn from(user: &UserRow) -> Self {
+impl UserView {
+    pub fn new(user: &UserRow, factors: &Factors) -> Self {
         Self {
             id: user.id,
             email: user.email.clone(),
@@ -63,9 +64,9 @@ impl From<&UserRow> for UserView {
             email_verified: user.email_verified_at.is_some(),
             created_at: millis_to_rfc3339(user.created_at),
             mfa: MfaSummary {
-                totp: false,
-                webauthn_credentials: 0,
-                recovery_codes_left: 0,
+                totp: factors.totp,
+                webauthn_credentials: factors.webauthn_credentials as u32,
+                recovery_codes_left: factors.recovery_codes_left as u32,
             },
         }
     }
@@ -94,6 +95,13 @@ pub struct LoginOk {
     pub user: UserView,
     pub csrf_token: String,
     pub session: SessionInfo,
+}
+
+#[derive(Serialize)]
+pub struct MfaRequired {
+    pub code: &'static str,
+    pub methods: Vec<&'static str>,
+    pub csrf_token: String,
 }
 
 #[derive(Serialize)]
@@ -166,9 +174,18 @@ pub async fn login(
     ClientContext(ctx): ClientContext,
     jar: CookieJar,
     JsonBody(body): JsonBody<Credentials>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let email = parse_email(&body.email)?;
     let outcome = state.accounts.login(&email, &body.password, &ctx).await?;
+    let Some(methods) = outcome.mfa_methods else {
+        return Ok(login_ok_response(
+            &state,
+            jar,
+            &outcome.user,
+            &outcome.factors,
+            &outcome.session,
+        ));
+    };
     let csrf_token = state.keys.csrf_token_for(&outcome.session.token);
     let jar = cookies::with_session(
         jar,
@@ -178,13 +195,45 @@ pub async fn login(
     );
     Ok((
         jar,
+        Json(MfaRequired {
+            code: "mfa_required",
+            methods,
+            csrf_token,
+        }),
+    )
+        .into_response())
+}
+
+/// A session that just became active (login completed): new cookies and `login_ok`.
+pub async fn login_ok(
+    state: &AppState,
+    jar: CookieJar,
+    user: &UserRow,
+    session: &IssuedSession,
+) -> ApiResult<Response> {
+    let factors = state.mfa.factors(user.id).await?;
+    Ok(login_ok_response(state, jar, user, &factors, session))
+}
+
+fn login_ok_response(
+    state: &AppState,
+    jar: CookieJar,
+    user: &UserRow,
+    factors: &Factors,
+    session: &IssuedSession,
+) -> Response {
+    let csrf_token = state.keys.csrf_token_for(&session.token);
+    let jar = cookies::with_session(jar, &state.settings.session, &session.token, &csrf_token);
+    (
+        jar,
         Json(LoginOk {
             code: "login_ok",
-            user: UserView::from(&outcome.user),
+            user: UserView::new(user, factors),
             csrf_token,
-            session: SessionInfo::from(&outcome.session),
+            session: SessionInfo::from(session),
         }),
-    ))
+    )
+        .into_response()
 }
 
 pub async fn me(
@@ -192,9 +241,10 @@ pub async fn me(
     ActiveSession(session): ActiveSession,
 ) -> ApiResult<Json<MeResponse>> {
     let user = state.accounts.find_user(session.user_id).await?;
+    let factors = state.mfa.factors(user.id).await?;
     Ok(Json(MeResponse {
         code: "ok",
-        user: UserView::from(&user),
+        user: UserView::new(&user, &factors),
     }))
 }
 

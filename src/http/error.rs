@@ -138,6 +138,54 @@ fn service_parts(error: &ServiceError) -> (StatusCode, &'static str, String, Map
             "You are not allowed to do this.",
         ),
         ServiceError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found."),
+        ServiceError::InvalidMfaCode => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_mfa_code",
+            "The code is wrong, expired or already used.",
+        ),
+        ServiceError::WebauthnFailed {
+            during_registration,
+        } => (
+            if *during_registration {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNAUTHORIZED
+            },
+            "webauthn_failed",
+            "The authenticator's response could not be verified.",
+        ),
+        ServiceError::InvalidCeremony => (
+            StatusCode::BAD_REQUEST,
+            "invalid_ceremony",
+            "The ceremony is unknown, already used or expired; start again.",
+        ),
+        ServiceError::TotpAlreadyEnabled => (
+            StatusCode::CONFLICT,
+            "totp_already_enabled",
+            "TOTP is already enabled; disable it first to set it up again.",
+        ),
+        ServiceError::MfaMethodNotEnrolled => (
+            StatusCode::CONFLICT,
+            "mfa_method_not_enrolled",
+            "This second factor is not enrolled for the account.",
+        ),
+        ServiceError::StepUpRequired {
+            max_age_secs,
+            methods,
+        } => {
+            extra.insert("max_age".into(), json!(max_age_secs));
+            extra.insert("methods".into(), json!(methods));
+            (
+                StatusCode::UNAUTHORIZED,
+                "mfa_step_up_required",
+                "Confirm with a second factor to continue.",
+            )
+        }
+        ServiceError::MfaEnrollmentRequired => (
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+            "Enroll a second factor (TOTP or a passkey) first.",
+        ),
         ServiceError::Unavailable(detail) => {
             tracing::error!(error = %detail, "dependency unavailable");
             (
@@ -173,6 +221,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, extra) = self.parts();
         let retry_after = extra.get("retry_after").and_then(Value::as_u64);
+        let step_up_max_age = (code == "mfa_step_up_required")
+            .then(|| extra.get("max_age").and_then(Value::as_u64))
+            .flatten();
         let mut body = Map::new();
         body.insert("code".into(), json!(code));
         body.insert("message".into(), json!(message));
@@ -182,6 +233,15 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(max_age) = step_up_max_age
+            && let Ok(value) = HeaderValue::from_str(&format!(
+                "Session error=\"insufficient_user_authentication\", max_age={max_age}"
+            ))
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

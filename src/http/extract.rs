@@ -144,27 +144,60 @@ async fn guard(parts: &Parts, state: &AppState, require_active: bool) -> ApiResu
     if require_active && session.state != SessionState::Active {
         return Err(ServiceError::MfaRequired.into());
     }
-    let writes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if writes {
-        let expected = state.keys.csrf_token_for(&session.token);
-        let presented = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !crate::crypto::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-            let ctx = request_context(parts, state);
-            let mut uow = state.db.begin().await.map_err(ServiceError::from)?;
-            uow.audit(ctx.record(
-                AuditEvent::CsrfFailure,
-                Some(session.user_id),
-                json!({"session_id": session.id, "header_present": !presented.is_empty()}),
-            ));
-            uow.commit().await.map_err(ServiceError::from)?;
-            return Err(ServiceError::CsrfFailed.into());
+    check_csrf(parts, state, &session).await?;
+    Ok(session)
+}
+
+/// On POST/PUT/PATCH/DELETE, the `X-CSRF-Token` header must hold this session's token
+/// (compared in constant time); failures are audited.
+async fn check_csrf(parts: &Parts, state: &AppState, session: &CurrentSession) -> ApiResult<()> {
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let expected = state.keys.csrf_token_for(&session.token);
+    let presented = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if crate::crypto::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        return Ok(());
+    }
+    let ctx = request_context(parts, state);
+    let mut uow = state.db.begin().await.map_err(ServiceError::from)?;
+    uow.audit(ctx.record(
+        AuditEvent::CsrfFailure,
+        Some(session.user_id),
+        json!({"session_id": session.id, "header_present": !presented.is_empty()}),
+    ));
+    uow.commit().await.map_err(ServiceError::from)?;
+    Err(ServiceError::CsrfFailed.into())
+}
+
+/// Routes that work with or without a session (passkey login): a valid session (pending
+/// or active, CSRF-checked) or none. A stale cookie counts as none, so it cannot block a
+/// passwordless login; an outage is still an error.
+pub struct MaybeSession(pub Option<CurrentSession>);
+
+impl FromRequestParts<AppState> for MaybeSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = session_token(parts, state) else {
+            return Ok(MaybeSession(None));
+        };
+        match state.sessions.authenticate(&token).await {
+            Ok(session) => {
+                check_csrf(parts, state, &session).await?;
+                Ok(MaybeSession(Some(session)))
+            }
+            Err(ServiceError::NotAuthenticated) => Ok(MaybeSession(None)),
+            Err(other) => Err(other.into()),
         }
     }
-    Ok(session)
 }
 
 /// A pending or active session (the "P" routes of API.md §3), CSRF-checked on writes.
@@ -220,6 +253,11 @@ pub trait RequiredRole {
     const ROLE: Role;
 }
 
+pub struct User;
+impl RequiredRole for User {
+    const ROLE: Role = Role::User;
+}
+
 pub struct Staff;
 impl RequiredRole for Staff {
     const ROLE: Role = Role::Staff;
@@ -247,5 +285,49 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Authorized<R> {
             return Err(ServiceError::Forbidden.into());
         }
         Ok(Authorized(session, PhantomData))
+    }
+}
+
+/// `S+MFA` routes: an active session of a user with at least role `R` whose second factor
+/// was verified within `STEP_UP_MAX_AGE_SECONDS` — checked after session, CSRF and role
+/// (API.md §7): `403 mfa_enrollment_required` without a factor, else
+/// `401 mfa_step_up_required`.
+pub struct Fresh<R: RequiredRole = User>(pub CurrentSession, pub PhantomData<R>);
+
+impl<R: RequiredRole> FromRequestParts<AppState> for Fresh<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authorized(session, _) = Authorized::<R>::from_request_parts(parts, state).await?;
+        let ctx = request_context(parts, state);
+        state.mfa.require_fresh(&session, &ctx).await?;
+        Ok(Fresh(session, PhantomData))
+    }
+}
+
+/// Like `JsonBody`, but an empty body (no Content-Type, no bytes) means `T::default()`:
+/// for routes whose body fields are all optional.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let declared_empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0");
+        if !req.headers().contains_key(header::CONTENT_TYPE)
+            && (declared_empty || !req.headers().contains_key(header::TRANSFER_ENCODING))
+        {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        JsonBody::<T>::from_request(req, state)
+            .await
+            .map(|JsonBody(value)| OptionalJsonBody(value))
     }
 }

@@ -8,9 +8,11 @@ mod cookies;
 pub mod error;
 mod extract;
 mod health;
+mod mfa;
 pub mod middleware;
 pub mod openapi;
 mod sessions;
+mod webauthn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,27 @@ pub fn router(state: AppState) -> Router {
             post(sessions::revoke_others),
         )
         .route("/auth/sessions/{id}", delete(sessions::revoke))
+        .route("/auth/mfa/totp/setup", post(mfa::totp_setup))
+        .route("/auth/mfa/totp/verify", post(mfa::totp_verify))
+        .route("/auth/mfa/totp", delete(mfa::totp_disable))
+        .route("/auth/mfa/recovery/verify", post(mfa::recovery_verify))
+        .route(
+            "/auth/mfa/recovery/regenerate",
+            post(mfa::recovery_regenerate),
+        )
+        .route(
+            "/auth/webauthn/register/start",
+            post(webauthn::register_start),
+        )
+        .route(
+            "/auth/webauthn/register/finish",
+            post(webauthn::register_finish),
+        )
+        .route("/auth/webauthn/login/start", post(webauthn::login_start))
+        .route("/auth/webauthn/login/finish", post(webauthn::login_finish))
+        .route("/auth/webauthn/credentials", get(webauthn::list))
+        .route("/auth/webauthn/credentials/{id}", delete(webauthn::delete))
+        .route("/auth/step-up/confirm", post(mfa::step_up_confirm))
         .route("/auth/admin/ping", get(admin::ping))
         .route("/auth/admin/audit", get(admin::audit))
         .route("/healthz", get(health::healthz))

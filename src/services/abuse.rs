@@ -4,10 +4,12 @@
 use serde_json::json;
 
 use super::audit::{AuditEvent, RequestContext};
+use super::email::EmailTemplates;
 use super::error::{ServiceError, ServiceResult};
 use crate::configuration::{RateLimit, Settings};
 use crate::domain::{EmailAddress, now_millis};
-use crate::storage::db::Database;
+use crate::storage::db::users::UserRow;
+use crate::storage::db::{Database, UnitOfWork};
 use crate::storage::store::{LockoutPolicy, Reservation, Store};
 
 /// How long a quiet account's failure history (and lock level) is remembered.
@@ -118,6 +120,38 @@ impl AbuseControl {
             .lockout_release(&attempt.key, attempt.engaged_until)
             .await?;
         Ok(())
+    }
+
+    /// After a failed attempt: when it engaged a lock, audit the lock and tell the owner
+    /// (once per lock). The caller records the failure event itself.
+    pub fn note_failure(
+        &self,
+        uow: &mut UnitOfWork,
+        user: Option<&UserRow>,
+        attempt: &Attempt,
+        templates: &EmailTemplates,
+        ctx: &RequestContext,
+    ) {
+        let Some(seconds) = attempt.locks_for_secs() else {
+            return;
+        };
+        metrics::counter!("account_lockouts_total").increment(1);
+        uow.audit(ctx.record(
+            AuditEvent::LoginLocked,
+            user.map(|u| u.id),
+            json!({"lock_seconds": seconds}),
+        ));
+        if let Some(user) = user {
+            uow.email(templates.notice(
+                &user.email,
+                "account_locked",
+                "your account was locked",
+                &format!(
+                    "After repeated failed sign-in attempts your account is locked for {} minute(s). It unlocks by itself; a correct sign-in afterwards resets the count.",
+                    seconds.div_ceil(60)
+                ),
+            ));
+        }
     }
 
     /// A completed login, a password reset or a staff unlock: forget the failures.

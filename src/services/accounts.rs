@@ -13,6 +13,7 @@ use crate::crypto::{random_alphanumeric, token_hash};
 use crate::domain::{EmailAddress, Role, now_millis};
 use crate::storage::StorageError;
 use crate::storage::db::email_tokens::{self, PURPOSE_VERIFY_EMAIL};
+use crate::storage::db::mfa::{self as factors_db, Factors};
 use crate::storage::db::users::{self, NewUser, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
 
@@ -28,10 +29,13 @@ pub struct Accounts {
     templates: EmailTemplates,
 }
 
-/// The outcome of a correct password.
+/// The outcome of a correct password: an active session, or — when the user has a second
+/// factor — a pending one and the methods that can complete it.
 pub struct LoginOutcome {
     pub user: UserRow,
     pub session: IssuedSession,
+    pub factors: Factors,
+    pub mfa_methods: Option<Vec<&'static str>>,
 }
 
 /// A verification token has exactly the shape API.md §7 gives it.
@@ -224,8 +228,7 @@ impl Accounts {
         let check = self.hashing.verify(&password, stored).await?;
         let Some(user) = user.filter(|_| check.valid) else {
             let owner = users::find_by_email(self.db.connection(), email.as_str()).await?;
-            self.record_failure(owner.as_ref(), email, &attempt, ctx)
-                .await?;
+            self.record_failure(owner.as_ref(), &attempt, ctx).await?;
             return Err(ServiceError::InvalidCredentials);
         };
         // The password was right: whatever happens next, this was not a guessing failure.
@@ -256,6 +259,28 @@ impl Accounts {
             )
             .await?;
         }
+        let factors = factors_db::factors(uow.conn(), user.id).await?;
+        if factors.any_second_factor() {
+            // The password step passed: no failure, but no reset either (API.md §7).
+            let methods = super::mfa::methods(&factors);
+            let session = self
+                .sessions
+                .create(&mut uow, &user, SessionState::MfaPending, None, ctx)
+                .await?;
+            uow.audit(ctx.record(
+                AuditEvent::MfaChallengeIssued,
+                Some(user.id),
+                json!({"session_id": session.id, "methods": methods}),
+            ));
+            uow.commit().await?;
+            self.abuse.release(attempt).await?;
+            return Ok(LoginOutcome {
+                user,
+                session,
+                factors,
+                mfa_methods: Some(methods),
+            });
+        }
         let session = self
             .sessions
             .create(&mut uow, &user, SessionState::Active, None, ctx)
@@ -269,7 +294,12 @@ impl Accounts {
         // Only a completed login resets the failure count.
         self.abuse.clear(email).await?;
         drop(attempt);
-        Ok(LoginOutcome { user, session })
+        Ok(LoginOutcome {
+            user,
+            session,
+            factors,
+            mfa_methods: None,
+        })
     }
 
     /// A wrong password: audited, and when it engaged a lock, the lock is audited and the
@@ -277,7 +307,6 @@ impl Accounts {
     async fn record_failure(
         &self,
         user: Option<&UserRow>,
-        email: &EmailAddress,
         attempt: &Attempt,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
@@ -287,25 +316,8 @@ impl Accounts {
             user.map(|u| u.id),
             json!({"reason": "invalid_credentials"}),
         ));
-        if let Some(seconds) = attempt.locks_for_secs() {
-            metrics::counter!("account_lockouts_total").increment(1);
-            uow.audit(ctx.record(
-                AuditEvent::LoginLocked,
-                user.map(|u| u.id),
-                json!({"lock_seconds": seconds}),
-            ));
-            if user.is_some() {
-                uow.email(self.templates.notice(
-                    email,
-                    "account_locked",
-                    "your account was locked",
-                    &format!(
-                        "After repeated failed sign-in attempts your account is locked for {} minute(s). It unlocks by itself; a correct sign-in afterwards resets the count.",
-                        seconds.div_ceil(60)
-                    ),
-                ));
-            }
-        }
+        self.abuse
+            .note_failure(&mut uow, user, attempt, &self.templates, ctx);
         uow.commit().await?;
         Ok(())
     }

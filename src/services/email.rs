@@ -22,7 +22,7 @@ impl EmailTemplates {
 
     fn build(
         &self,
-        to: &EmailAddress,
+        to: &str,
         kind: &'static str,
         subject: &str,
         paragraphs: &[String],
@@ -57,7 +57,7 @@ impl EmailTemplates {
             escape_html(&footer)
         ));
         OutgoingEmail {
-            recipient: to.as_str().to_owned(),
+            recipient: to.to_owned(),
             kind,
             subject: format!("{}: {subject}", self.product),
             text,
@@ -68,7 +68,7 @@ impl EmailTemplates {
     pub fn verify_email(&self, to: &EmailAddress, token: &str) -> OutgoingEmail {
         let url = format!("{}/verify-email?token={token}", self.origin_url);
         self.build(
-            to,
+            to.as_str(),
             "verify_email",
             "verify your email address",
             &["Welcome! Confirm your email address to activate your account. The link is valid for 24 hours.".to_owned()],
@@ -78,7 +78,7 @@ impl EmailTemplates {
 
     pub fn registration_attempt(&self, to: &EmailAddress) -> OutgoingEmail {
         self.build(
-            to,
+            to.as_str(),
             "registration_attempt",
             "someone tried to register with your address",
             &[
@@ -92,13 +92,8 @@ impl EmailTemplates {
     }
 
     /// A short security notice ("your password was changed", "a passkey was added", …).
-    pub fn notice(
-        &self,
-        to: &EmailAddress,
-        kind: &'static str,
-        subject: &str,
-        body: &str,
-    ) -> OutgoingEmail {
+    /// `to` is a stored (already normalised) address.
+    pub fn notice(&self, to: &str, kind: &'static str, subject: &str, body: &str) -> OutgoingEmail {
         self.build(
             to,
             kind,

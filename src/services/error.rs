@@ -31,6 +31,23 @@ pub enum ServiceError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    #[error("wrong or replayed second-factor code")]
+    InvalidMfaCode,
+    #[error("webauthn verification failed")]
+    WebauthnFailed { during_registration: bool },
+    #[error("unknown, used or expired ceremony")]
+    InvalidCeremony,
+    #[error("totp already enabled")]
+    TotpAlreadyEnabled,
+    #[error("this second factor is not enrolled")]
+    MfaMethodNotEnrolled,
+    #[error("a fresh second factor is required")]
+    StepUpRequired {
+        max_age_secs: u64,
+        methods: Vec<&'static str>,
+    },
+    #[error("a second factor must be enrolled first")]
+    MfaEnrollmentRequired,
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod mfa;
 pub mod passwords;
 pub mod sessions;
 
@@ -28,6 +29,7 @@ pub struct Services {
     pub sessions: sessions::Sessions,
     pub abuse: abuse::AbuseControl,
     pub audit: audit::AuditTrail,
+    pub mfa: mfa::Mfa,
     /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -62,9 +64,17 @@ impl Services {
             abuse.clone(),
             hashing,
             policy,
-            templates,
+            templates.clone(),
         );
         let audit = audit::AuditTrail::new(db.clone());
+        let mfa = mfa::Mfa::new(
+            &settings,
+            db.clone(),
+            store.clone(),
+            sessions.clone(),
+            abuse.clone(),
+            templates.clone(),
+        )?;
         Ok(Arc::new(Self {
             keys: KeyRing::new(&settings.encryption_key),
             settings,
@@ -74,6 +84,7 @@ impl Services {
             sessions,
             abuse,
             audit,
+            mfa,
             metrics: crate::telemetry::metrics_handle(),
         }))
     }

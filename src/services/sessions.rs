@@ -26,6 +26,8 @@ use crate::storage::store::Store;
 /// How often the durable copy of `last_seen_at` is refreshed, at most.
 const DURABLE_REFRESH: Duration = Duration::from_secs(60);
 const TOMBSTONE: &str = "revoked";
+/// A password-verified session waiting for its second factor lives this long at most.
+const PENDING_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,6 +144,10 @@ impl Sessions {
     ) -> ServiceResult<IssuedSession> {
         let now = now_millis();
         let token = random_token();
+        let lifetime = match state {
+            SessionState::MfaPending => PENDING_LIFETIME.min(self.settings.absolute_timeout),
+            SessionState::Active => self.settings.absolute_timeout,
+        };
         let row = SessionRow {
             id: Uuid::now_v7(),
             token_hash: token_hash(&token),
@@ -149,7 +155,7 @@ impl Sessions {
             state: state.as_str().to_owned(),
             created_at: now,
             last_seen_at: now,
-            absolute_expires_at: now + millis(self.settings.absolute_timeout),
+            absolute_expires_at: now + millis(lifetime),
             mfa_verified_at,
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.chars().take(512).collect(),
@@ -168,6 +174,58 @@ impl Sessions {
             json!({"session_id": issued.id, "state": state.as_str()}),
         ));
         Ok(issued)
+    }
+
+    /// Second factor done: the pending session becomes active under a new token (the old
+    /// one dies at once), with `mfa_verified_at` = now (audited as `session.rotated`).
+    pub async fn upgrade(
+        &self,
+        uow: &mut UnitOfWork,
+        current: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<IssuedSession> {
+        let now = now_millis();
+        let token = random_token();
+        let absolute = now + millis(self.settings.absolute_timeout);
+        self.forget(&current.token_hash).await?;
+        let rotated = session_rows::rotate(
+            uow.conn(),
+            &current.token_hash,
+            &token_hash(&token),
+            SessionState::Active.as_str(),
+            Some(now),
+            absolute,
+            now,
+        )
+        .await?;
+        if !rotated {
+            return Err(ServiceError::NotAuthenticated);
+        }
+        uow.audit(ctx.record(
+            AuditEvent::SessionRotated,
+            Some(current.user_id),
+            json!({"session_id": current.id, "reason": "mfa_completed"}),
+        ));
+        Ok(IssuedSession {
+            token,
+            id: current.id,
+            state: SessionState::Active,
+            absolute_expires_at: absolute,
+            idle_expires_at: self.idle_expires_at(now, absolute),
+        })
+    }
+
+    /// A second factor was just verified on this session (step-up, enrollment).
+    pub async fn mark_mfa_verified(
+        &self,
+        uow: &mut UnitOfWork,
+        current: &CurrentSession,
+    ) -> ServiceResult<()> {
+        // The cached copy still carries the old time: call `refresh_cache` after commit.
+        if !session_rows::set_mfa_verified(uow.conn(), &current.token_hash, now_millis()).await? {
+            return Err(ServiceError::NotAuthenticated);
+        }
+        Ok(())
     }
 
     fn idle_expires_at(&self, now: Millis, absolute: Millis) -> Millis {
@@ -274,10 +332,8 @@ impl Sessions {
 
     /// Drops the cached copy so the next request re-reads the database (after a change
     /// to the session or its user, such as a role change).
-    pub async fn refresh_cache(&self, token_hashes: &[String]) -> ServiceResult<()> {
-        for hash in token_hashes {
-            self.store.delete(&store_key(hash)).await?;
-        }
+    pub async fn refresh_cache(&self, token_hash: &str) -> ServiceResult<()> {
+        self.store.delete(&store_key(token_hash)).await?;
         Ok(())
     }
 

@@ -6,10 +6,13 @@ mod smtp_sink;
 
 mod abuse;
 mod audit;
+mod authenticators;
 mod cli;
 mod email_delivery;
 mod health;
 mod login;
+mod mfa;
+mod passkeys;
 mod protocol;
 mod registration;
 mod sessions;

@@ -134,3 +134,74 @@ pub mod outbox_email {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod totp_credential {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "totp_credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        /// AEAD ciphertext with its key id (see `crypto::secrets`).
+        pub secret_ciphertext: String,
+        /// Null while the enrollment waits for its first code.
+        pub enabled_at: Option<i64>,
+        /// The last accepted time step: it and every earlier one are refused.
+        pub last_used_step: Option<i64>,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod recovery_code {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recovery_codes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        #[sea_orm(unique)]
+        pub code_hash: String,
+        pub created_at: i64,
+        pub used_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod webauthn_credential {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webauthn_credentials")]
+    pub struct Model {
+        /// The public id used by the API (list, delete).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        /// The authenticator's credential id, base64url: how an assertion finds its key.
+        #[sea_orm(unique)]
+        pub credential_id: String,
+        pub name: String,
+        /// The serialised passkey (public key, counter, flags), encrypted.
+        pub passkey_ciphertext: String,
+        pub sign_count: i64,
+        pub created_at: i64,
+        pub last_used_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

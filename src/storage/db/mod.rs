@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod email_tokens;
 pub mod entities;
+pub mod mfa;
 mod migrations;
 pub mod outbox;
 pub mod sessions;

@@ -106,3 +106,44 @@ pub async fn delete_expired(
         .storage()?;
     Ok(result.rows_affected)
 }
+
+/// Gives a session a new token (and state): the old token stops working. False when the
+/// session no longer exists.
+pub async fn rotate(
+    conn: &impl Conn,
+    old_token_hash: &str,
+    new_token_hash: &str,
+    state: &str,
+    mfa_verified_at: Option<Millis>,
+    absolute_expires_at: Millis,
+    now: Millis,
+) -> StorageResult<bool> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::TokenHash, Expr::value(new_token_hash))
+        .col_expr(session::Column::State, Expr::value(state))
+        .col_expr(session::Column::MfaVerifiedAt, Expr::value(mfa_verified_at))
+        .col_expr(
+            session::Column::AbsoluteExpiresAt,
+            Expr::value(absolute_expires_at),
+        )
+        .col_expr(session::Column::LastSeenAt, Expr::value(now))
+        .filter(session::Column::TokenHash.eq(old_token_hash))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected == 1)
+}
+
+pub async fn set_mfa_verified(
+    conn: &impl Conn,
+    token_hash: &str,
+    at: Millis,
+) -> StorageResult<bool> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::MfaVerifiedAt, Expr::value(at))
+        .filter(session::Column::TokenHash.eq(token_hash))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected == 1)
+}

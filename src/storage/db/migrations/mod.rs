@@ -1,6 +1,7 @@
 //! Versioned schema migrations, applied by `serve` and `migrate`. One migration per file.
 
 mod m20261125_000001_initial;
+mod m20261125_000002_mfa;
 
 use sea_orm_migration::prelude::*;
 
@@ -9,6 +10,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_initial::Migration)]
+        vec![
+            Box::new(m20261125_000001_initial::Migration),
+            Box::new(m20261125_000002_mfa::Migration),
+        ]
     }
 }

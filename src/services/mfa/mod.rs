@@ -1,0 +1,449 @@
+//! Second factors (API.md §2–§4): TOTP, recovery codes and passkeys, the MFA-pending
+//! login step and step-up. One service, one file per factor:
+//! `totp` (TOTP and recovery codes) and `passkeys` (WebAuthn).
+//!
+//! Every second-factor check follows the same state machine:
+//! pending session + correct factor → session rotated to active (login complete);
+//! active session + correct factor → `mfa_verified_at` refreshed (step-up);
+//! wrong factor → counted toward the account lockout, audited.
+
+mod passkeys;
+pub mod totp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use uuid::Uuid;
+use webauthn_rs::Webauthn;
+
+pub use self::passkeys::{CeremonyStart, PasskeyView};
+pub use self::totp::TotpSetup;
+use super::abuse::{AbuseControl, Attempt};
+use super::audit::{AuditEvent, RequestContext};
+use super::email::EmailTemplates;
+use super::error::{ServiceError, ServiceResult};
+use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
+use crate::configuration::Settings;
+use crate::crypto::secrets::SecretBox;
+use crate::domain::{EmailAddress, now_millis};
+use crate::storage::db::mfa::{self as factors_db, Factors};
+use crate::storage::db::users::{self, UserRow};
+use crate::storage::db::{Database, UnitOfWork};
+use crate::storage::store::Store;
+
+const RECOVERY_CODES: usize = 10;
+/// 16 characters of base32 (80 bits): too many to guess, short enough to type.
+const RECOVERY_CODE_LEN: usize = 16;
+const RECOVERY_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// What a correct second factor did.
+// One short-lived value per request: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum MfaOutcome {
+    /// A pending session became active (a login completed).
+    LoginCompleted {
+        user: UserRow,
+        session: IssuedSession,
+    },
+    /// An active session's `mfa_verified_at` was refreshed.
+    StepUp,
+}
+
+/// Which second factor was used (audit names and login metadata).
+#[derive(Clone, Copy)]
+pub(crate) enum Factor {
+    Totp,
+    RecoveryCode,
+    Passkey,
+}
+
+impl Factor {
+    fn name(self) -> &'static str {
+        match self {
+            Factor::Totp => "totp",
+            Factor::RecoveryCode => "recovery_code",
+            Factor::Passkey => "webauthn",
+        }
+    }
+
+    fn success_event(self) -> AuditEvent {
+        match self {
+            Factor::Totp => AuditEvent::MfaTotpSuccess,
+            Factor::RecoveryCode => AuditEvent::MfaRecoveryCodeUsed,
+            Factor::Passkey => AuditEvent::MfaWebauthnSuccess,
+        }
+    }
+
+    fn failure_event(self) -> AuditEvent {
+        match self {
+            Factor::Totp => AuditEvent::MfaTotpFailure,
+            Factor::RecoveryCode => AuditEvent::MfaRecoveryCodeFailure,
+            Factor::Passkey => AuditEvent::MfaWebauthnFailure,
+        }
+    }
+}
+
+/// The methods a user can use now, in API.md's order.
+pub fn methods(factors: &Factors) -> Vec<&'static str> {
+    let mut methods = Vec::new();
+    if factors.totp {
+        methods.push("totp");
+    }
+    if factors.webauthn_credentials > 0 {
+        methods.push("webauthn");
+    }
+    if factors.recovery_codes_left > 0 {
+        methods.push("recovery_code");
+    }
+    methods
+}
+
+pub struct Mfa {
+    db: Database,
+    store: Store,
+    sessions: Sessions,
+    abuse: AbuseControl,
+    secrets: SecretBox,
+    templates: EmailTemplates,
+    webauthn: Arc<Webauthn>,
+    issuer: String,
+    step_up_max_age: Duration,
+}
+
+impl Mfa {
+    pub fn new(
+        settings: &Settings,
+        db: Database,
+        store: Store,
+        sessions: Sessions,
+        abuse: AbuseControl,
+        templates: EmailTemplates,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            webauthn: Arc::new(passkeys::build_webauthn(settings)?),
+            secrets: SecretBox::new(&settings.encryption_key, &settings.old_encryption_keys),
+            issuer: settings.rp_name.replace(':', " "),
+            step_up_max_age: settings.session.step_up_max_age,
+            db,
+            store,
+            sessions,
+            abuse,
+            templates,
+        })
+    }
+
+    pub fn secrets(&self) -> &SecretBox {
+        &self.secrets
+    }
+
+    pub async fn factors(&self, user_id: Uuid) -> ServiceResult<Factors> {
+        Ok(factors_db::factors(self.db.connection(), user_id).await?)
+    }
+
+    async fn user(&self, user_id: Uuid) -> ServiceResult<UserRow> {
+        users::find_by_id(self.db.connection(), user_id)
+            .await?
+            .ok_or(ServiceError::NotAuthenticated)
+    }
+
+    /// The step-up rule (API.md §7 order, after session, CSRF and role): a user with no
+    /// second factor gets `mfa_enrollment_required`; one whose last verification is older
+    /// than `STEP_UP_MAX_AGE_SECONDS` gets `mfa_step_up_required` (audited).
+    pub async fn require_fresh(
+        &self,
+        session: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let factors = self.factors(session.user_id).await?;
+        if !factors.any_second_factor() {
+            return Err(ServiceError::MfaEnrollmentRequired);
+        }
+        let max_age = self.step_up_max_age.as_millis() as i64;
+        if session
+            .mfa_verified_at
+            .is_some_and(|at| now_millis() - at <= max_age)
+        {
+            return Ok(());
+        }
+        let mut uow = self.db.begin().await?;
+        uow.audit(ctx.record(
+            AuditEvent::StepUpRequired,
+            Some(session.user_id),
+            json!({"session_id": session.id}),
+        ));
+        uow.commit().await?;
+        Err(ServiceError::StepUpRequired {
+            max_age_secs: self.step_up_max_age.as_secs(),
+            methods: methods(&factors),
+        })
+    }
+
+    /// `POST /auth/step-up/confirm`: the guard already proved freshness; record it.
+    pub async fn confirm_step_up(
+        &self,
+        session: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let mut uow = self.db.begin().await?;
+        uow.audit(ctx.record(
+            AuditEvent::StepUpSuccess,
+            Some(session.user_id),
+            json!({"session_id": session.id, "action": "step_up.confirm"}),
+        ));
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// Reserves a lockout attempt for a second-factor check on `user`'s account: while
+    /// the account is locked, no code is even looked at (`429 account_locked`).
+    async fn reserve(&self, user: &UserRow) -> ServiceResult<Attempt> {
+        self.abuse.reserve(&stored_email(user)).await
+    }
+
+    /// A correct second factor on `session`: finish the login or refresh the step-up, in
+    /// the unit of work that already holds the factor's own change.
+    async fn succeed(
+        &self,
+        mut uow: UnitOfWork,
+        session: &CurrentSession,
+        user: UserRow,
+        factor: Factor,
+        attempt: Attempt,
+        ctx: &RequestContext,
+    ) -> ServiceResult<MfaOutcome> {
+        uow.audit(ctx.record(
+            factor.success_event(),
+            Some(user.id),
+            json!({"session_id": session.id, "step": session.state.as_str()}),
+        ));
+        match session.state {
+            SessionState::MfaPending => {
+                if user.disabled {
+                    return Err(ServiceError::AccountDisabled);
+                }
+                let issued = self.sessions.upgrade(&mut uow, session, ctx).await?;
+                uow.audit(ctx.record(
+                    AuditEvent::LoginSuccess,
+                    Some(user.id),
+                    json!({"method": format!("password+{}", factor.name()), "session_id": issued.id}),
+                ));
+                uow.commit().await?;
+                // Only a completed login resets the failure count.
+                self.abuse.clear(&stored_email(&user)).await?;
+                drop(attempt);
+                Ok(MfaOutcome::LoginCompleted {
+                    user,
+                    session: issued,
+                })
+            }
+            SessionState::Active => {
+                self.sessions.mark_mfa_verified(&mut uow, session).await?;
+                uow.audit(ctx.record(
+                    AuditEvent::StepUpSuccess,
+                    Some(user.id),
+                    json!({"session_id": session.id, "method": factor.name()}),
+                ));
+                uow.commit().await?;
+                self.sessions.refresh_cache(&session.token_hash).await?;
+                self.abuse.release(attempt).await?;
+                Ok(MfaOutcome::StepUp)
+            }
+        }
+    }
+
+    /// A wrong second factor: audited, counted (the reservation stays), maybe a lock.
+    async fn fail(
+        &self,
+        user: &UserRow,
+        factor: Factor,
+        reason: &str,
+        attempt: &Attempt,
+        ctx: &RequestContext,
+        extra_notice: Option<(&'static str, &str, &str)>,
+    ) -> ServiceResult<()> {
+        let mut uow = self.db.begin().await?;
+        uow.audit(ctx.record(
+            factor.failure_event(),
+            Some(user.id),
+            json!({"reason": reason, "factor": factor.name()}),
+        ));
+        if let Some((kind, subject, body)) = extra_notice {
+            uow.email(self.templates.notice(&user.email, kind, subject, body));
+        }
+        self.abuse
+            .note_failure(&mut uow, Some(user), attempt, &self.templates, ctx);
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// Issues a fresh set of recovery codes inside `uow` and returns them (shown once).
+    async fn issue_recovery_codes(
+        &self,
+        uow: &mut UnitOfWork,
+        user_id: Uuid,
+    ) -> ServiceResult<Vec<String>> {
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes: Vec<String> = codes.iter().map(|c| recovery_code_hash(c)).collect();
+        factors_db::replace_recovery_codes(uow.conn(), user_id, &hashes, now_millis()).await?;
+        Ok(codes)
+    }
+
+    /// After a factor is removed: recovery codes only live while a second factor does.
+    async fn drop_recovery_codes_if_last(
+        &self,
+        uow: &mut UnitOfWork,
+        user_id: Uuid,
+    ) -> ServiceResult<()> {
+        if !factors_db::factors(uow.conn(), user_id)
+            .await?
+            .any_second_factor()
+        {
+            factors_db::delete_recovery_codes(uow.conn(), user_id).await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /auth/mfa/recovery/regenerate` (fresh MFA): a new set replaces the old.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        session: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<Vec<String>> {
+        let mut uow = self.db.begin().await?;
+        let codes = self.issue_recovery_codes(&mut uow, session.user_id).await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaRecoveryCodesRegenerated,
+            Some(session.user_id),
+            json!({"count": codes.len()}),
+        ));
+        uow.email(self.templates.notice(
+            &session.email,
+            "recovery_codes_regenerated",
+            "new recovery codes were created",
+            "A new set of recovery codes was created for your account; the old codes no longer work.",
+        ));
+        uow.commit().await?;
+        Ok(codes)
+    }
+
+    /// `POST /auth/mfa/recovery/verify`: like TOTP verify, each code once.
+    pub async fn verify_recovery_code(
+        &self,
+        session: &CurrentSession,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<MfaOutcome> {
+        let user = self.user(session.user_id).await?;
+        let factors = self.factors(user.id).await?;
+        if factors.recovery_codes_left == 0 {
+            return Err(ServiceError::MfaMethodNotEnrolled);
+        }
+        let attempt = self.reserve(&user).await?;
+        let normalized = normalize_recovery_code(code);
+        let mut uow = self.db.begin().await?;
+        let redeemed = match &normalized {
+            Some(code) => {
+                factors_db::redeem_recovery_code(
+                    uow.conn(),
+                    user.id,
+                    &recovery_code_hash(code),
+                    now_millis(),
+                )
+                .await?
+            }
+            None => false,
+        };
+        if !redeemed {
+            drop(uow);
+            self.fail(
+                &user,
+                Factor::RecoveryCode,
+                "wrong_recovery_code",
+                &attempt,
+                ctx,
+                None,
+            )
+            .await?;
+            return Err(ServiceError::InvalidMfaCode);
+        }
+        uow.email(self.templates.notice(
+            &user.email,
+            "recovery_code_used",
+            "a recovery code was used",
+            &format!(
+                "A recovery code was used to sign in to your account. {} code(s) are left.",
+                factors.recovery_codes_left - 1
+            ),
+        ));
+        self.succeed(uow, session, user, Factor::RecoveryCode, attempt, ctx)
+            .await
+    }
+}
+
+fn stored_email(user: &UserRow) -> EmailAddress {
+    // Stored addresses were validated on the way in.
+    EmailAddress::parse(&user.email).expect("stored emails are valid")
+}
+
+fn new_recovery_code() -> String {
+    let raw: Vec<u8> = crate::crypto::random_bytes::<RECOVERY_CODE_LEN>()
+        .iter()
+        .map(|b| RECOVERY_ALPHABET[usize::from(*b) % RECOVERY_ALPHABET.len()])
+        .collect();
+    let text = String::from_utf8(raw).expect("alphabet is ASCII");
+    text.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).expect("ASCII"))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Case, spaces and dashes do not matter when a code is typed back.
+fn normalize_recovery_code(code: &str) -> Option<String> {
+    let normalized: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (normalized.len() == RECOVERY_CODE_LEN
+        && normalized.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+    .then_some(normalized)
+}
+
+/// Recovery codes carry 80 random bits, so a plain SHA-256 is enough — and, unlike a
+/// keyed hash, survives a rotation of the master key.
+fn recovery_code_hash(code: &str) -> String {
+    let normalized = normalize_recovery_code(code).unwrap_or_default();
+    crate::crypto::sha256_hex(format!("recovery-code:{normalized}").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_codes_are_grouped_and_forgiving_when_typed_back() {
+        let code = new_recovery_code();
+        assert_eq!(code.len(), 19);
+        assert_eq!(code.matches('-').count(), 3);
+        let typed = code.to_uppercase().replace('-', " ");
+        assert_eq!(recovery_code_hash(&typed), recovery_code_hash(&code));
+        assert!(normalize_recovery_code("too-short").is_none());
+        assert!(
+            normalize_recovery_code("0000-0000-0000-0000").is_none(),
+            "0 is not in the alphabet"
+        );
+    }
+
+    #[test]
+    fn methods_list_only_what_is_enrolled() {
+        let factors = Factors {
+            totp: true,
+            webauthn_credentials: 0,
+            recovery_codes_left: 3,
+        };
+        assert_eq!(methods(&factors), vec!["totp", "recovery_code"]);
+        assert!(methods(&Factors::default()).is_empty());
+    }
+}

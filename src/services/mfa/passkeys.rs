@@ -1,0 +1,564 @@
+//! WebAuthn passkeys: registration for a logged-in user, and authentication as a
+//! passwordless login (discoverable or by email), as the second factor of a pending
+//! session, or as step-up. Ceremony state lives in the ephemeral store under a random id,
+//! single-use, for five minutes, bound to the session that started it (if any), so a
+//! ceremony may start on one instance and finish on another.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use webauthn_rs::prelude::{
+    AuthenticationResult, DiscoverableAuthentication, Passkey, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Webauthn,
+    WebauthnBuilder, WebauthnError,
+};
+
+use super::{Factor, Mfa, MfaOutcome};
+use crate::configuration::Settings;
+use crate::domain::{EmailAddress, Millis, millis_to_rfc3339, now_millis};
+use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::error::{ServiceError, ServiceResult};
+use crate::services::sessions::{CurrentSession, SessionState};
+use crate::storage::db::mfa::{self as factors_db, WebauthnRow};
+use crate::storage::db::users;
+
+const CEREMONY_TTL: Duration = Duration::from_secs(300);
+const MAX_NAME_CHARS: usize = 64;
+
+pub fn build_webauthn(settings: &Settings) -> anyhow::Result<Webauthn> {
+    let origin =
+        Url::parse(&settings.origin_url).map_err(|e| anyhow::anyhow!("ORIGIN_URL: {e}"))?;
+    let mut builder = WebauthnBuilder::new(&settings.rp_id, &origin)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "FIDO_RP_ID {:?} must be ORIGIN_URL's host or a parent of it: {e}",
+                settings.rp_id
+            )
+        })?
+        .rp_name(&settings.rp_name)
+        .timeout(CEREMONY_TTL);
+    // Front ends on their own origins run ceremonies too.
+    let extra: Vec<Url> = settings
+        .frontend_origins
+        .iter()
+        .filter_map(|o| Url::parse(o).ok())
+        .collect();
+    for url in &extra {
+        builder = builder.append_allowed_origin(url);
+    }
+    builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("WebAuthn configuration: {e}"))
+}
+
+/// The associated data of a stored passkey's ciphertext.
+pub(super) fn context(credential_row_id: Uuid) -> String {
+    format!("webauthn:{credential_row_id}")
+}
+
+#[derive(Serialize, Deserialize)]
+enum CeremonyState {
+    Registration(PasskeyRegistration),
+    Authentication(PasskeyAuthentication),
+    Discoverable(DiscoverableAuthentication),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ceremony {
+    /// The public id of the session that started it; `None` for passwordless logins.
+    session_id: Option<Uuid>,
+    /// The user it is for, when known at the start.
+    user_id: Option<Uuid>,
+    state: CeremonyState,
+}
+
+/// A started ceremony: its id and the options for `navigator.credentials.*`.
+pub struct CeremonyStart {
+    pub ceremony_id: String,
+    pub options: Value,
+}
+
+/// A registered passkey as `GET /auth/webauthn/credentials` lists it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PasskeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl From<&WebauthnRow> for PasskeyView {
+    fn from(row: &WebauthnRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name.clone(),
+            created_at: millis_to_rfc3339(row.created_at),
+            last_used_at: row.last_used_at.map(millis_to_rfc3339),
+        }
+    }
+}
+
+fn ceremony_key(id: &str) -> String {
+    format!("ceremony:{}", crate::crypto::token_hash(id))
+}
+
+/// Why an assertion failed, for the audit record (never shown to the client).
+fn failure_reason(error: &WebauthnError) -> &'static str {
+    match error {
+        WebauthnError::CredentialPossibleCompromise => "counter_regression",
+        WebauthnError::InvalidRPOrigin => "wrong_origin",
+        WebauthnError::InvalidRPIDHash => "wrong_rp_id",
+        WebauthnError::MismatchedChallenge => "wrong_challenge",
+        WebauthnError::UserNotVerified => "user_not_verified",
+        WebauthnError::CredentialNotFound => "unknown_credential",
+        _ => "verification_failed",
+    }
+}
+
+impl Mfa {
+    async fn save_ceremony(&self, ceremony: &Ceremony) -> ServiceResult<String> {
+        let id = crate::crypto::random_token();
+        let value = serde_json::to_string(ceremony).map_err(anyhow::Error::from)?;
+        self.store
+            .set(&ceremony_key(&id), &value, CEREMONY_TTL)
+            .await?;
+        Ok(id)
+    }
+
+    /// Takes (and so ends) a ceremony; unknown, used, expired or started by another
+    /// session are all `invalid_ceremony`.
+    async fn take_ceremony(
+        &self,
+        id: &str,
+        session: Option<&CurrentSession>,
+    ) -> ServiceResult<Ceremony> {
+        if id.is_empty() || id.len() > 128 {
+            return Err(ServiceError::InvalidCeremony);
+        }
+        let raw = self
+            .store
+            .take(&ceremony_key(id))
+            .await?
+            .ok_or(ServiceError::InvalidCeremony)?;
+        let ceremony: Ceremony =
+            serde_json::from_str(&raw).map_err(|_| ServiceError::InvalidCeremony)?;
+        if ceremony.session_id != session.map(|s| s.id) {
+            return Err(ServiceError::InvalidCeremony);
+        }
+        Ok(ceremony)
+    }
+
+    fn open_passkey(&self, row: &WebauthnRow) -> ServiceResult<Passkey> {
+        let plain = self
+            .secrets
+            .open(&row.passkey_ciphertext, &context(row.id))
+            .map_err(anyhow::Error::from)?;
+        Ok(serde_json::from_slice(&plain).map_err(anyhow::Error::from)?)
+    }
+
+    fn seal_passkey(&self, row_id: Uuid, passkey: &Passkey) -> ServiceResult<String> {
+        let plain = serde_json::to_vec(passkey).map_err(anyhow::Error::from)?;
+        Ok(self.secrets.seal(&plain, &context(row_id)))
+    }
+
+    async fn passkeys_of(&self, user_id: Uuid) -> ServiceResult<Vec<(WebauthnRow, Passkey)>> {
+        let rows = factors_db::webauthn_for_user(self.db.connection(), user_id).await?;
+        rows.into_iter()
+            .map(|row| {
+                let passkey = self.open_passkey(&row)?;
+                Ok((row, passkey))
+            })
+            .collect()
+    }
+
+    pub async fn list_passkeys(&self, user_id: Uuid) -> ServiceResult<Vec<PasskeyView>> {
+        let rows = factors_db::webauthn_for_user(self.db.connection(), user_id).await?;
+        Ok(rows.iter().map(PasskeyView::from).collect())
+    }
+
+    /// Options for a new passkey: resident key preferred, user verification required, the
+    /// user's existing credentials excluded.
+    pub async fn passkey_registration_start(
+        &self,
+        session: &CurrentSession,
+    ) -> ServiceResult<CeremonyStart> {
+        let existing = self.passkeys_of(session.user_id).await?;
+        let exclude = existing
+            .iter()
+            .map(|(_, pk)| pk.cred_id().clone())
+            .collect();
+        let (options, state) = self
+            .webauthn
+            .start_passkey_registration(
+                session.user_id,
+                &session.email,
+                &session.email,
+                Some(exclude),
+            )
+            .map_err(|e| anyhow::anyhow!("start registration: {e}"))?;
+        let mut options = serde_json::to_value(&options).map_err(anyhow::Error::from)?;
+        // webauthn-rs asks for "discouraged"; discoverable logins need the key resident.
+        options["publicKey"]["authenticatorSelection"]["residentKey"] = json!("preferred");
+        let ceremony_id = self
+            .save_ceremony(&Ceremony {
+                session_id: Some(session.id),
+                user_id: Some(session.user_id),
+                state: CeremonyState::Registration(state),
+            })
+            .await?;
+        Ok(CeremonyStart {
+            ceremony_id,
+            options,
+        })
+    }
+
+    /// Verifies the attestation and stores the passkey (encrypted). Registering is itself
+    /// a verification (step-up fresh); the first second factor brings recovery codes.
+    pub async fn passkey_registration_finish(
+        &self,
+        session: &CurrentSession,
+        ceremony_id: &str,
+        credential: &RegisterPublicKeyCredential,
+        name: Option<&str>,
+        ctx: &RequestContext,
+    ) -> ServiceResult<(PasskeyView, Vec<String>)> {
+        let ceremony = self.take_ceremony(ceremony_id, Some(session)).await?;
+        let CeremonyState::Registration(state) = ceremony.state else {
+            return Err(ServiceError::InvalidCeremony);
+        };
+        let passkey = match self
+            .webauthn
+            .finish_passkey_registration(credential, &state)
+        {
+            Ok(passkey) => passkey,
+            Err(error) => {
+                let mut uow = self.db.begin().await?;
+                uow.audit(ctx.record(
+                    AuditEvent::MfaWebauthnFailure,
+                    Some(session.user_id),
+                    json!({"reason": failure_reason(&error), "step": "registration"}),
+                ));
+                uow.commit().await?;
+                return Err(ServiceError::WebauthnFailed {
+                    during_registration: true,
+                });
+            }
+        };
+        let now = now_millis();
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| n.chars().take(MAX_NAME_CHARS).collect())
+            .unwrap_or_else(|| "Passkey".to_owned());
+        let id = Uuid::now_v7();
+        let row = WebauthnRow {
+            id,
+            user_id: session.user_id,
+            credential_id: URL_SAFE_NO_PAD.encode(passkey.cred_id()),
+            name,
+            passkey_ciphertext: self.seal_passkey(id, &passkey)?,
+            sign_count: 0,
+            created_at: now,
+            last_used_at: None,
+        };
+        let mut uow = self.db.begin().await?;
+        let first_factor = !factors_db::factors(uow.conn(), session.user_id)
+            .await?
+            .any_second_factor();
+        if let Err(error) = factors_db::insert_webauthn(uow.conn(), row.clone()).await {
+            // The same authenticator credential cannot belong to two accounts.
+            return Err(match error {
+                crate::storage::StorageError::Conflict(_) => ServiceError::WebauthnFailed {
+                    during_registration: true,
+                },
+                other => other.into(),
+            });
+        }
+        let recovery_codes = if first_factor {
+            self.issue_recovery_codes(&mut uow, session.user_id).await?
+        } else {
+            Vec::new()
+        };
+        self.sessions.mark_mfa_verified(&mut uow, session).await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaWebauthnRegistered,
+            Some(session.user_id),
+            json!({"credential": row.id, "name": row.name, "recovery_codes_issued": first_factor}),
+        ));
+        uow.email(self.templates.notice(
+            &session.email,
+            "passkey_added",
+            "a passkey was added",
+            &format!(
+                "A passkey named \"{}\" was added to your account.",
+                row.name
+            ),
+        ));
+        uow.commit().await?;
+        self.sessions.refresh_cache(&session.token_hash).await?;
+        Ok((PasskeyView::from(&row), recovery_codes))
+    }
+
+    /// `POST /auth/webauthn/login/start`. With a session: the session user's passkeys
+    /// (second factor or step-up). Without: passwordless — the email's passkeys, or a
+    /// discoverable ceremony when no email is given or it has none (so the answer does not
+    /// tell whether an account exists).
+    pub async fn passkey_login_start(
+        &self,
+        session: Option<&CurrentSession>,
+        email: Option<&EmailAddress>,
+    ) -> ServiceResult<CeremonyStart> {
+        let user_id = match (session, email) {
+            (Some(session), _) => Some(session.user_id),
+            (None, Some(email)) => users::find_by_email(self.db.connection(), email.as_str())
+                .await?
+                .map(|u| u.id),
+            (None, None) => None,
+        };
+        let passkeys = match user_id {
+            Some(id) => self.passkeys_of(id).await?,
+            None => Vec::new(),
+        };
+        if session.is_some() && passkeys.is_empty() {
+            return Err(ServiceError::MfaMethodNotEnrolled);
+        }
+        let (options, ceremony) = if passkeys.is_empty() {
+            let (mut options, state) = self
+                .webauthn
+                .start_discoverable_authentication()
+                .map_err(|e| anyhow::anyhow!("start discoverable authentication: {e}"))?;
+            // A "sign in with a passkey" button, not form autofill.
+            options.mediation = None;
+            let ceremony = Ceremony {
+                session_id: None,
+                user_id: None,
+                state: CeremonyState::Discoverable(state),
+            };
+            (
+                serde_json::to_value(&options).map_err(anyhow::Error::from)?,
+                ceremony,
+            )
+        } else {
+            let keys: Vec<Passkey> = passkeys.into_iter().map(|(_, pk)| pk).collect();
+            let (options, state) = self
+                .webauthn
+                .start_passkey_authentication(&keys)
+                .map_err(|e| anyhow::anyhow!("start authentication: {e}"))?;
+            let ceremony = Ceremony {
+                session_id: session.map(|s| s.id),
+                user_id,
+                state: CeremonyState::Authentication(state),
+            };
+            (
+                serde_json::to_value(&options).map_err(anyhow::Error::from)?,
+                ceremony,
+            )
+        };
+        let ceremony_id = self.save_ceremony(&ceremony).await?;
+        Ok(CeremonyStart {
+            ceremony_id,
+            options,
+        })
+    }
+
+    /// `POST /auth/webauthn/login/finish`: verifies the assertion (signature, challenge,
+    /// origin, RP ID, user verification, counter) and then logs in, completes the pending
+    /// login, or refreshes step-up.
+    pub async fn passkey_login_finish(
+        &self,
+        session: Option<&CurrentSession>,
+        ceremony_id: &str,
+        credential: &PublicKeyCredential,
+        ctx: &RequestContext,
+    ) -> ServiceResult<MfaOutcome> {
+        let ceremony = self.take_ceremony(ceremony_id, session).await?;
+        // Session-bound checks count toward the lockout like TOTP codes do.
+        let (session_user, attempt) = match session {
+            Some(session) => {
+                let user = self.user(session.user_id).await?;
+                let attempt = self.reserve(&user).await?;
+                (Some(user), Some(attempt))
+            }
+            None => (None, None),
+        };
+        let verified = self.verify_assertion(ceremony, credential).await;
+        let (row, result) = match verified {
+            Ok(found) => found,
+            Err((user_id, reason)) => {
+                let mut uow = self.db.begin().await?;
+                uow.audit(ctx.record(
+                    AuditEvent::MfaWebauthnFailure,
+                    user_id.or(session.map(|s| s.user_id)),
+                    json!({"reason": reason}),
+                ));
+                if let (Some(user), Some(attempt)) = (&session_user, &attempt) {
+                    self.abuse
+                        .note_failure(&mut uow, Some(user), attempt, &self.templates, ctx);
+                }
+                uow.commit().await?;
+                return Err(ServiceError::WebauthnFailed {
+                    during_registration: false,
+                });
+            }
+        };
+        let now = now_millis();
+        let mut passkey = self.open_passkey(&row)?;
+        passkey.update_credential(&result);
+        let uow = self.db.begin().await?;
+        let recorded = factors_db::record_webauthn_use(
+            uow.conn(),
+            row.id,
+            row.sign_count,
+            i64::from(result.counter()),
+            &self.seal_passkey(row.id, &passkey)?,
+            now,
+        )
+        .await?;
+        if !recorded {
+            // Another assertion with this credential won the race: treat as a clone.
+            return Err(ServiceError::WebauthnFailed {
+                during_registration: false,
+            });
+        }
+        match (session, session_user, attempt) {
+            (Some(session), Some(user), Some(attempt)) => {
+                if user.id != row.user_id {
+                    return Err(ServiceError::WebauthnFailed {
+                        during_registration: false,
+                    });
+                }
+                self.succeed(uow, session, user, Factor::Passkey, attempt, ctx)
+                    .await
+            }
+            _ => self.passwordless_login(uow, row.user_id, now, ctx).await,
+        }
+    }
+
+    /// Checks the assertion against the ceremony and the credential's current stored
+    /// state. On failure: the user (if known) and an audit reason.
+    async fn verify_assertion(
+        &self,
+        ceremony: Ceremony,
+        credential: &PublicKeyCredential,
+    ) -> Result<(WebauthnRow, AuthenticationResult), (Option<Uuid>, &'static str)> {
+        let credential_id = URL_SAFE_NO_PAD.encode(credential.get_credential_id());
+        let row = factors_db::webauthn_by_credential_id(self.db.connection(), &credential_id)
+            .await
+            .map_err(|_| (ceremony.user_id, "storage_error"))?
+            .ok_or((ceremony.user_id, "unknown_credential"))?;
+        if ceremony
+            .user_id
+            .is_some_and(|expected| expected != row.user_id)
+        {
+            return Err((ceremony.user_id, "credential_of_another_user"));
+        }
+        let stored = self
+            .open_passkey(&row)
+            .map_err(|_| (Some(row.user_id), "unreadable_credential"))?;
+        let result = match ceremony.state {
+            CeremonyState::Authentication(state) => self
+                .webauthn
+                .finish_passkey_authentication(credential, &state),
+            CeremonyState::Discoverable(state) => {
+                match self
+                    .webauthn
+                    .identify_discoverable_authentication(credential)
+                {
+                    Ok((handle, _)) if handle == row.user_id => self
+                        .webauthn
+                        .finish_discoverable_authentication_v2(credential, state, &stored),
+                    _ => return Err((Some(row.user_id), "wrong_user_handle")),
+                }
+            }
+            CeremonyState::Registration(_) => return Err((Some(row.user_id), "wrong_ceremony")),
+        };
+        let result = result.map_err(|e| (Some(row.user_id), failure_reason(&e)))?;
+        // The ceremony compared against the state at its start; compare against now too,
+        // so a cloned authenticator cannot slip between two concurrent ceremonies.
+        let counter = i64::from(result.counter());
+        if (counter > 0 || row.sign_count > 0) && counter <= row.sign_count {
+            return Err((Some(row.user_id), "counter_regression"));
+        }
+        if !result.user_verified() {
+            return Err((Some(row.user_id), "user_not_verified"));
+        }
+        Ok((row, result))
+    }
+
+    /// A passkey with user verification is both factors at once: an active session with
+    /// `mfa_verified_at` = now.
+    async fn passwordless_login(
+        &self,
+        mut uow: crate::storage::db::UnitOfWork,
+        user_id: Uuid,
+        now: Millis,
+        ctx: &RequestContext,
+    ) -> ServiceResult<MfaOutcome> {
+        let user =
+            users::find_by_id(uow.conn(), user_id)
+                .await?
+                .ok_or(ServiceError::WebauthnFailed {
+                    during_registration: false,
+                })?;
+        if user.disabled {
+            drop(uow);
+            let mut audit = self.db.begin().await?;
+            audit.audit(ctx.record(
+                AuditEvent::LoginFailure,
+                Some(user.id),
+                json!({"reason": "account_disabled", "method": "passkey"}),
+            ));
+            audit.commit().await?;
+            return Err(ServiceError::AccountDisabled);
+        }
+        let session = self
+            .sessions
+            .create(&mut uow, &user, SessionState::Active, Some(now), ctx)
+            .await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaWebauthnSuccess,
+            Some(user.id),
+            json!({"session_id": session.id, "step": "passwordless"}),
+        ));
+        uow.audit(ctx.record(
+            AuditEvent::LoginSuccess,
+            Some(user.id),
+            json!({"method": "passkey", "session_id": session.id}),
+        ));
+        uow.commit().await?;
+        self.abuse.clear(&super::stored_email(&user)).await?;
+        Ok(MfaOutcome::LoginCompleted { user, session })
+    }
+
+    /// `DELETE /auth/webauthn/credentials/{id}` (fresh MFA); only the caller's own.
+    pub async fn delete_passkey(
+        &self,
+        session: &CurrentSession,
+        id: Uuid,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let mut uow = self.db.begin().await?;
+        if !factors_db::delete_webauthn(uow.conn(), session.user_id, id).await? {
+            return Err(ServiceError::NotFound);
+        }
+        self.drop_recovery_codes_if_last(&mut uow, session.user_id)
+            .await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaWebauthnDeleted,
+            Some(session.user_id),
+            json!({"credential": id}),
+        ));
+        uow.email(self.templates.notice(
+            &session.email,
+            "passkey_removed",
+            "a passkey was removed",
+            "A passkey was removed from your account.",
+        ));
+        uow.commit().await?;
+        Ok(())
+    }
+}

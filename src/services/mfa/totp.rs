@@ -1,0 +1,223 @@
+//! TOTP (RFC 6238: SHA-1, 6 digits, 30 s, ±1 step): setup, verify, disable.
+
+use serde_json::json;
+use totp_rs::{Algorithm, Builder, Totp};
+
+use super::{Factor, Mfa, MfaOutcome};
+use crate::domain::now_millis;
+use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::error::{ServiceError, ServiceResult};
+use crate::services::sessions::{CurrentSession, SessionState};
+use crate::storage::db::mfa as factors_db;
+
+const SECRET_BYTES: usize = 20;
+
+/// What `POST /auth/mfa/totp/setup` shows the user, once.
+pub struct TotpSetup {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+/// The outcome of `POST /auth/mfa/totp/verify`.
+pub enum TotpVerified {
+    /// A pending enrollment was confirmed; recovery codes when this is the first factor.
+    Enabled {
+        recovery_codes: Vec<String>,
+    },
+    Factor(MfaOutcome),
+}
+
+fn context(user_id: uuid::Uuid) -> String {
+    format!("totp:{user_id}")
+}
+
+impl Mfa {
+    fn totp(&self, secret: Vec<u8>, account: &str) -> ServiceResult<Totp> {
+        Builder::new()
+            .with_algorithm(Algorithm::SHA1)
+            .with_digits(6)
+            .with_skew(1)
+            .with_step_duration(30)
+            .with_secret(secret)
+            .with_issuer(Some(self.issuer.as_str()))
+            .with_account_name(account)
+            .build()
+            .map_err(|e| anyhow::anyhow!("TOTP parameters: {e}").into())
+    }
+
+    pub async fn totp_setup(
+        &self,
+        session: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<TotpSetup> {
+        let existing = factors_db::totp(self.db.connection(), session.user_id).await?;
+        if existing.is_some_and(|row| row.enabled_at.is_some()) {
+            return Err(ServiceError::TotpAlreadyEnabled);
+        }
+        let secret = crate::crypto::random_bytes::<SECRET_BYTES>().to_vec();
+        let totp = self.totp(secret.clone(), &session.email)?;
+        let otpauth_uri = totp
+            .to_url()
+            .map_err(|e| anyhow::anyhow!("otpauth URI: {e}"))?;
+        let qr_svg = qrcode::QrCode::new(otpauth_uri.as_bytes())
+            .map_err(|e| anyhow::anyhow!("QR code: {e}"))?
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build();
+        let mut uow = self.db.begin().await?;
+        let sealed = self.secrets.seal(&secret, &context(session.user_id));
+        factors_db::put_pending_totp(uow.conn(), session.user_id, &sealed, now_millis()).await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaTotpSetupStarted,
+            Some(session.user_id),
+            json!({}),
+        ));
+        uow.commit().await?;
+        Ok(TotpSetup {
+            secret: totp.secret().to_base32(),
+            otpauth_uri,
+            qr_svg,
+        })
+    }
+
+    /// Confirms an enrollment, completes a pending login, or refreshes step-up — which
+    /// one depends on the TOTP row and the session (see the module docs).
+    pub async fn totp_verify(
+        &self,
+        session: &CurrentSession,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<TotpVerified> {
+        let user = self.user(session.user_id).await?;
+        let row = factors_db::totp(self.db.connection(), user.id)
+            .await?
+            .ok_or(ServiceError::MfaMethodNotEnrolled)?;
+        let enrolling = row.enabled_at.is_none();
+        if enrolling && session.state == SessionState::MfaPending {
+            return Err(ServiceError::MfaMethodNotEnrolled);
+        }
+        let attempt = self.reserve(&user).await?;
+        let secret = self
+            .secrets
+            .open(&row.secret_ciphertext, &context(user.id))
+            .map_err(anyhow::Error::from)?;
+        let totp = self.totp(secret, &user.email)?;
+        let now = now_millis();
+        let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let Some(step) = totp.check(&code, (now / 1000) as u64) else {
+            self.fail(&user, Factor::Totp, "wrong_code", &attempt, ctx, None)
+                .await?;
+            return Err(ServiceError::InvalidMfaCode);
+        };
+        let mut uow = self.db.begin().await?;
+        let enable_at = enrolling.then_some(now);
+        if !factors_db::consume_totp_step(uow.conn(), user.id, step as i64, enable_at).await? {
+            drop(uow);
+            let notice = (
+                "totp_replayed",
+                "a sign-in code was reused",
+                "Someone entered a sign-in code from your authenticator app that had already been used. If this was not you, someone may know your password and have seen a code: change your password.",
+            );
+            self.fail(
+                &user,
+                Factor::Totp,
+                "replayed_code",
+                &attempt,
+                ctx,
+                Some(notice),
+            )
+            .await?;
+            return Err(ServiceError::InvalidMfaCode);
+        }
+        if !enrolling {
+            return self
+                .succeed(uow, session, user, Factor::Totp, attempt, ctx)
+                .await
+                .map(TotpVerified::Factor);
+        }
+        // Enrollment is itself a verification (API.md §7); recovery codes come with the
+        // first second factor.
+        let first_factor = factors_db::webauthn_for_user(uow.conn(), user.id)
+            .await?
+            .is_empty();
+        let recovery_codes = if first_factor {
+            self.issue_recovery_codes(&mut uow, user.id).await?
+        } else {
+            Vec::new()
+        };
+        self.sessions.mark_mfa_verified(&mut uow, session).await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaTotpEnabled,
+            Some(user.id),
+            json!({"recovery_codes_issued": !recovery_codes.is_empty()}),
+        ));
+        uow.email(self.templates.notice(
+            &user.email,
+            "totp_enabled",
+            "two-step sign-in was turned on",
+            "An authenticator app was set up for two-step sign-in on your account.",
+        ));
+        uow.commit().await?;
+        self.sessions.refresh_cache(&session.token_hash).await?;
+        self.abuse.release(attempt).await?;
+        Ok(TotpVerified::Enabled { recovery_codes })
+    }
+
+    /// `DELETE /auth/mfa/totp` (fresh MFA).
+    pub async fn totp_disable(
+        &self,
+        session: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let mut uow = self.db.begin().await?;
+        let existed = factors_db::totp(uow.conn(), session.user_id)
+            .await?
+            .is_some_and(|row| row.enabled_at.is_some());
+        if !existed {
+            return Err(ServiceError::MfaMethodNotEnrolled);
+        }
+        factors_db::delete_totp(uow.conn(), session.user_id).await?;
+        self.drop_recovery_codes_if_last(&mut uow, session.user_id)
+            .await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaTotpDisabled,
+            Some(session.user_id),
+            json!({}),
+        ));
+        uow.email(self.templates.notice(
+            &session.email,
+            "totp_disabled",
+            "two-step sign-in with an authenticator app was turned off",
+            "The authenticator app was removed from two-step sign-in on your account.",
+        ));
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// Re-seals every stored secret under the current key. Each row is replaced only if
+    /// unchanged since it was read, so the command can be interrupted and run again.
+    pub async fn rotate_keys(&self) -> ServiceResult<(u64, u64)> {
+        let conn = self.db.connection();
+        let (mut rotated, mut current) = (0, 0);
+        for (table, id, ciphertext) in factors_db::all_ciphertexts(conn).await? {
+            if !self.secrets.is_stale(&ciphertext) {
+                current += 1;
+                continue;
+            }
+            let context = match table {
+                "totp" => context(id),
+                _ => super::passkeys::context(id),
+            };
+            let plain = self
+                .secrets
+                .open(&ciphertext, &context)
+                .map_err(anyhow::Error::from)?;
+            let sealed = self.secrets.seal(&plain, &context);
+            if factors_db::replace_ciphertext(conn, table, id, &ciphertext, &sealed).await? {
+                rotated += 1;
+            }
+        }
+        Ok((rotated, current))
+    }
+}
