@@ -1,17 +1,21 @@
 //! The admin API (API.md §3): staff read, admins change.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::CodeOnly;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Admin, Authorized, Staff};
+use super::extract::{Admin, Authorized, ClientContext, Fresh, JsonBody, Staff};
+use crate::domain::Role;
 use crate::domain::parse_rfc3339_millis;
+use crate::services::admin::{AdminUserView, UserChange};
 use crate::services::audit::AuditEventView;
 use crate::storage::db::audit::AuditFilter;
+use crate::storage::db::users::UserFilter;
 
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
@@ -99,5 +103,126 @@ pub async fn audit(
         code: "ok",
         events,
         next_cursor,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+pub struct UsersQuery {
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub disabled: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct UsersPage {
+    pub code: &'static str,
+    pub users: Vec<AdminUserView>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn users(
+    State(state): State<AppState>,
+    _: Authorized<Staff>,
+    query: Result<Query<UsersQuery>, QueryRejection>,
+) -> ApiResult<Json<UsersPage>> {
+    let Query(query) = query.map_err(|e| ApiError::MalformedRequest(e.body_text()))?;
+    let role = query
+        .role
+        .as_deref()
+        .map(|r| {
+            Role::parse(r).ok_or_else(|| ApiError::field("role", "must be user, staff or admin"))
+        })
+        .transpose()?;
+    let disabled = query
+        .disabled
+        .as_deref()
+        .map(|d| match d {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ApiError::field("disabled", "must be true or false")),
+        })
+        .transpose()?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            uuid::Uuid::parse_str(c)
+                .map_err(|_| ApiError::field("cursor", "is not a cursor from a previous page"))
+        })
+        .transpose()?;
+    let filter = UserFilter {
+        email_prefix: query
+            .email
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| !e.is_empty()),
+        role: role.map(|r| r.as_str().to_owned()),
+        disabled,
+        after,
+        limit: parse_limit(query.limit.as_deref())?,
+    };
+    let (users, next_cursor) = state.admin.users(filter).await?;
+    Ok(Json(UsersPage {
+        code: "ok",
+        users,
+        next_cursor,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct UserUpdated {
+    pub code: &'static str,
+    pub user: AdminUserView,
+}
+
+/// Checks run in API.md §7's order: session, CSRF, role and fresh MFA (the extractor),
+/// then the body, then the id.
+pub async fn update_user(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    Fresh(admin, _): Fresh<Admin>,
+    id: Result<Path<uuid::Uuid>, PathRejection>,
+    JsonBody(body): JsonBody<UserPatch>,
+) -> ApiResult<Json<UserUpdated>> {
+    let role = body
+        .role
+        .as_deref()
+        .map(|r| {
+            Role::parse(r).ok_or_else(|| ApiError::field("role", "must be user, staff or admin"))
+        })
+        .transpose()?;
+    if role.is_none() && body.disabled.is_none() {
+        return Err(ApiError::field("body", "give role, disabled or both"));
+    }
+    let Path(id) = id.map_err(|_| ApiError::NotFound)?;
+    let change = UserChange {
+        role,
+        disabled: body.disabled,
+    };
+    let user = state.admin.update_user(&admin, id, change, &ctx).await?;
+    Ok(Json(UserUpdated {
+        code: "user_updated",
+        user,
+    }))
+}
+
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    Fresh(staff, _): Fresh<Staff>,
+    id: Result<Path<uuid::Uuid>, PathRejection>,
+) -> ApiResult<Json<CodeOnly>> {
+    let Path(id) = id.map_err(|_| ApiError::NotFound)?;
+    state.admin.unlock(&staff, id, &ctx).await?;
+    Ok(Json(CodeOnly {
+        code: "user_unlocked",
     }))
 }

@@ -181,6 +181,11 @@ fn service_parts(error: &ServiceError) -> (StatusCode, &'static str, String, Map
                 "Confirm with a second factor to continue.",
             )
         }
+        ServiceError::LastAdmin => (
+            StatusCode::CONFLICT,
+            "last_admin",
+            "This is the last active admin: promote another admin first.",
+        ),
         ServiceError::MfaEnrollmentRequired => (
             StatusCode::FORBIDDEN,
             "mfa_enrollment_required",

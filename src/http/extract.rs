@@ -331,3 +331,30 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
             .map(|JsonBody(value)| OptionalJsonBody(value))
     }
 }
+
+/// `S (+MFA if enrolled)`: an active session; when the user has a second factor it must
+/// have been verified within `STEP_UP_MAX_AGE_SECONDS` (password change).
+pub struct FreshIfEnrolled(pub CurrentSession);
+
+impl FromRequestParts<AppState> for FreshIfEnrolled {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = guard(parts, state, true).await?;
+        if state
+            .mfa
+            .factors(session.user_id)
+            .await?
+            .any_second_factor()
+        {
+            state
+                .mfa
+                .require_fresh(&session, &request_context(parts, state))
+                .await?;
+        }
+        Ok(FreshIfEnrolled(session))
+    }
+}

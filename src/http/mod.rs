@@ -11,6 +11,7 @@ mod health;
 mod mfa;
 pub mod middleware;
 pub mod openapi;
+mod passwords;
 mod sessions;
 mod webauthn;
 
@@ -20,7 +21,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -67,7 +68,19 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/webauthn/credentials", get(webauthn::list))
         .route("/auth/webauthn/credentials/{id}", delete(webauthn::delete))
         .route("/auth/step-up/confirm", post(mfa::step_up_confirm))
+        .route(
+            "/auth/password/reset/request",
+            post(passwords::request_reset),
+        )
+        .route(
+            "/auth/password/reset/confirm",
+            post(passwords::confirm_reset),
+        )
+        .route("/auth/password/change", post(passwords::change))
         .route("/auth/admin/ping", get(admin::ping))
+        .route("/auth/admin/users", get(admin::users))
+        .route("/auth/admin/users/{id}", patch(admin::update_user))
+        .route("/auth/admin/users/{id}/unlock", post(admin::unlock_user))
         .route("/auth/admin/audit", get(admin::audit))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

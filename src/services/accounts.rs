@@ -12,13 +12,16 @@ use crate::crypto::password::StoredPassword;
 use crate::crypto::{random_alphanumeric, token_hash};
 use crate::domain::{EmailAddress, Role, now_millis};
 use crate::storage::StorageError;
-use crate::storage::db::email_tokens::{self, PURPOSE_VERIFY_EMAIL};
+use crate::storage::db::email_tokens::{self, PURPOSE_PASSWORD_RESET, PURPOSE_VERIFY_EMAIL};
 use crate::storage::db::mfa::{self as factors_db, Factors};
 use crate::storage::db::users::{self, NewUser, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
 
 const VERIFY_TOKEN_LEN: usize = 32;
 const VERIFY_TOKEN_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// Reset tokens: 256 random bits as 43 characters of base64url, valid for an hour.
+const RESET_TOKEN_LEN: usize = 43;
+const RESET_TOKEN_TTL_MS: i64 = 60 * 60 * 1000;
 
 pub struct Accounts {
     db: Database,
@@ -36,6 +39,13 @@ pub struct LoginOutcome {
     pub session: IssuedSession,
     pub factors: Factors,
     pub mfa_methods: Option<Vec<&'static str>>,
+}
+
+fn is_reset_token_shape(token: &str) -> bool {
+    token.len() == RESET_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A verification token has exactly the shape API.md §7 gives it.
@@ -336,6 +346,165 @@ impl Accounts {
         ));
         uow.commit().await?;
         Ok(())
+    }
+
+    /// `POST /auth/password/reset/request`: emails a reset link when the account exists
+    /// (and is enabled); a new request retires older tokens. The caller answers 202 at
+    /// once and runs this in the background, so timing says nothing either.
+    pub async fn request_password_reset(
+        &self,
+        email: &EmailAddress,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let user = users::find_by_email(self.db.connection(), email.as_str())
+            .await?
+            .filter(|u| !u.disabled);
+        let mut uow = self.db.begin().await?;
+        if let Some(user) = &user {
+            let now = now_millis();
+            let token = crate::crypto::random_token();
+            email_tokens::retire_all(uow.conn(), user.id, PURPOSE_PASSWORD_RESET, now).await?;
+            email_tokens::insert(
+                uow.conn(),
+                user.id,
+                PURPOSE_PASSWORD_RESET,
+                &token_hash(&token),
+                now,
+                now + RESET_TOKEN_TTL_MS,
+            )
+            .await?;
+            uow.email(self.templates.password_reset(&user.email, &token));
+        }
+        uow.audit(ctx.record(
+            AuditEvent::PasswordResetRequested,
+            user.as_ref().map(|u| u.id),
+            json!({"account_found": user.is_some()}),
+        ));
+        uow.commit().await?;
+        Ok(())
+    }
+
+    /// `POST /auth/password/reset/confirm`: a valid token sets a new password (if it passes
+    /// the policy — a weak one leaves the token usable), revokes every session, clears the
+    /// lockout and tells the owner. Returns how many sessions were revoked.
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        new_password: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<u64> {
+        if !is_reset_token_shape(token) {
+            return Err(ServiceError::InvalidToken);
+        }
+        let hash = token_hash(token);
+        let found = email_tokens::peek(
+            self.db.connection(),
+            PURPOSE_PASSWORD_RESET,
+            &hash,
+            now_millis(),
+        )
+        .await?
+        .ok_or(ServiceError::InvalidToken)?;
+        let user = users::find_by_id(self.db.connection(), found.user_id)
+            .await?
+            .ok_or(ServiceError::InvalidToken)?;
+        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::InvalidToken)?;
+        let password = self.acceptable_password(new_password, &email)?;
+        let stored = self.hashing.hash(&password).await?;
+        let now = now_millis();
+        let mut uow = self.db.begin().await?;
+        // Redeeming is the single-use gate: of two concurrent confirmations one wins.
+        email_tokens::redeem(uow.conn(), PURPOSE_PASSWORD_RESET, &hash, now)
+            .await?
+            .ok_or(ServiceError::InvalidToken)?;
+        users::set_password(
+            uow.conn(),
+            user.id,
+            &stored.phc,
+            stored.pepper_id.as_deref(),
+            now,
+        )
+        .await?;
+        let revoked = self
+            .sessions
+            .revoke_all_in(&mut uow, user.id, None, "password_reset", ctx)
+            .await?;
+        uow.audit(ctx.record(
+            AuditEvent::PasswordReset,
+            Some(user.id),
+            json!({"sessions_revoked": revoked}),
+        ));
+        uow.email(self.templates.notice(
+            &user.email,
+            "password_reset_done",
+            "your password was reset",
+            "The password of your account was reset and every session was signed out.",
+        ));
+        uow.commit().await?;
+        self.abuse.clear(&email).await?;
+        Ok(revoked)
+    }
+
+    /// `POST /auth/password/change`: the current password must be right (a wrong one
+    /// counts toward the lockout); other sessions are revoked. Returns how many.
+    pub async fn change_password(
+        &self,
+        session: &crate::services::sessions::CurrentSession,
+        current_password: &str,
+        new_password: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<u64> {
+        let user = self.find_user(session.user_id).await?;
+        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotAuthenticated)?;
+        let password = self.acceptable_password(new_password, &email)?;
+        let attempt = self.abuse.reserve(&email).await?;
+        let stored = StoredPassword {
+            phc: user.password_hash.clone(),
+            pepper_id: user.password_pepper_id.clone(),
+        };
+        let check = self
+            .hashing
+            .verify(&normalize(current_password), Some(stored))
+            .await?;
+        if !check.valid {
+            self.record_failure(Some(&user), &attempt, ctx).await?;
+            return Err(ServiceError::InvalidCredentials);
+        }
+        let fresh = self.hashing.hash(&password).await?;
+        let now = now_millis();
+        let mut uow = self.db.begin().await?;
+        users::set_password(
+            uow.conn(),
+            user.id,
+            &fresh.phc,
+            fresh.pepper_id.as_deref(),
+            now,
+        )
+        .await?;
+        let revoked = self
+            .sessions
+            .revoke_all_in(
+                &mut uow,
+                user.id,
+                Some(&session.token_hash),
+                "password_changed",
+                ctx,
+            )
+            .await?;
+        uow.audit(ctx.record(
+            AuditEvent::PasswordChanged,
+            Some(user.id),
+            json!({"sessions_revoked": revoked}),
+        ));
+        uow.email(self.templates.notice(
+            &user.email,
+            "password_changed",
+            "your password was changed",
+            "The password of your account was changed; your other sessions were signed out.",
+        ));
+        uow.commit().await?;
+        self.abuse.release(attempt).await?;
+        Ok(revoked)
     }
 
     /// Creates a verified account with a role (the CLI's `create-user`: how the first

@@ -76,6 +76,17 @@ impl EmailTemplates {
         )
     }
 
+    pub fn password_reset(&self, to: &str, token: &str) -> OutgoingEmail {
+        let url = format!("{}/reset-password?token={token}", self.origin_url);
+        self.build(
+            to,
+            "password_reset",
+            "reset your password",
+            &["Someone (hopefully you) asked to reset the password of your account. The link is valid for one hour and works once. If it was not you, ignore this email: your password is unchanged.".to_owned()],
+            Some(("Choose a new password", &url, token)),
+        )
+    }
+
     pub fn registration_attempt(&self, to: &EmailAddress) -> OutgoingEmail {
         self.build(
             to.as_str(),

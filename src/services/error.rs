@@ -48,6 +48,8 @@ pub enum ServiceError {
     },
     #[error("a second factor must be enrolled first")]
     MfaEnrollmentRequired,
+    #[error("the last active admin cannot be demoted or disabled")]
+    LastAdmin,
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

@@ -2,6 +2,7 @@
 
 pub mod abuse;
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod delivery;
 pub mod email;
@@ -30,6 +31,7 @@ pub struct Services {
     pub abuse: abuse::AbuseControl,
     pub audit: audit::AuditTrail,
     pub mfa: mfa::Mfa,
+    pub admin: admin::Admin,
     /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -67,6 +69,7 @@ impl Services {
             templates.clone(),
         );
         let audit = audit::AuditTrail::new(db.clone());
+        let admin = admin::Admin::new(db.clone(), sessions.clone(), abuse.clone());
         let mfa = mfa::Mfa::new(
             &settings,
             db.clone(),
@@ -85,6 +88,7 @@ impl Services {
             abuse,
             audit,
             mfa,
+            admin,
             metrics: crate::telemetry::metrics_handle(),
         }))
     }

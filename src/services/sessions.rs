@@ -394,7 +394,6 @@ impl Sessions {
     }
 
     /// Revokes every session of a user except `keep` (a token hash); returns how many.
-    /// Tombstones go first, so the sessions are dead even if the commit later fails.
     pub async fn revoke_all(
         &self,
         user_id: Uuid,
@@ -402,15 +401,28 @@ impl Sessions {
         reason: &str,
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
-        let rows = session_rows::list_for_user(self.db.connection(), user_id).await?;
-        let doomed: Vec<_> = rows
-            .into_iter()
-            .filter(|row| Some(row.token_hash.as_str()) != keep)
-            .collect();
-        for row in &doomed {
+        let mut uow = self.db.begin().await?;
+        let revoked = self
+            .revoke_all_in(&mut uow, user_id, keep, reason, ctx)
+            .await?;
+        uow.commit().await?;
+        Ok(revoked)
+    }
+
+    /// The same, inside the caller's unit of work (a password reset, a disable). The
+    /// tombstones are written first, so the sessions are dead even if the commit fails.
+    pub async fn revoke_all_in(
+        &self,
+        uow: &mut UnitOfWork,
+        user_id: Uuid,
+        keep: Option<&str>,
+        reason: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<u64> {
+        let rows = session_rows::list_for_user(uow.conn(), user_id).await?;
+        for row in rows.iter().filter(|r| Some(r.token_hash.as_str()) != keep) {
             self.forget(&row.token_hash).await?;
         }
-        let mut uow = self.db.begin().await?;
         let deleted = session_rows::delete_for_user(uow.conn(), user_id, keep).await?;
         for row in &deleted {
             uow.audit(ctx.record(
@@ -419,8 +431,15 @@ impl Sessions {
                 json!({"session_id": row.id, "reason": reason}),
             ));
         }
-        uow.commit().await?;
         Ok(deleted.len() as u64)
+    }
+
+    /// The user's role or status changed: every cached session of theirs re-reads it.
+    pub async fn refresh_user(&self, user_id: Uuid) -> ServiceResult<()> {
+        for row in session_rows::list_for_user(self.db.connection(), user_id).await? {
+            self.refresh_cache(&row.token_hash).await?;
+        }
+        Ok(())
     }
 
     /// Deletes durable copies that expired (the store forgets them by itself).

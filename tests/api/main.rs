@@ -5,6 +5,7 @@ mod helpers;
 mod smtp_sink;
 
 mod abuse;
+mod admin;
 mod audit;
 mod authenticators;
 mod cli;
@@ -13,6 +14,7 @@ mod health;
 mod login;
 mod mfa;
 mod passkeys;
+mod passwords;
 mod protocol;
 mod registration;
 mod sessions;

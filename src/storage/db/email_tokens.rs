@@ -36,6 +36,23 @@ pub async fn insert(
     Ok(())
 }
 
+/// A live token (unused, unexpired, of this purpose) without using it up.
+pub async fn peek(
+    conn: &impl Conn,
+    purpose: &str,
+    token_hash: &str,
+    now: Millis,
+) -> StorageResult<Option<EmailTokenRow>> {
+    email_token::Entity::find()
+        .filter(email_token::Column::TokenHash.eq(token_hash))
+        .filter(email_token::Column::Purpose.eq(purpose))
+        .filter(email_token::Column::UsedAt.is_null())
+        .filter(email_token::Column::ExpiresAt.gt(now))
+        .one(conn)
+        .await
+        .storage()
+}
+
 /// Marks a live token used and returns it; `None` when unknown, used, expired or for
 /// another purpose. The conditional update makes concurrent redemptions single-use.
 pub async fn redeem(
@@ -44,15 +61,9 @@ pub async fn redeem(
     token_hash: &str,
     now: Millis,
 ) -> StorageResult<Option<EmailTokenRow>> {
-    let live = email_token::Entity::find()
-        .filter(email_token::Column::TokenHash.eq(token_hash))
-        .filter(email_token::Column::Purpose.eq(purpose))
-        .filter(email_token::Column::UsedAt.is_null())
-        .filter(email_token::Column::ExpiresAt.gt(now))
-        .one(conn)
-        .await
-        .storage()?;
-    let Some(token) = live else { return Ok(None) };
+    let Some(token) = peek(conn, purpose, token_hash, now).await? else {
+        return Ok(None);
+    };
     let claimed = email_token::Entity::update_many()
         .col_expr(email_token::Column::UsedAt, Expr::value(now))
         .filter(email_token::Column::Id.eq(token.id))

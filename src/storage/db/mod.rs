@@ -132,6 +132,22 @@ impl UnitOfWork {
         &self.txn
     }
 
+    /// Serialises transactions that take the same lock until they commit: a PostgreSQL
+    /// advisory lock (SQLite's write transaction is already exclusive).
+    pub async fn lock(&self, key: i64) -> StorageResult<()> {
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            self.txn
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [key.into()],
+                ))
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
     pub fn audit(&mut self, record: audit::NewAuditRecord) {
         self.audit.push(record);
     }

@@ -81,17 +81,60 @@ pub async fn set_password(
     Ok(())
 }
 
-/// Users in id order (UUIDv7: creation order), after `cursor`.
-pub async fn list_page(
-    conn: &impl Conn,
-    after: Option<Uuid>,
-    limit: u64,
-) -> StorageResult<Vec<UserRow>> {
+#[derive(Debug, Default, Clone)]
+pub struct UserFilter {
+    pub email_prefix: Option<String>,
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+    /// Only users after this id (the cursor). Ids are UUIDv7, so this is creation order.
+    pub after: Option<Uuid>,
+    pub limit: u64,
+}
+
+pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Vec<UserRow>> {
     let mut query = user::Entity::find()
         .order_by_asc(user::Column::Id)
-        .limit(limit);
-    if let Some(cursor) = after {
+        .limit(filter.limit);
+    if let Some(prefix) = &filter.email_prefix {
+        query = query.filter(user::Column::Email.starts_with(prefix.as_str()));
+    }
+    if let Some(role) = &filter.role {
+        query = query.filter(user::Column::Role.eq(role.as_str()));
+    }
+    if let Some(disabled) = filter.disabled {
+        query = query.filter(user::Column::Disabled.eq(disabled));
+    }
+    if let Some(cursor) = filter.after {
         query = query.filter(user::Column::Id.gt(cursor));
     }
     query.all(conn).await.storage()
+}
+
+pub async fn set_role_and_status(
+    conn: &impl Conn,
+    id: Uuid,
+    role: &str,
+    disabled: bool,
+    now: Millis,
+) -> StorageResult<()> {
+    user::Entity::update_many()
+        .col_expr(user::Column::Role, Expr::value(role))
+        .col_expr(user::Column::Disabled, Expr::value(disabled))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(id))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(())
+}
+
+/// Admins who can still act (not disabled).
+pub async fn active_admins(conn: &impl Conn) -> StorageResult<u64> {
+    use sea_orm::PaginatorTrait;
+    user::Entity::find()
+        .filter(user::Column::Role.eq("admin"))
+        .filter(user::Column::Disabled.eq(false))
+        .count(conn)
+        .await
+        .storage()
 }

@@ -1,0 +1,160 @@
+//! The admin API's use cases (API.md §3): listing users, changing roles and status,
+//! unlocking accounts.
+
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::abuse::AbuseControl;
+use super::audit::{AuditEvent, RequestContext};
+use super::error::{ServiceError, ServiceResult};
+use super::sessions::{CurrentSession, Sessions};
+use crate::domain::{EmailAddress, Role, millis_to_rfc3339, now_millis};
+use crate::storage::db::Database;
+use crate::storage::db::users::{self, UserFilter, UserRow};
+
+/// Serialises role changes so two admins cannot demote each other at once and leave none.
+const ADMIN_CHANGE_LOCK: i64 = 7_263_540_003;
+
+/// A user as the admin API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AdminUserView {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub email_verified: bool,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+impl From<&UserRow> for AdminUserView {
+    fn from(user: &UserRow) -> Self {
+        Self {
+            id: user.id,
+            email: user.email.clone(),
+            role: Role::parse(&user.role).unwrap_or(Role::User),
+            email_verified: user.email_verified_at.is_some(),
+            disabled: user.disabled,
+            created_at: millis_to_rfc3339(user.created_at),
+        }
+    }
+}
+
+/// What an admin asked to change.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+}
+
+pub struct Admin {
+    db: Database,
+    sessions: Sessions,
+    abuse: AbuseControl,
+}
+
+impl Admin {
+    pub fn new(db: Database, sessions: Sessions, abuse: AbuseControl) -> Self {
+        Self {
+            db,
+            sessions,
+            abuse,
+        }
+    }
+
+    /// A page of users in creation order, and the cursor of the next page.
+    pub async fn users(
+        &self,
+        filter: UserFilter,
+    ) -> ServiceResult<(Vec<AdminUserView>, Option<String>)> {
+        let limit = filter.limit;
+        let mut rows = users::page(
+            self.db.connection(),
+            &UserFilter {
+                limit: limit + 1,
+                ..filter
+            },
+        )
+        .await?;
+        let next = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|u| u.id.to_string())
+        } else {
+            None
+        };
+        Ok((rows.iter().map(AdminUserView::from).collect(), next))
+    }
+
+    /// Changes a user's role and/or status. Disabling revokes every session of theirs;
+    /// a role change applies at their sessions' next request. The last active admin can
+    /// be neither demoted nor disabled.
+    pub async fn update_user(
+        &self,
+        admin: &CurrentSession,
+        target: Uuid,
+        change: UserChange,
+        ctx: &RequestContext,
+    ) -> ServiceResult<AdminUserView> {
+        let mut uow = self.db.begin().await?;
+        uow.lock(ADMIN_CHANGE_LOCK).await?;
+        let user = users::find_by_id(uow.conn(), target)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let old_role = Role::parse(&user.role).unwrap_or(Role::User);
+        let role = change.role.unwrap_or(old_role);
+        let disabled = change.disabled.unwrap_or(user.disabled);
+        let loses_admin =
+            old_role == Role::Admin && !user.disabled && (role != Role::Admin || disabled);
+        if loses_admin && users::active_admins(uow.conn()).await? <= 1 {
+            return Err(ServiceError::LastAdmin);
+        }
+        users::set_role_and_status(uow.conn(), user.id, role.as_str(), disabled, now_millis())
+            .await?;
+        let revoked = if disabled && !user.disabled {
+            self.sessions
+                .revoke_all_in(&mut uow, user.id, None, "account_disabled", ctx)
+                .await?
+        } else {
+            0
+        };
+        uow.audit(ctx.record_for(
+            AuditEvent::AdminUserUpdated,
+            user.id,
+            admin.user_id,
+            json!({
+                "role": {"from": old_role.as_str(), "to": role.as_str()},
+                "disabled": {"from": user.disabled, "to": disabled},
+                "sessions_revoked": revoked,
+            }),
+        ));
+        uow.commit().await?;
+        self.sessions.refresh_user(user.id).await?;
+        let updated = users::find_by_id(self.db.connection(), user.id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        Ok(AdminUserView::from(&updated))
+    }
+
+    /// Clears the lockout of a user's account.
+    pub async fn unlock(
+        &self,
+        staff: &CurrentSession,
+        target: Uuid,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let user = users::find_by_id(self.db.connection(), target)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotFound)?;
+        self.abuse.clear(&email).await?;
+        let mut uow = self.db.begin().await?;
+        uow.audit(ctx.record_for(
+            AuditEvent::AdminUserUnlocked,
+            user.id,
+            staff.user_id,
+            json!({}),
+        ));
+        uow.commit().await?;
+        Ok(())
+    }
+}
