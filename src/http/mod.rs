@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod client_ip;
 mod cookies;
+mod demo;
 pub mod error;
 mod extract;
 mod health;
@@ -88,6 +89,12 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::spec))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound });
+    // The passkey demo page exists only in development (API.md §5 APP_ENV).
+    let routes = if state.settings.is_production() {
+        routes
+    } else {
+        routes.merge(demo::routes())
+    };
 
     let mut app = routes
         .layer(axum::middleware::from_fn(middleware::limit_body))
