@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::CodeOnly;
+use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, Authorized, ClientContext, Fresh, JsonBody, Staff};
 use crate::domain::Role;
@@ -20,13 +21,27 @@ use crate::storage::db::users::UserFilter;
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
 
+#[utoipa::path(
+    get,
+    path = "/auth/admin/ping",
+    tag = "admin",
+    summary = "Admin role check",
+    responses(
+        (status = 200, description = "`pong`", body = CodeOnly),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [])),
+)]
 pub async fn ping(_: Authorized<Admin>) -> Json<CodeOnly> {
     Json(CodeOnly { code: "pong" })
 }
 
 /// Query parameters arrive as text and are validated here, so every bad value gets a
 /// `422 validation_error` naming it.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub user_id: Option<String>,
     pub event: Option<String>,
@@ -36,7 +51,7 @@ pub struct AuditQuery {
     pub limit: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub code: &'static str,
     pub events: Vec<AuditEventView>,
@@ -62,6 +77,21 @@ fn parse_time(name: &str, raw: Option<&str>) -> ApiResult<Option<i64>> {
     .transpose()
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/admin/audit",
+    tag = "admin",
+    summary = "Query the audit trail (staff), newest first",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "`ok` with `events` and `next_cursor` (null at the end)", body = AuditPage),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not staff", body = ErrorBody),
+        (status = 422, description = "`validation_error` for a bad filter, cursor or limit", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [])),
+)]
 pub async fn audit(
     State(state): State<AppState>,
     Authorized(staff, _): Authorized<Staff>,
@@ -106,7 +136,8 @@ pub async fn audit(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsersQuery {
     pub email: Option<String>,
     pub role: Option<String>,
@@ -115,13 +146,28 @@ pub struct UsersQuery {
     pub limit: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UsersPage {
     pub code: &'static str,
     pub users: Vec<AdminUserView>,
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/admin/users",
+    tag = "admin",
+    summary = "List users (staff), in creation order",
+    params(UsersQuery),
+    responses(
+        (status = 200, description = "`ok` with `users` and `next_cursor`", body = UsersPage),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not staff", body = ErrorBody),
+        (status = 422, description = "`validation_error` for a bad filter, cursor or limit", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [])),
+)]
 pub async fn users(
     State(state): State<AppState>,
     _: Authorized<Staff>,
@@ -170,14 +216,14 @@ pub async fn users(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub role: Option<String>,
     pub disabled: Option<bool>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserUpdated {
     pub code: &'static str,
     pub user: AdminUserView,
@@ -185,6 +231,24 @@ pub struct UserUpdated {
 
 /// Checks run in API.md §7's order: session, CSRF, role and fresh MFA (the extractor),
 /// then the body, then the id.
+#[utoipa::path(
+    patch,
+    path = "/auth/admin/users/{id}",
+    tag = "admin",
+    summary = "Change a user's role or status (admin, fresh MFA); disabling ends their sessions",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    request_body = UserPatch,
+    responses(
+        (status = 200, description = "`user_updated`", body = UserUpdated),
+        (status = 401, description = "`not_authenticated`, `mfa_required` or `mfa_step_up_required`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`, `forbidden` or `mfa_enrollment_required`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`last_admin`: the last active admin cannot be demoted or disabled", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn update_user(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -214,6 +278,21 @@ pub async fn update_user(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/admin/users/{id}/unlock",
+    tag = "admin",
+    summary = "Clear an account's lockout (staff, fresh MFA)",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "`user_unlocked`", body = CodeOnly),
+        (status = 401, description = "`not_authenticated`, `mfa_required` or `mfa_step_up_required`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`, `forbidden` or `mfa_enrollment_required`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn unlock_user(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::cookies;
+use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody, PreAuthRateLimit};
 use crate::domain::{EmailAddress, Role, millis_to_rfc3339};
@@ -17,35 +18,35 @@ use crate::services::sessions::IssuedSession;
 use crate::storage::db::mfa::Factors;
 use crate::storage::db::users::UserRow;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenBody {
     pub token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailBody {
     pub email: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CodeOnly {
     pub code: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MfaSummary {
     pub totp: bool,
     pub webauthn_credentials: u32,
     pub recovery_codes_left: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub email: String,
@@ -72,7 +73,7 @@ impl UserView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: Uuid,
     pub expires_at: String,
@@ -89,7 +90,7 @@ impl From<&IssuedSession> for SessionInfo {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginOk {
     pub code: &'static str,
     pub user: UserView,
@@ -97,20 +98,40 @@ pub struct LoginOk {
     pub session: SessionInfo,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MfaRequired {
     pub code: &'static str,
     pub methods: Vec<&'static str>,
     pub csrf_token: String,
 }
 
-#[derive(Serialize)]
+/// Documentation of answers that take one of two shapes.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LoginAnswer {
+    /// `login_ok`: an active session.
+    LoginOk(LoginOk),
+    /// `mfa_required`: an mfa_pending session; complete it with one of `methods`.
+    MfaRequired(MfaRequired),
+}
+
+/// `login_ok` (a login completed) or `mfa_verified` (step-up refreshed).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum FactorAnswer {
+    LoginOk(LoginOk),
+    MfaVerified(CodeOnly),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MeResponse {
     pub code: &'static str,
     pub user: UserView,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CsrfResponse {
     pub code: &'static str,
     pub csrf_token: String,
@@ -121,6 +142,20 @@ pub fn parse_email(raw: &str) -> ApiResult<EmailAddress> {
         .ok_or_else(|| ApiError::field("email", "must be a valid email address"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "registration",
+    summary = "Register an account",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "`verification_email_sent` — also when the email is taken (its owner gets a notice instead)", body = CodeOnly),
+        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
+        (status = 422, description = "`validation_error` (with `fields`) or `weak_password` (with `reasons`: `too_short`, `too_long`, `banned`, `too_guessable`, `contains_email`)", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+)]
 pub async fn register(
     _: PreAuthRateLimit,
     State(state): State<AppState>,
@@ -140,6 +175,20 @@ pub async fn register(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/verify-email",
+    tag = "registration",
+    summary = "Verify the email address with the emailed token",
+    request_body = TokenBody,
+    responses(
+        (status = 200, description = "`email_verified`", body = CodeOnly),
+        (status = 400, description = "`invalid_token` (unknown, used or expired), or `malformed_request`", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+)]
 pub async fn verify_email(
     _: PreAuthRateLimit,
     State(state): State<AppState>,
@@ -152,6 +201,20 @@ pub async fn verify_email(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/verify-email/resend",
+    tag = "registration",
+    summary = "Send a new verification email",
+    request_body = EmailBody,
+    responses(
+        (status = 202, description = "`verification_email_sent`, whether or not the account exists (only an unverified account gets an email)", body = CodeOnly),
+        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+)]
 pub async fn resend_verification(
     _: PreAuthRateLimit,
     State(state): State<AppState>,
@@ -168,6 +231,22 @@ pub async fn resend_verification(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "sessions",
+    summary = "Log in with email and password",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "`login_ok` (active session: `LoginOk`) or `mfa_required` (mfa_pending session: `MfaRequired`); sets the session and `csrf_token` cookies", body = LoginAnswer),
+        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: same body and timing whether or not the email exists", body = ErrorBody),
+        (status = 403, description = "`email_not_verified` or `account_disabled`", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`account_locked` or `rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+)]
 pub async fn login(
     _: PreAuthRateLimit,
     State(state): State<AppState>,
@@ -236,6 +315,18 @@ fn login_ok_response(
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "sessions",
+    summary = "The caller's account",
+    responses(
+        (status = 200, description = "`ok`", body = MeResponse),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [])),
+)]
 pub async fn me(
     State(state): State<AppState>,
     ActiveSession(session): ActiveSession,
@@ -248,6 +339,18 @@ pub async fn me(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/csrf",
+    tag = "sessions",
+    summary = "The session's CSRF token (pending or active session)",
+    responses(
+        (status = 200, description = "`ok`", body = CsrfResponse),
+        (status = 401, description = "`not_authenticated`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [])),
+)]
 pub async fn csrf(
     State(state): State<AppState>,
     AnySession(session): AnySession,
@@ -258,6 +361,19 @@ pub async fn csrf(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "sessions",
+    summary = "Log out (pending or active session); clears the cookies",
+    responses(
+        (status = 200, description = "`logged_out`", body = CodeOnly),
+        (status = 401, description = "`not_authenticated`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,

@@ -260,3 +260,22 @@ impl From<JsonRejection> for ApiError {
         ApiError::MalformedRequest(rejection.body_text())
     }
 }
+
+/// The JSON body of every error (documentation only; built by `IntoResponse` above).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable, snake_case (API.md §1).
+    pub code: String,
+    /// For people; never internal details.
+    pub message: String,
+    /// `validation_error`: field name → reason.
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
+    /// `weak_password`: every rule the password broke.
+    pub reasons: Option<Vec<WeakPasswordReason>>,
+    /// `rate_limited`, `account_locked`: seconds to wait (also in `Retry-After`).
+    pub retry_after: Option<u64>,
+    /// `mfa_step_up_required`: the freshness required, in seconds.
+    pub max_age: Option<u64>,
+    /// `mfa_step_up_required`: the second factors the user can use.
+    pub methods: Option<Vec<String>>,
+}

@@ -9,13 +9,13 @@ use serde::Serialize;
 use super::AppState;
 use super::auth::CodeOnly;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Checks {
     pub database: &'static str,
     pub cache: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -23,11 +23,30 @@ pub struct Readiness {
     pub checks: Checks,
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "`ok`: the process is alive", body = CodeOnly),
+    ),
+)]
 pub async fn healthz() -> Json<CodeOnly> {
     Json(CodeOnly { code: "ok" })
 }
 
 /// Ready when both the database and the store answer; 503 otherwise, naming which.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: database and store reachable",
+    responses(
+        (status = 200, description = "`ready`", body = Readiness),
+        (status = 503, description = "`not_ready`; `checks` names what is down", body = Readiness),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let (database, cache) = tokio::join!(state.db.ping(), state.store.ping());
     let label = |ok: bool| if ok { "ok" } else { "error" };
@@ -48,6 +67,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     (status, Json(body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (text exposition format)",
+    responses(
+        (status = 200, description = "Prometheus text: `http_requests_total`, `http_request_duration_seconds`, `auth_events_total`, `account_lockouts_total`, `rate_limit_hits_total`, `outbox_pending`, `email_delivery_failures_total`, `password_hash_*`, `storage_errors_total`", content_type = "text/plain", body = String),
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics.render();
     let mut response = text.into_response();

@@ -7,18 +7,19 @@ use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::{CodeOnly, login_ok};
+use super::auth::{CodeOnly, FactorAnswer, login_ok};
 use super::error::ApiResult;
+use super::error::ErrorBody;
 use super::extract::{ActiveSession, AnySession, ClientContext, Fresh, JsonBody};
 use crate::services::mfa::MfaOutcome;
 use crate::services::mfa::totp::TotpVerified;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CodeBody {
     pub code: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TotpSetupResponse {
     pub code: &'static str,
     pub secret: String,
@@ -26,7 +27,16 @@ pub struct TotpSetupResponse {
     pub qr_svg: String,
 }
 
-#[derive(Serialize)]
+/// `totp_enabled` (with recovery codes), `login_ok` or `mfa_verified`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum TotpAnswer {
+    Enabled(RecoveryCodes),
+    Factor(FactorAnswer),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RecoveryCodes {
     pub code: &'static str,
     pub recovery_codes: Vec<String>,
@@ -48,6 +58,20 @@ pub async fn factor_response(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp/setup",
+    tag = "mfa",
+    summary = "Start TOTP enrollment",
+    responses(
+        (status = 200, description = "`totp_setup_started`", body = TotpSetupResponse),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 409, description = "`totp_already_enabled`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn totp_setup(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -62,6 +86,24 @@ pub async fn totp_setup(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp/verify",
+    tag = "mfa",
+    summary = "Verify a TOTP code (pending or active session)",
+    request_body = CodeBody,
+    responses(
+        (status = 200, description = "`totp_enabled` with `recovery_codes` (finishing an enrollment), `login_ok` (mfa_pending session: rotated, new cookies and `csrf_token`), or `mfa_verified` (active session: step-up refreshed)", body = TotpAnswer),
+        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
+        (status = 401, description = "`invalid_mfa_code` (wrong, expired or replayed), or `not_authenticated`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 409, description = "`mfa_method_not_enrolled`", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`account_locked`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn totp_verify(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -79,6 +121,24 @@ pub async fn totp_verify(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/recovery/verify",
+    tag = "mfa",
+    summary = "Use a recovery code (pending or active session)",
+    request_body = CodeBody,
+    responses(
+        (status = 200, description = "`login_ok` (mfa_pending session) or `mfa_verified` (active session)", body = FactorAnswer),
+        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
+        (status = 401, description = "`invalid_mfa_code` or `not_authenticated`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 409, description = "`mfa_method_not_enrolled`: no recovery codes left", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`account_locked`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn recovery_verify(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -93,6 +153,19 @@ pub async fn recovery_verify(
     factor_response(&state, jar, outcome).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/recovery/regenerate",
+    tag = "mfa",
+    summary = "Replace all recovery codes (fresh MFA)",
+    responses(
+        (status = 200, description = "`recovery_codes_regenerated` with 10 new codes, shown once", body = RecoveryCodes),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn recovery_regenerate(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -105,6 +178,20 @@ pub async fn recovery_regenerate(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/auth/mfa/totp",
+    tag = "mfa",
+    summary = "Disable TOTP (fresh MFA)",
+    responses(
+        (status = 200, description = "`totp_disabled`", body = CodeOnly),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
+        (status = 409, description = "`mfa_method_not_enrolled`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn totp_disable(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -116,6 +203,19 @@ pub async fn totp_disable(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/step-up/confirm",
+    tag = "mfa",
+    summary = "Example sensitive action (fresh MFA)",
+    responses(
+        (status = 200, description = "`step_up_confirmed`", body = CodeOnly),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn step_up_confirm(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,

@@ -22,9 +22,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::routing::{delete, get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::services::Services;
 use error::ApiError;
@@ -33,60 +35,52 @@ pub type AppState = Arc<Services>;
 
 /// Every route of the service with its middleware, in the order requests pass them:
 /// request id + log span → security headers → CORS → panic guard → timeout → body limit.
+/// Every API route, registered from its handler's OpenAPI annotation: the router and the
+/// OpenAPI document come from this one list.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::verify_email))
+        .routes(routes!(auth::resend_verification))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::csrf))
+        .routes(routes!(auth::logout))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::revoke_others))
+        .routes(routes!(sessions::revoke))
+        .routes(routes!(mfa::totp_setup))
+        .routes(routes!(mfa::totp_verify))
+        .routes(routes!(mfa::totp_disable))
+        .routes(routes!(mfa::recovery_verify))
+        .routes(routes!(mfa::recovery_regenerate))
+        .routes(routes!(mfa::step_up_confirm))
+        .routes(routes!(webauthn::register_start))
+        .routes(routes!(webauthn::register_finish))
+        .routes(routes!(webauthn::login_start))
+        .routes(routes!(webauthn::login_finish))
+        .routes(routes!(webauthn::list))
+        .routes(routes!(webauthn::delete))
+        .routes(routes!(passwords::request_reset))
+        .routes(routes!(passwords::confirm_reset))
+        .routes(routes!(passwords::change))
+        .routes(routes!(admin::ping))
+        .routes(routes!(admin::users))
+        .routes(routes!(admin::update_user))
+        .routes(routes!(admin::unlock_user))
+        .routes(routes!(admin::audit))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::spec))
+}
+
+/// Every route of the service with its middleware, in the order requests pass them:
+/// request id + log span → security headers → CORS → panic guard → timeout → body limit.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/verify-email", post(auth::verify_email))
-        .route("/auth/verify-email/resend", post(auth::resend_verification))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/me", get(auth::me))
-        .route("/auth/csrf", get(auth::csrf))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/sessions", get(sessions::list))
-        .route(
-            "/auth/sessions/revoke-others",
-            post(sessions::revoke_others),
-        )
-        .route("/auth/sessions/{id}", delete(sessions::revoke))
-        .route("/auth/mfa/totp/setup", post(mfa::totp_setup))
-        .route("/auth/mfa/totp/verify", post(mfa::totp_verify))
-        .route("/auth/mfa/totp", delete(mfa::totp_disable))
-        .route("/auth/mfa/recovery/verify", post(mfa::recovery_verify))
-        .route(
-            "/auth/mfa/recovery/regenerate",
-            post(mfa::recovery_regenerate),
-        )
-        .route(
-            "/auth/webauthn/register/start",
-            post(webauthn::register_start),
-        )
-        .route(
-            "/auth/webauthn/register/finish",
-            post(webauthn::register_finish),
-        )
-        .route("/auth/webauthn/login/start", post(webauthn::login_start))
-        .route("/auth/webauthn/login/finish", post(webauthn::login_finish))
-        .route("/auth/webauthn/credentials", get(webauthn::list))
-        .route("/auth/webauthn/credentials/{id}", delete(webauthn::delete))
-        .route("/auth/step-up/confirm", post(mfa::step_up_confirm))
-        .route(
-            "/auth/password/reset/request",
-            post(passwords::request_reset),
-        )
-        .route(
-            "/auth/password/reset/confirm",
-            post(passwords::confirm_reset),
-        )
-        .route("/auth/password/change", post(passwords::change))
-        .route("/auth/admin/ping", get(admin::ping))
-        .route("/auth/admin/users", get(admin::users))
-        .route("/auth/admin/users/{id}", patch(admin::update_user))
-        .route("/auth/admin/users/{id}/unlock", post(admin::unlock_user))
-        .route("/auth/admin/audit", get(admin::audit))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::spec))
+    let (routes, _) = api_routes().split_for_parts();
+    let routes = routes
+        .merge(openapi::swagger_ui())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound });
     // The passkey demo page exists only in development (API.md §5 APP_ENV).
@@ -161,7 +155,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_handler_answers_500_without_details() {
         let app: Router = Router::new()
-            .route("/boom", get(boom))
+            .route("/boom", axum::routing::get(boom))
             .layer(CatchPanicLayer::custom(middleware::panic_response));
         let response = app
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())

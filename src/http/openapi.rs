@@ -1,22 +1,127 @@
-//! The OpenAPI document (completed route by route as the API grows).
+//! The OpenAPI 3.1 document, generated from the handlers' annotations: the same
+//! `routes!` calls build the router and the document (see `mod.rs`), so they cannot drift.
 
-use axum::Json;
-use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+use std::sync::OnceLock;
 
-pub fn document() -> OpenApi {
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("Logicredit Auth")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "Authentication service for banking workloads. The binding contract is API.md.",
-                ))
-                .build(),
-        )
-        .build()
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document};
+use utoipa::{Modify, OpenApi};
+
+const DESCRIPTION: &str = "Authentication service for banking workloads. The binding contract is API.md; this \
+document is generated from the code.\n\n\
+Every response is a JSON object with a string `code`; errors add `message` (and `fields`, `reasons`, \
+`retry_after`, `max_age`, `methods` where relevant). Every response carries `X-Request-Id`.\n\n\
+Common errors on any route: `400 malformed_request`, `413 payload_too_large`, `422 validation_error`, \
+`401 not_authenticated`, `401 mfa_required`, `403 csrf_failed`, `403 forbidden`, `429 rate_limited`, \
+`503 service_unavailable`, `500 internal_error`; unknown routes `404 not_found`, wrong methods \
+`405 method_not_allowed`.\n\n\
+Sessions: the session cookie (`__Host-session`; `session` when COOKIE_SECURE=false) identifies the session; \
+every POST/PUT/PATCH/DELETE on a session route must send the session's CSRF token in `X-CSRF-Token`. \
+Checks run in this order: session → CSRF → role → MFA freshness → body.";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Logicredit Auth", description = DESCRIPTION),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "registration", description = "Accounts and email verification"),
+        (name = "sessions", description = "Login, sessions, CSRF"),
+        (name = "mfa", description = "TOTP, recovery codes, step-up"),
+        (name = "passkeys", description = "WebAuthn: registration, passwordless login, second factor"),
+        (name = "passwords", description = "Password reset and change"),
+        (name = "admin", description = "Roles: staff read, admins change"),
+        (name = "operations", description = "Health, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Host-session",
+                "The session token (HttpOnly, Secure, SameSite=Strict). Named `session` when COOKIE_SECURE=false.",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "The session's CSRF token (from `csrf_token` in login responses, the `csrf_token` cookie or GET /auth/csrf); required on every state-changing session request.",
+            ))),
+        );
+    }
 }
 
-pub async fn spec() -> Json<OpenApi> {
-    Json(document())
+/// The whole document: the annotated API routes plus the two routes that serve docs.
+pub fn document() -> Document {
+    let mut document = super::api_routes().into_openapi();
+    let html = ResponseBuilder::new()
+        .description("Swagger UI, served from the binary (no internet needed)")
+        .content("text/html", ContentBuilder::new().build())
+        .build();
+    document.paths.paths.insert(
+        "/docs".to_owned(),
+        PathItem::new(
+            HttpMethod::Get,
+            OperationBuilder::new()
+                .tag("operations")
+                .summary(Some("Interactive API documentation"))
+                .response("200", html),
+        ),
+    );
+    document
+}
+
+fn rendered() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| serde_json::to_string(&document()).expect("the document serialises"))
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This OpenAPI 3.1 document",
+    responses((status = 200, description = "The document", content_type = "application/json", body = Object))
+)]
+pub async fn spec() -> Response {
+    let mut response = rendered().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// What the docs page needs and nothing more: its own scripts and styles (Swagger UI sets
+/// some styles inline), the document from this origin, and data: icons.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Swagger UI at `/docs` (vendored into the binary), loading the document from
+/// `/openapi.json`; the validator is off (it would call out to the internet).
+pub fn swagger_ui() -> axum::Router<super::AppState> {
+    let config = utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none");
+    let router: axum::Router<super::AppState> = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .config(config)
+        .into();
+    router.layer(axum::middleware::map_response(
+        |mut response: Response| async move {
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(DOCS_CSP),
+            );
+            response
+        },
+    ))
 }

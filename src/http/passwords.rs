@@ -9,21 +9,22 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::{CodeOnly, EmailBody, parse_email};
 use super::error::ApiResult;
+use super::error::ErrorBody;
 use super::extract::{ClientContext, FreshIfEnrolled, JsonBody, PreAuthRateLimit};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetConfirm {
     pub token: String,
     pub new_password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PasswordReset {
     pub code: &'static str,
     pub sessions_revoked: u64,
@@ -32,6 +33,19 @@ pub struct PasswordReset {
 /// Always `202 reset_email_sent`, answered before any look-up: the response and its
 /// timing are the same whether or not the account exists. The work runs in the
 /// background; its failures are logged.
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset/request",
+    tag = "passwords",
+    summary = "Email a password-reset link",
+    request_body = EmailBody,
+    responses(
+        (status = 202, description = "`reset_email_sent`, answered before any look-up: the same body and timing whether or not the account exists", body = CodeOnly),
+        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+    ),
+)]
 pub async fn request_reset(
     _: PreAuthRateLimit,
     State(state): State<AppState>,
@@ -52,6 +66,20 @@ pub async fn request_reset(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset/confirm",
+    tag = "passwords",
+    summary = "Set a new password with the emailed token; ends every session",
+    request_body = ResetConfirm,
+    responses(
+        (status = 200, description = "`password_reset` with `sessions_revoked`", body = PasswordReset),
+        (status = 400, description = "`invalid_token` or `malformed_request`", body = ErrorBody),
+        (status = 422, description = "`weak_password` (with `reasons`) or `validation_error`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+)]
 pub async fn confirm_reset(
     _: PreAuthRateLimit,
     State(state): State<AppState>,
@@ -68,6 +96,22 @@ pub async fn confirm_reset(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/password/change",
+    tag = "passwords",
+    summary = "Change the password (fresh MFA when a second factor is enrolled); ends the other sessions",
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "`password_changed` with `sessions_revoked`", body = PasswordReset),
+        (status = 401, description = "`invalid_credentials` (wrong current password; counts toward the lockout), `not_authenticated`, `mfa_required` or `mfa_step_up_required`", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 422, description = "`weak_password` or `validation_error`", body = ErrorBody),
+        (status = 429, description = "`account_locked`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn change(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,

@@ -8,11 +8,12 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::CodeOnly;
+use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ActiveSession, ClientContext};
 use crate::domain::millis_to_rfc3339;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: Uuid,
     pub created_at: String,
@@ -24,18 +25,30 @@ pub struct SessionView {
     pub mfa_verified_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionList {
     pub code: &'static str,
     pub sessions: Vec<SessionView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     pub code: &'static str,
     pub revoked: u64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    tag = "sessions",
+    summary = "The caller's sessions",
+    responses(
+        (status = 200, description = "`ok`", body = SessionList),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     ActiveSession(session): ActiveSession,
@@ -62,6 +75,19 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/sessions/revoke-others",
+    tag = "sessions",
+    summary = "End all of the caller's other sessions",
+    responses(
+        (status = 200, description = "`sessions_revoked` with `revoked`", body = Revoked),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn revoke_others(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -84,6 +110,21 @@ pub async fn revoke_others(
 
 /// Guard first, then the id: an unauthenticated caller learns nothing about ids, and an
 /// id that is malformed, unknown or someone else's is `404 not_found` (API.md §7).
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    tag = "sessions",
+    summary = "End one of the caller's sessions",
+    params(("id" = String, Path, description = "Public session id (UUID)")),
+    responses(
+        (status = 200, description = "`session_revoked`", body = CodeOnly),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown, malformed or another user's session id", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
-use super::auth::{CodeOnly, parse_email};
+use super::auth::{CodeOnly, FactorAnswer, parse_email};
+use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::extract::{
     ActiveSession, ClientContext, Fresh, JsonBody, MaybeSession, OptionalJsonBody,
@@ -21,11 +22,12 @@ use super::extract::{
 use super::mfa::factor_response;
 use crate::services::mfa::{CeremonyStart, PasskeyView};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CeremonyOptions {
     pub code: &'static str,
     pub ceremony_id: String,
     /// `PublicKeyCredentialCreationOptions` / `…RequestOptions` JSON, binary fields base64url.
+    #[schema(value_type = Object)]
     pub options: Value,
 }
 
@@ -39,14 +41,16 @@ impl CeremonyOptions {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterFinish {
     pub ceremony_id: String,
+    /// The browser's `PublicKeyCredential` JSON (binary fields base64url).
+    #[schema(value_type = Object)]
     pub credential: RegisterPublicKeyCredential,
     pub name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub code: &'static str,
     pub credential: PasskeyView,
@@ -55,23 +59,38 @@ pub struct Registered {
     pub recovery_codes: Option<Vec<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct LoginStart {
     pub email: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginFinish {
     pub ceremony_id: String,
+    /// The browser's `PublicKeyCredential` JSON (binary fields base64url).
+    #[schema(value_type = Object)]
     pub credential: PublicKeyCredential,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CredentialList {
     pub code: &'static str,
     pub credentials: Vec<PasskeyView>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/webauthn/register/start",
+    tag = "passkeys",
+    summary = "Start passkey registration",
+    responses(
+        (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required", body = CeremonyOptions),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn register_start(
     State(state): State<AppState>,
     ActiveSession(session): ActiveSession,
@@ -80,6 +99,22 @@ pub async fn register_start(
     Ok(CeremonyOptions::new("webauthn_registration_options", start))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/webauthn/register/finish",
+    tag = "passkeys",
+    summary = "Finish passkey registration",
+    request_body = RegisterFinish,
+    responses(
+        (status = 201, description = "`webauthn_registered`; `recovery_codes` when this is the first second factor", body = Registered),
+        (status = 400, description = "`invalid_ceremony` (unknown, used, expired or another session's), `webauthn_failed` (attestation refused), or `malformed_request`", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn register_finish(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -110,6 +145,22 @@ pub async fn register_finish(
 }
 
 /// Without a session this is a pre-authentication route, rate-limited like login.
+#[utoipa::path(
+    post,
+    path = "/auth/webauthn/login/start",
+    tag = "passkeys",
+    summary = "Start a passkey sign-in: passwordless without a session, second factor or step-up with one",
+    request_body = LoginStart,
+    responses(
+        (status = 200, description = "`webauthn_authentication_options`: `options` is PublicKeyCredentialRequestOptions JSON; without a session and email (or for an unknown email) a discoverable ceremony", body = CeremonyOptions),
+        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 409, description = "`mfa_method_not_enrolled`: the session user has no passkey", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+)]
 pub async fn login_start(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -133,6 +184,22 @@ pub async fn login_start(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/webauthn/login/finish",
+    tag = "passkeys",
+    summary = "Finish a passkey sign-in",
+    request_body = LoginFinish,
+    responses(
+        (status = 200, description = "`login_ok` (passwordless or mfa_pending session; new cookies) or `mfa_verified` (active session)", body = FactorAnswer),
+        (status = 400, description = "`invalid_ceremony` or `malformed_request`", body = ErrorBody),
+        (status = 401, description = "`webauthn_failed`: signature, challenge, origin, RP ID, user verification or sign counter refused (audited)", body = ErrorBody),
+        (status = 403, description = "`csrf_failed` or `account_disabled`", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (no session) or `account_locked`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+)]
 pub async fn login_finish(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
@@ -150,6 +217,18 @@ pub async fn login_finish(
     factor_response(&state, jar, outcome).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/webauthn/credentials",
+    tag = "passkeys",
+    summary = "The caller's passkeys",
+    responses(
+        (status = 200, description = "`ok`", body = CredentialList),
+        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     ActiveSession(session): ActiveSession,
@@ -160,6 +239,21 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/auth/webauthn/credentials/{id}",
+    tag = "passkeys",
+    summary = "Delete a passkey (fresh MFA)",
+    params(("id" = String, Path, description = "Credential id from the list (UUID)")),
+    responses(
+        (status = 200, description = "`webauthn_credential_deleted`", body = CodeOnly),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
+        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown or another user's credential", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,

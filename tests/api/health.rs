@@ -16,13 +16,6 @@ on_both_backends! {
         let metrics = browser.get("/metrics").await;
         assert!(metrics.body.as_str().unwrap().contains("http_requests_total"));
     }
-
-    async fn the_openapi_document_is_served(backend: Backend) {
-        let app = spawn_app(backend).await;
-        let spec = app.browser().get("/openapi.json").await;
-        assert_eq!(spec.status, 200);
-        assert_eq!(spec.body["openapi"], "3.1.0");
-    }
 }
 
 /// Redis down: not ready, and a session is never accepted unchecked (503, not 200/401).

@@ -13,6 +13,7 @@ mod email_delivery;
 mod health;
 mod login;
 mod mfa;
+mod openapi;
 mod passkeys;
 mod passwords;
 mod protocol;
