@@ -40,6 +40,12 @@ pub enum Command {
     /// Re-encrypt every stored secret under the current TOTP_ENCRYPTION_KEY (keep the old
     /// key in TOTP_ENCRYPTION_KEYS_OLD while it runs). Safe to interrupt and re-run.
     RotateKeys,
+    /// Time Argon2 with the configured parameters (for capacity planning and benchmarks):
+    /// prints JSON with the seconds one hash takes and the per-core ceiling.
+    HashBenchmark {
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+    },
     /// Inspect the audit trail.
     Audit {
         #[command(subcommand)]
@@ -84,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CreateUser { email, role } => create_user(settings, &email, &role).await,
         Command::Audit { command } => audit(settings, command).await,
+        Command::HashBenchmark { rounds } => hash_benchmark(&settings, rounds),
         Command::RotateKeys => {
             let (db, store) = connect_storage(&settings).await?;
             db.migrate().await?;
@@ -97,6 +104,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Openapi => unreachable!("handled above"),
     }
+}
+
+fn hash_benchmark(settings: &Settings, rounds: u32) -> anyhow::Result<()> {
+    let p = &settings.password;
+    let hasher = crate::crypto::password::PasswordHasher::new(
+        p.argon2_memory_kib,
+        p.argon2_iterations,
+        p.argon2_parallelism,
+        p.pepper.as_deref(),
+        &p.old_peppers,
+    )?;
+    hasher.hash("warm-up passphrase")?;
+    let rounds = rounds.max(1);
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        hasher.hash("benchmark passphrase")?;
+    }
+    let seconds = started.elapsed().as_secs_f64() / f64::from(rounds);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "{}",
+        serde_json::json!({
+            "memory_kib": p.argon2_memory_kib,
+            "iterations": p.argon2_iterations,
+            "parallelism": p.argon2_parallelism,
+            "seconds_per_hash": seconds,
+            "cores": cores,
+            "ceiling_per_second": cores as f64 / seconds,
+        })
+    );
+    Ok(())
 }
 
 async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> {
