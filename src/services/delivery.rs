@@ -78,6 +78,9 @@ impl EmailDelivery {
                 Ok(sent) => tracing::debug!(sent, "outbox batch delivered"),
                 Err(error) => tracing::warn!(%error, "outbox poll failed; retrying"),
             }
+            if let Ok(pending) = outbox::pending_count(self.db.connection()).await {
+                metrics::gauge!("outbox_pending").set(pending as f64);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.poll_interval) => {}
                 _ = shutdown.changed() => {}

@@ -152,15 +152,22 @@ impl PasswordHashing {
         &self,
         job: impl FnOnce(&PasswordHasher) -> Result<T, PasswordHashError> + Send + 'static,
     ) -> Result<T, PasswordHashError> {
+        let queued = std::time::Instant::now();
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| PasswordHashError::Hashing("hashing pool closed".to_owned()))?;
+        metrics::histogram!("password_hash_queue_wait_seconds")
+            .record(queued.elapsed().as_secs_f64());
         let hasher = Arc::clone(&self.hasher);
-        tokio::task::spawn_blocking(move || job(&hasher))
+        let started = std::time::Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || job(&hasher))
             .await
-            .map_err(|e| PasswordHashError::Hashing(e.to_string()))?
+            .map_err(|e| PasswordHashError::Hashing(e.to_string()))?;
+        metrics::histogram!("password_hash_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        outcome
     }
 }
 

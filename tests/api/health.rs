@@ -13,8 +13,28 @@ on_both_backends! {
         let ready = browser.get("/readyz").await;
         assert_eq!(ready.status, 200);
         assert_eq!(ready.body, json!({"code": "ready", "checks": {"database": "ok", "cache": "ok"}}));
+        // After a flow, /metrics shows each family, labelled by route template, never by id.
+        let user = app.logged_in("metered@example.com").await;
+        user.delete(&format!("/auth/sessions/{}", uuid::Uuid::new_v4())).await;
+        app.browser().post("/auth/login", json!({"email": "metered@example.com", "password": "wrong wrong wrong"})).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let metrics = browser.get("/metrics").await;
-        assert!(metrics.body.as_str().unwrap().contains("http_requests_total"));
+        assert_eq!(metrics.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+        let text = metrics.body.as_str().unwrap();
+        for series in [
+            "http_requests_total{method=\"POST\",route=\"/auth/login\",status=\"200\"}",
+            "http_request_duration_seconds_bucket",
+            "route=\"/auth/sessions/{id}\"",
+            "auth_events_total{event=\"login.success\"}",
+            "auth_events_total{event=\"login.failure\"}",
+            "password_hash_duration_seconds",
+            "password_hash_queue_wait_seconds",
+            "emails_sent_total",
+            "outbox_pending",
+        ] {
+            assert!(text.contains(series), "{series} missing from /metrics");
+        }
+        assert!(!text.contains("metered@example.com"));
     }
 }
 

@@ -159,9 +159,14 @@ impl UnitOfWork {
     /// Writes the queued emails, then the audit records (last, because appending to the
     /// chain serialises writers), then commits.
     pub async fn commit(self) -> StorageResult<()> {
+        let events: Vec<&'static str> = self.audit.iter().map(|r| r.event).collect();
         outbox::insert_all(&self.txn, self.emails).await?;
         audit::append(&self.txn, self.audit).await?;
-        self.txn.commit().await.map_err(map_err)
+        self.txn.commit().await.map_err(map_err)?;
+        for event in events {
+            metrics::counter!("auth_events_total", "event" => event).increment(1);
+        }
+        Ok(())
     }
 }
 
@@ -171,10 +176,16 @@ pub fn map_err(error: DbErr) -> StorageError {
     if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
         return StorageError::Conflict(error.to_string());
     }
-    if is_unavailable(&error) {
-        return StorageError::Unavailable(format!("database: {error}"));
-    }
-    StorageError::Other(format!("database: {error}"))
+    let (kind, mapped) = if is_unavailable(&error) {
+        (
+            "unavailable",
+            StorageError::Unavailable(format!("database: {error}")),
+        )
+    } else {
+        ("other", StorageError::Other(format!("database: {error}")))
+    };
+    metrics::counter!("storage_errors_total", "backend" => "database", "kind" => kind).increment(1);
+    mapped
 }
 
 fn is_unavailable(error: &DbErr) -> bool {

@@ -37,11 +37,23 @@ pub struct RedisStore {
 }
 
 fn unavailable(error: RedisError) -> StorageError {
-    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
-        StorageError::Unavailable(format!("redis: {error}"))
-    } else {
-        StorageError::Other(format!("redis: {error}"))
-    }
+    let (kind, mapped) =
+        if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
+            (
+                "unavailable",
+                StorageError::Unavailable(format!("redis: {error}")),
+            )
+        } else {
+            ("other", StorageError::Other(format!("redis: {error}")))
+        };
+    metrics::counter!("storage_errors_total", "backend" => "store", "kind" => kind).increment(1);
+    mapped
+}
+
+fn timed_out() -> StorageError {
+    metrics::counter!("storage_errors_total", "backend" => "store", "kind" => "unavailable")
+        .increment(1);
+    StorageError::Unavailable("redis: call timed out".to_owned())
 }
 
 impl RedisStore {
@@ -72,9 +84,7 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         match tokio::time::timeout(CALL_TIMEOUT, command.query_async(&mut connection)).await {
             Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(StorageError::Unavailable(
-                "redis: call timed out".to_owned(),
-            )),
+            Err(_) => Err(timed_out()),
         }
     }
 
@@ -152,9 +162,7 @@ impl RedisStore {
         }
         match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection)).await {
             Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(StorageError::Unavailable(
-                "redis: call timed out".to_owned(),
-            )),
+            Err(_) => Err(timed_out()),
         }
     }
 
