@@ -71,12 +71,7 @@ impl Application {
         let maintenance = tokio::spawn(maintenance(Arc::clone(&self.services), stop_rx));
         let app = crate::http::router(Arc::clone(&self.services));
         tracing::info!(%address, "serving");
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        crate::http::server::serve(self.listener, app, shutdown).await?;
         let _ = stop_tx.send(true);
         let _ = tokio::join!(worker, maintenance);
         tracing::info!("stopped");

@@ -13,6 +13,7 @@ mod mfa;
 pub mod middleware;
 pub mod openapi;
 mod passwords;
+pub mod server;
 mod sessions;
 mod webauthn;
 
