@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
@@ -36,13 +35,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "expected Content-Type: application/json".to_owned(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedRequest("the body could not be read".to_owned())
-            }
-        })?;
+        let _ = state;
+        let bytes = super::middleware::read_body(req.into_body()).await?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::MalformedRequest(format!("invalid JSON: {e}")))?;
         if !value.is_object() {

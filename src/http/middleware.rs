@@ -14,6 +14,10 @@ use super::error::ApiError;
 use crate::services::ServiceError;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A refused body is still read (and discarded) up to this size and time before the 413
+/// goes out, so the client finishes sending and sees the answer instead of a reset.
+const DRAIN_BYTES: usize = 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The id of the current request (echoed from the client when well-formed).
@@ -109,9 +113,48 @@ pub async fn limit_body(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        if declared.is_some_and(|len| len <= DRAIN_BYTES as u64) {
+            drain(req.into_body(), 0).await;
+        }
         return ApiError::PayloadTooLarge.into_response();
     }
     next.run(req).await
+}
+
+/// Reads a body to its end, or until `DRAIN_BYTES` (counting `already_read`) or
+/// `DRAIN_TIME` runs out, discarding it.
+pub async fn drain(body: axum::body::Body, already_read: usize) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut total = already_read;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            total += chunk.len();
+            if total > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Collects a request body of at most `MAX_BODY_BYTES`; a longer one is drained (bounded)
+/// and refused with `413`.
+pub async fn read_body(body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|_| ApiError::MalformedRequest("the body could not be read".to_owned()))?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            let read = bytes.len() + chunk.len();
+            drain(axum::body::Body::from_stream(stream), read).await;
+            return Err(ApiError::PayloadTooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// A request that takes longer than `REQUEST_TIMEOUT_SECONDS` is abandoned with a 503.
