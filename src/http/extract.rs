@@ -29,13 +29,12 @@ pub struct JsonBody<T>(pub T);
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
             return Err(ApiError::MalformedRequest(
                 "expected Content-Type: application/json".to_owned(),
             ));
         }
-        let _ = state;
         let bytes = super::middleware::read_body(req.into_body()).await?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::MalformedRequest(format!("invalid JSON: {e}")))?;
