@@ -14,11 +14,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::AppState;
+use super::error::ApiError;
 
 /// What the page needs and nothing more. `require-trusted-types-for 'script'` makes the
 /// browser refuse string-to-DOM sinks (`innerHTML` and friends), which the script never
 /// uses: it builds the page with `textContent` and DOM methods only.
-pub const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'; require-trusted-types-for 'script'";
 
@@ -28,7 +29,10 @@ const APP_CSS: &str = include_str!("../../assets/demo/app.css");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/demo", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/demo",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/demo/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
@@ -37,6 +41,8 @@ pub fn routes() -> Router<AppState> {
             "/demo/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
         )
+        // Merged after the API's own fallback was set, so it needs its own JSON 405.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -85,7 +91,23 @@ mod tests {
         assert_eq!(html.matches("<script").count(), 1);
         assert!(!html.contains("<style"));
         assert!(!html.contains("style="));
-        assert!(!html.contains(" on"), "no inline event handlers");
-        assert!(!APP_JS.contains("innerHTML"));
+        let inline_handler = html.split_whitespace().any(|word| {
+            word.strip_prefix("on")
+                .and_then(|rest| rest.split_once('='))
+                .is_some_and(|(name, _)| {
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic())
+                })
+        });
+        assert!(!inline_handler, "no inline event handlers");
+        assert!(!html.contains("javascript:"));
+        for sink in [
+            ".innerHTML",
+            ".outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!APP_JS.contains(sink), "{sink} in app.js");
+        }
     }
 }
