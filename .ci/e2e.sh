@@ -104,5 +104,9 @@ E2E_SERVER_LOG="$WORK/server.log" \
 E2E_ARTIFACTS="$WORK/artifacts" \
 E2E_CHROMIUM="$CHROMIUM" \
     node tests/e2e/demo.spec.mjs
+E2E_BASE_URL="$BASE_URL" \
+E2E_ARTIFACTS="$WORK/artifacts" \
+E2E_CHROMIUM="$CHROMIUM" \
+    node tests/e2e/docs.spec.mjs
 
 echo "e2e: passed in $(( $(date +%s) - started )) s"
