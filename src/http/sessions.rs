@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use axum_extra::extract::CookieJar;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -129,11 +130,21 @@ pub async fn revoke(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     ActiveSession(session): ActiveSession,
+    jar: CookieJar,
     id: Result<Path<Uuid>, PathRejection>,
-) -> ApiResult<Json<CodeOnly>> {
+) -> ApiResult<(CookieJar, Json<CodeOnly>)> {
     let Path(id) = id.map_err(|_| ApiError::NotFound)?;
     state.sessions.revoke(&session, id, &ctx).await?;
-    Ok(Json(CodeOnly {
-        code: "session_revoked",
-    }))
+    // Revoking the session in use is a logout: clear its cookies too.
+    let jar = if id == session.id {
+        super::cookies::cleared(jar, &state.settings.session)
+    } else {
+        jar
+    };
+    Ok((
+        jar,
+        Json(CodeOnly {
+            code: "session_revoked",
+        }),
+    ))
 }

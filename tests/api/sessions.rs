@@ -94,6 +94,13 @@ on_both_backends! {
         assert_eq!(revoked.body, json!({"code": "session_revoked"}));
         phone.get("/auth/me").await.assert_error(401, "not_authenticated");
         assert_eq!(laptop.get("/auth/me").await.status, 200);
+
+        // Revoking the session in use works like a logout, cookies included.
+        let laptop_id = laptop.get("/auth/sessions").await.body["sessions"][0]["id"].as_str().unwrap().to_owned();
+        let own = laptop.delete(&format!("/auth/sessions/{laptop_id}")).await;
+        assert_eq!(own.body, json!({"code": "session_revoked"}));
+        assert!(own.set_cookies().iter().any(|c| c.starts_with("session=;")), "{own:?}");
+        laptop.get("/auth/me").await.assert_error(401, "not_authenticated");
     }
 
     async fn revoke_others_keeps_only_the_current_session(backend: Backend) {
