@@ -48,6 +48,13 @@ fn is_reset_token_shape(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Why a password is being replaced (reset by email, or changed by its owner).
+#[derive(Clone, Copy)]
+enum PasswordReplacement {
+    Reset,
+    Change,
+}
+
 /// A verification token has exactly the shape API.md §7 gives it.
 fn is_verify_token_shape(token: &str) -> bool {
     token.len() == VERIFY_TOKEN_LEN && token.chars().all(|c| c.is_ascii_alphanumeric())
@@ -412,35 +419,14 @@ impl Accounts {
         let password = self.acceptable_password(new_password, &email)?;
         let stored = self.hashing.hash(&password).await?;
         let now = now_millis();
-        let mut uow = self.db.begin().await?;
+        let uow = self.db.begin().await?;
         // Redeeming is the single-use gate: of two concurrent confirmations one wins.
         email_tokens::redeem(uow.conn(), PURPOSE_PASSWORD_RESET, &hash, now)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
-        users::set_password(
-            uow.conn(),
-            user.id,
-            &stored.phc,
-            stored.pepper_id.as_deref(),
-            now,
-        )
-        .await?;
         let revoked = self
-            .sessions
-            .revoke_all_in(&mut uow, user.id, None, "password_reset", ctx)
+            .replace_password(uow, &user, &stored, None, PasswordReplacement::Reset, ctx)
             .await?;
-        uow.audit(ctx.record(
-            AuditEvent::PasswordReset,
-            Some(user.id),
-            json!({"sessions_revoked": revoked}),
-        ));
-        uow.email(self.templates.notice(
-            &user.email,
-            "password_reset_done",
-            "your password was reset",
-            "The password of your account was reset and every session was signed out.",
-        ));
-        uow.commit().await?;
         self.abuse.clear(&email).await?;
         Ok(revoked)
     }
@@ -471,39 +457,64 @@ impl Accounts {
             return Err(ServiceError::InvalidCredentials);
         }
         let fresh = self.hashing.hash(&password).await?;
-        let now = now_millis();
-        let mut uow = self.db.begin().await?;
+        let uow = self.db.begin().await?;
+        let revoked = self
+            .replace_password(
+                uow,
+                &user,
+                &fresh,
+                Some(&session.token_hash),
+                PasswordReplacement::Change,
+                ctx,
+            )
+            .await?;
+        self.abuse.release(attempt).await?;
+        Ok(revoked)
+    }
+
+    /// Stores a new password hash, ends the user's sessions (all, or all but `keep`),
+    /// audits the change and tells the owner, in one unit of work. Returns how many
+    /// sessions ended.
+    async fn replace_password(
+        &self,
+        mut uow: UnitOfWork,
+        user: &UserRow,
+        fresh: &StoredPassword,
+        keep: Option<&str>,
+        why: PasswordReplacement,
+        ctx: &RequestContext,
+    ) -> ServiceResult<u64> {
+        let (event, reason, notice, subject, body) = match why {
+            PasswordReplacement::Reset => (
+                AuditEvent::PasswordReset,
+                "password_reset",
+                "password_reset_done",
+                "your password was reset",
+                "The password of your account was reset and every session was signed out.",
+            ),
+            PasswordReplacement::Change => (
+                AuditEvent::PasswordChanged,
+                "password_changed",
+                "password_changed",
+                "your password was changed",
+                "The password of your account was changed; your other sessions were signed out.",
+            ),
+        };
         users::set_password(
             uow.conn(),
             user.id,
             &fresh.phc,
             fresh.pepper_id.as_deref(),
-            now,
+            now_millis(),
         )
         .await?;
         let revoked = self
             .sessions
-            .revoke_all_in(
-                &mut uow,
-                user.id,
-                Some(&session.token_hash),
-                "password_changed",
-                ctx,
-            )
+            .revoke_all_in(&mut uow, user.id, keep, reason, ctx)
             .await?;
-        uow.audit(ctx.record(
-            AuditEvent::PasswordChanged,
-            Some(user.id),
-            json!({"sessions_revoked": revoked}),
-        ));
-        uow.email(self.templates.notice(
-            &user.email,
-            "password_changed",
-            "your password was changed",
-            "The password of your account was changed; your other sessions were signed out.",
-        ));
+        uow.audit(ctx.record(event, Some(user.id), json!({"sessions_revoked": revoked})));
+        uow.email(self.templates.notice(&user.email, notice, subject, body));
         uow.commit().await?;
-        self.abuse.release(attempt).await?;
         Ok(revoked)
     }
 
