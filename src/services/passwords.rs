@@ -153,20 +153,24 @@ impl PasswordHashing {
         job: impl FnOnce(&PasswordHasher) -> Result<T, PasswordHashError> + Send + 'static,
     ) -> Result<T, PasswordHashError> {
         let queued = std::time::Instant::now();
-        let _permit = self
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| PasswordHashError::Hashing("hashing pool closed".to_owned()))?;
-        metrics::histogram!("password_hash_queue_wait_seconds")
-            .record(queued.elapsed().as_secs_f64());
+        metrics::histogram!("password_hash_queue_wait_seconds").record(queued.elapsed().as_secs_f64());
         let hasher = Arc::clone(&self.hasher);
         let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || job(&hasher))
-            .await
-            .map_err(|e| PasswordHashError::Hashing(e.to_string()))?;
-        metrics::histogram!("password_hash_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
+        // The permit travels with the hash: when a client gives up, the request future is
+        // dropped but the blocking hash runs on, and it must keep its slot until it ends —
+        // otherwise abandoned logins start unbounded hashes (and memory).
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = job(&hasher);
+            drop(permit);
+            outcome
+        })
+        .await
+        .map_err(|e| PasswordHashError::Hashing(e.to_string()))?;
+        metrics::histogram!("password_hash_duration_seconds").record(started.elapsed().as_secs_f64());
         outcome
     }
 }
@@ -225,6 +229,36 @@ mod tests {
     #[test]
     fn nfkc_makes_full_width_passwords_equal() {
         assert_eq!(normalize("ｐａｓｓ１２"), "pass12");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_hash_keeps_its_slot_until_it_ends() {
+        let hashing = Arc::new(
+            PasswordHashing::new(&PasswordSettings {
+                argon2_memory_kib: 32 * 1024,
+                argon2_iterations: 4,
+                argon2_parallelism: 1,
+                min_length: 12,
+                pepper: None,
+                old_peppers: vec![],
+                banned_passwords_file: None,
+                hashing_concurrency: 1,
+            })
+            .unwrap(),
+        );
+        let running = Arc::clone(&hashing);
+        let client = tokio::spawn(async move { running.hash("an abandoned login").await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        client.abort();
+        // The client is gone, but its hash still runs and still holds the only slot.
+        assert_eq!(hashing.permits.available_permits(), 0);
+        for _ in 0..500 {
+            if hashing.permits.available_permits() == 1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the slot was never given back");
     }
 
     #[tokio::test]
