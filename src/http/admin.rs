@@ -117,8 +117,11 @@ pub async fn audit(
         })
         .transpose()?;
     let event = query.event.filter(|e| !e.is_empty());
-    if event.as_ref().is_some_and(|e| e.len() > 64) {
-        return Err(ApiError::field("event", "is too long"));
+    if event
+        .as_ref()
+        .is_some_and(|e| e.len() > 64 || e.contains('\0'))
+    {
+        return Err(ApiError::field("event", "must be an event name"));
     }
     let filter = AuditFilter {
         user_id,

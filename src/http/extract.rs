@@ -41,6 +41,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if !value.is_object() {
             return Err(ApiError::field("body", "must be a JSON object"));
         }
+        if let Some(path) = nul_in(&value, "") {
+            // NUL is valid JSON but no database accepts it in text.
+            return Err(ApiError::field(&path, "must not contain NUL characters"));
+        }
         serde_path_to_error::deserialize(value)
             .map(JsonBody)
             .map_err(|e| ApiError::Validation(field_error(&e)))
@@ -58,6 +62,32 @@ fn is_json(headers: &HeaderMap) -> bool {
                 || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
+}
+
+/// The path of the first string (or key) holding a NUL character, if any.
+fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
+    let here = |segment: &str| {
+        if path.is_empty() {
+            segment.to_owned()
+        } else {
+            format!("{path}.{segment}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(|| path.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, &here(&i.to_string()))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(here("key"))
+            } else {
+                nul_in(item, &here(key))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Turns a serde error into `{field: reason}`.

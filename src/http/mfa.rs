@@ -10,7 +10,7 @@ use super::AppState;
 use super::auth::{CodeOnly, FactorAnswer, login_ok};
 use super::error::ApiResult;
 use super::error::ErrorBody;
-use super::extract::{ActiveSession, AnySession, ClientContext, Fresh, JsonBody};
+use super::extract::{AnySession, ClientContext, Fresh, FreshIfEnrolled, JsonBody};
 use crate::services::mfa::MfaOutcome;
 use crate::services::mfa::totp::TotpVerified;
 
@@ -65,7 +65,7 @@ pub async fn factor_response(
     summary = "Start TOTP enrollment",
     responses(
         (status = 200, description = "`totp_setup_started`", body = TotpSetupResponse),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` when the user already has a second factor that is not fresh", body = ErrorBody),
         (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
         (status = 409, description = "`totp_already_enabled`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
@@ -75,7 +75,7 @@ pub async fn factor_response(
 pub async fn totp_setup(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
-    ActiveSession(session): ActiveSession,
+    FreshIfEnrolled(session): FreshIfEnrolled,
 ) -> ApiResult<Json<TotpSetupResponse>> {
     let setup = state.mfa.totp_setup(&session, &ctx).await?;
     Ok(Json(TotpSetupResponse {

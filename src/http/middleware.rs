@@ -104,9 +104,11 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     response
 }
 
-/// Refuses a declared body over 64 KiB before reading it; bodies without a length are
-/// capped while they are read (`DefaultBodyLimit`).
-pub async fn limit_body(req: Request, next: Next) -> Response {
+/// Reads the whole request body (at most 64 KiB) before any handler runs. A declared
+/// body over the limit is refused without reading it; any over-limit body gets `413`.
+/// Reading first also means an early answer (401, 403, 429) never leaves unread bytes on
+/// a kept-alive connection, which would otherwise be reset under the client's next request.
+pub async fn buffer_body(req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -118,7 +120,14 @@ pub async fn limit_body(req: Request, next: Next) -> Response {
         }
         return ApiError::PayloadTooLarge.into_response();
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    match read_body(body).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Reads a body to its end, or until `DRAIN_BYTES` (counting `already_read`) or

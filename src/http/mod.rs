@@ -92,7 +92,7 @@ pub fn router(state: AppState) -> Router {
     };
 
     let mut app = routes
-        .layer(axum::middleware::from_fn(middleware::limit_body))
+        .layer(axum::middleware::from_fn(middleware::buffer_body))
         .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

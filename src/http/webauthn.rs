@@ -17,7 +17,7 @@ use super::auth::{CodeOnly, FactorAnswer, parse_email};
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::extract::{
-    ActiveSession, ClientContext, Fresh, JsonBody, MaybeSession, OptionalJsonBody,
+    ActiveSession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, MaybeSession, OptionalJsonBody,
 };
 use super::mfa::factor_response;
 use crate::services::mfa::{CeremonyStart, PasskeyView};
@@ -85,7 +85,7 @@ pub struct CredentialList {
     summary = "Start passkey registration",
     responses(
         (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required", body = CeremonyOptions),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` when the user already has a second factor that is not fresh", body = ErrorBody),
         (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
@@ -93,7 +93,7 @@ pub struct CredentialList {
 )]
 pub async fn register_start(
     State(state): State<AppState>,
-    ActiveSession(session): ActiveSession,
+    FreshIfEnrolled(session): FreshIfEnrolled,
 ) -> ApiResult<Json<CeremonyOptions>> {
     let start = state.mfa.passkey_registration_start(&session).await?;
     Ok(CeremonyOptions::new("webauthn_registration_options", start))

@@ -19,7 +19,9 @@ use crate::storage::db::outbox::{self, OutboxRow};
 /// emails to the others when the lease runs out.
 const LEASE_MS: i64 = 60_000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-const BATCH: u64 = 20;
+/// Emails claimed per pass, one at a time: each email's lease starts right before its
+/// own send, so a slow SMTP server cannot make a lease run out mid-batch.
+const PASS_LIMIT: usize = 100;
 const MAX_BACKOFF_MS: i64 = 15 * 60 * 1000;
 /// A permanent SMTP refusal (5xx) is retried this many times, in case it was caused by a
 /// configuration error that an operator fixes, then the email is marked failed.
@@ -91,12 +93,20 @@ impl EmailDelivery {
         }
     }
 
-    /// One pass: claims due emails and tries each once. Returns how many were sent.
+    /// One pass: claims due emails one by one and tries each once. Returns how many were
+    /// sent. Delivery is at least once: an instance that dies after the SMTP server took an
+    /// email but before recording it leaves the email to be sent again when its lease ends;
+    /// both copies carry the same Message-ID (the outbox id), so mail systems can fold them.
     pub async fn deliver_due(&self) -> StorageResult<usize> {
         let conn = self.db.connection();
-        let claimed = outbox::claim_due(conn, now_millis(), LEASE_MS, BATCH).await?;
         let mut sent = 0;
-        for email in claimed {
+        for _ in 0..PASS_LIMIT {
+            let Some(email) = outbox::claim_due(conn, now_millis(), LEASE_MS, 1)
+                .await?
+                .pop()
+            else {
+                break;
+            };
             let attempts = email.attempts + 1;
             match self.send(&email).await {
                 Ok(()) => {
@@ -139,6 +149,7 @@ impl EmailDelivery {
                     .parse()
                     .map_err(|e| SendError::Permanent(format!("bad recipient: {e}")))?;
                 let message = Message::builder()
+                    .message_id(Some(format!("<{}@logicredit-auth>", email.id)))
                     .from(from.clone())
                     .to(to)
                     .subject(email.subject.clone())

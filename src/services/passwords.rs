@@ -157,7 +157,8 @@ impl PasswordHashing {
             .acquire_owned()
             .await
             .map_err(|_| PasswordHashError::Hashing("hashing pool closed".to_owned()))?;
-        metrics::histogram!("password_hash_queue_wait_seconds").record(queued.elapsed().as_secs_f64());
+        metrics::histogram!("password_hash_queue_wait_seconds")
+            .record(queued.elapsed().as_secs_f64());
         let hasher = Arc::clone(&self.hasher);
         let started = std::time::Instant::now();
         // The permit travels with the hash: when a client gives up, the request future is
@@ -170,7 +171,8 @@ impl PasswordHashing {
         })
         .await
         .map_err(|e| PasswordHashError::Hashing(e.to_string()))?;
-        metrics::histogram!("password_hash_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("password_hash_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         outcome
     }
 }

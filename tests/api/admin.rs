@@ -153,6 +153,9 @@ on_both_backends! {
         assert_eq!(clients.body["users"].as_array().unwrap().len(), 4);
         let disabled = staff.get("/auth/admin/users?disabled=true").await;
         assert_eq!(disabled.body["users"][0]["email"], "client3@example.com");
+        // The prefix is literal text: LIKE wildcards match nothing.
+        let wildcard = staff.get("/auth/admin/users?email=%25").await;
+        assert_eq!(wildcard.body["users"], json!([]), "{wildcard:?}");
         let staff_only = staff.get("/auth/admin/users?role=staff").await;
         assert_eq!(staff_only.body["users"].as_array().unwrap().len(), 1);
         for (query, field) in [("role=boss", "role"), ("disabled=maybe", "disabled"), ("cursor=x", "cursor"), ("limit=300", "limit")] {

@@ -103,6 +103,12 @@ on_both_backends! {
         assert!(wrong_type.body["fields"]["email"].is_string());
 
         browser.post("/auth/register", json!([1, 2])).await.assert_error(422, "validation_error");
+        // NUL is valid JSON but not storable text: refused up front, on every backend.
+        let nul = browser
+            .post("/auth/register", json!({"email": "dan@example.com", "password": "correct horse\u{0}battery"}))
+            .await;
+        nul.assert_error(422, "validation_error");
+        assert!(nul.body["fields"]["password"].is_string(), "{nul:?}");
         assert_eq!(app.query("SELECT COUNT(*) FROM users").await, vec![json!(0)]);
         assert_eq!(app.query("SELECT COUNT(*) FROM email_outbox").await, vec![json!(0)]);
     }

@@ -96,7 +96,13 @@ pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Vec<Us
         .order_by_asc(user::Column::Id)
         .limit(filter.limit);
     if let Some(prefix) = &filter.email_prefix {
-        query = query.filter(user::Column::Email.starts_with(prefix.as_str()));
+        // The prefix is text, not a pattern: escape LIKE's wildcards.
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = sea_orm::sea_query::LikeExpr::new(format!("{escaped}%")).escape('\\');
+        query = query.filter(user::Column::Email.like(pattern));
     }
     if let Some(role) = &filter.role {
         query = query.filter(user::Column::Role.eq(role.as_str()));
