@@ -201,6 +201,16 @@ pub async fn users(
                 .map_err(|_| ApiError::field("cursor", "is not a cursor from a previous page"))
         })
         .transpose()?;
+    if query
+        .email
+        .as_ref()
+        .is_some_and(|e| e.len() > 254 || e.contains('\0'))
+    {
+        return Err(ApiError::field(
+            "email",
+            "must be the start of an email address",
+        ));
+    }
     let filter = UserFilter {
         email_prefix: query
             .email

@@ -46,6 +46,16 @@ pub struct MfaSummary {
     pub recovery_codes_left: u32,
 }
 
+impl From<&Factors> for MfaSummary {
+    fn from(factors: &Factors) -> Self {
+        Self {
+            totp: factors.totp,
+            webauthn_credentials: factors.webauthn_credentials as u32,
+            recovery_codes_left: factors.recovery_codes_left as u32,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
@@ -57,6 +67,17 @@ pub struct UserView {
 }
 
 impl UserView {
+    pub fn from_session(session: &crate::services::sessions::CurrentSession) -> Self {
+        Self {
+            id: session.user_id,
+            email: session.email.clone(),
+            role: session.role,
+            email_verified: session.email_verified,
+            created_at: millis_to_rfc3339(session.user_created_at),
+            mfa: MfaSummary::from(&session.factors),
+        }
+    }
+
     pub fn new(user: &UserRow, factors: &Factors) -> Self {
         Self {
             id: user.id,
@@ -64,11 +85,7 @@ impl UserView {
             role: Role::parse(&user.role).unwrap_or(Role::User),
             email_verified: user.email_verified_at.is_some(),
             created_at: millis_to_rfc3339(user.created_at),
-            mfa: MfaSummary {
-                totp: factors.totp,
-                webauthn_credentials: factors.webauthn_credentials as u32,
-                recovery_codes_left: factors.recovery_codes_left as u32,
-            },
+            mfa: MfaSummary::from(factors),
         }
     }
 }
@@ -327,15 +344,11 @@ fn login_ok_response(
     ),
     security(("session_cookie" = [])),
 )]
-pub async fn me(
-    State(state): State<AppState>,
-    ActiveSession(session): ActiveSession,
-) -> ApiResult<Json<MeResponse>> {
-    let user = state.accounts.find_user(session.user_id).await?;
-    let factors = state.mfa.factors(user.id).await?;
+pub async fn me(ActiveSession(session): ActiveSession) -> ApiResult<Json<MeResponse>> {
+    // Everything comes from the session's cached snapshot: a session check, no database.
     Ok(Json(MeResponse {
         code: "ok",
-        user: UserView::new(&user, &factors),
+        user: UserView::from_session(&session),
     }))
 }
 

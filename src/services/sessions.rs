@@ -18,6 +18,7 @@ use super::error::{ServiceError, ServiceResult};
 use crate::configuration::SessionSettings;
 use crate::crypto::{random_token, token_hash};
 use crate::domain::{Millis, Role, now_millis};
+use crate::storage::db::mfa::Factors;
 use crate::storage::db::sessions::{self as session_rows, SessionRow};
 use crate::storage::db::users::{self, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
@@ -68,6 +69,11 @@ struct CachedSession {
     mfa_verified_at: Option<Millis>,
     /// The `last_seen_at` of the durable copy when this entry was cached.
     durable_seen_at: Millis,
+    email_verified: bool,
+    user_created_at: Millis,
+    /// Second factors enrolled: what `/auth/me` and step-up checks need. Any change to
+    /// them drops the user's cached sessions (`refresh_user`).
+    factors: Factors,
 }
 
 /// A valid session presented with a request.
@@ -85,6 +91,9 @@ pub struct CurrentSession {
     /// The raw token (from the cookie): the CSRF token is derived from it.
     pub token: String,
     pub token_hash: String,
+    pub email_verified: bool,
+    pub user_created_at: Millis,
+    pub factors: Factors,
 }
 
 /// A session just created; the token goes into the cookie and nowhere else.
@@ -279,6 +288,9 @@ impl Sessions {
             mfa_verified_at: cached.mfa_verified_at,
             token: token.to_owned(),
             token_hash: hash,
+            email_verified: cached.email_verified,
+            user_created_at: cached.user_created_at,
+            factors: cached.factors,
         })
     }
 
@@ -300,6 +312,7 @@ impl Sessions {
         if user.disabled {
             return Err(ServiceError::NotAuthenticated);
         }
+        let factors = crate::storage::db::mfa::factors(conn, user.id).await?;
         let cached = CachedSession {
             id: row.id,
             user_id: row.user_id,
@@ -310,6 +323,9 @@ impl Sessions {
             absolute_expires_at: row.absolute_expires_at,
             mfa_verified_at: row.mfa_verified_at,
             durable_seen_at: row.last_seen_at,
+            email_verified: user.email_verified_at.is_some(),
+            user_created_at: user.created_at,
+            factors,
         };
         let value = serde_json::to_string(&cached).map_err(anyhow::Error::from)?;
         let ttl = Duration::from_millis((idle_deadline - now) as u64);

@@ -155,7 +155,8 @@ impl Mfa {
         session: &CurrentSession,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        let factors = self.factors(session.user_id).await?;
+        // From the session's snapshot: any factor change refreshes it (`refresh_user`).
+        let factors = session.factors;
         if !factors.any_second_factor() {
             return Err(ServiceError::MfaEnrollmentRequired);
         }
@@ -324,6 +325,7 @@ impl Mfa {
             "A new set of recovery codes was created for your account; the old codes no longer work.",
         ));
         uow.commit().await?;
+        self.sessions.refresh_user(session.user_id).await?;
         Ok(codes)
     }
 

@@ -299,7 +299,7 @@ impl Mfa {
             ),
         ));
         uow.commit().await?;
-        self.sessions.refresh_cache(&session.token_hash).await?;
+        self.sessions.refresh_user(session.user_id).await?;
         Ok((PasskeyView::from(&row), recovery_codes))
     }
 
@@ -559,6 +559,7 @@ impl Mfa {
             "A passkey was removed from your account.",
         ));
         uow.commit().await?;
+        self.sessions.refresh_user(session.user_id).await?;
         Ok(())
     }
 }

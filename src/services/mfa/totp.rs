@@ -159,7 +159,7 @@ impl Mfa {
             "An authenticator app was set up for two-step sign-in on your account.",
         ));
         uow.commit().await?;
-        self.sessions.refresh_cache(&session.token_hash).await?;
+        self.sessions.refresh_user(user.id).await?;
         self.abuse.release(attempt).await?;
         Ok(TotpVerified::Enabled { recovery_codes })
     }
@@ -192,6 +192,7 @@ impl Mfa {
             "The authenticator app was removed from two-step sign-in on your account.",
         ));
         uow.commit().await?;
+        self.sessions.refresh_user(session.user_id).await?;
         Ok(())
     }
 

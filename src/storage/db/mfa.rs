@@ -12,7 +12,7 @@ pub use totp_credential::Model as TotpRow;
 pub use webauthn_credential::Model as WebauthnRow;
 
 /// What a user has enrolled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Factors {
     pub totp: bool,
     pub webauthn_credentials: u64,
