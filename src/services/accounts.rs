@@ -231,7 +231,7 @@ impl Accounts {
         let attempt = match self.abuse.reserve(email).await {
             Ok(attempt) => attempt,
             Err(locked @ ServiceError::AccountLocked { .. }) => {
-                self.audit_failure(user.as_ref(), "account_locked", ctx)
+                self.audit_failure(user.as_ref(), "account_locked", None, ctx)
                     .await?;
                 return Err(locked);
             }
@@ -256,7 +256,7 @@ impl Accounts {
             } else {
                 ("email_not_verified", ServiceError::EmailNotVerified)
             };
-            self.audit_failure(Some(&user), reason, ctx).await?;
+            self.audit_failure(Some(&user), reason, None, ctx).await?;
             return Err(error);
         }
         let rehashed = if check.needs_rehash {
@@ -327,22 +327,16 @@ impl Accounts {
         attempt: &Attempt,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        let mut uow = self.db.begin().await?;
-        uow.audit(ctx.record(
-            AuditEvent::LoginFailure,
-            user.map(|u| u.id),
-            json!({"reason": "invalid_credentials"}),
-        ));
-        self.abuse
-            .note_failure(&mut uow, user, attempt, &self.templates, ctx);
-        uow.commit().await?;
-        Ok(())
+        self.audit_failure(user, "invalid_credentials", Some(attempt), ctx)
+            .await
     }
 
+    /// A refused login (`login.failure` with its reason), plus the lock it engaged, if any.
     async fn audit_failure(
         &self,
         user: Option<&UserRow>,
         reason: &str,
+        attempt: Option<&Attempt>,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
         let mut uow = self.db.begin().await?;
@@ -351,6 +345,10 @@ impl Accounts {
             user.map(|u| u.id),
             json!({"reason": reason}),
         ));
+        if let Some(attempt) = attempt {
+            self.abuse
+                .note_failure(&mut uow, user, attempt, &self.templates, ctx);
+        }
         uow.commit().await?;
         Ok(())
     }
