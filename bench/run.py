@@ -76,7 +76,7 @@ SERVICE_VARS = {
 PROFILES = {
     "full": dict(
         phase_s=15, flood_s=25, me_c=64, health_c=64, login_c=8, register_c=8,
-        flood_c=500, sessions=64, users=8, argon2=(65536, 3, 1), hash_rounds=10,
+        flood_c=500, sessions=64, users=8, argon2=(65536, 3, 1), hash_rounds=20,
         cold_starts=3, stats_wait_s=11.0, scaleout=True, info_logs=True, probe_n=200,
         abandon_clients=32, abandon_s=10, retries=2, noisy_cores=0.3, scrape_interval_s=15.0,
     ),
@@ -1057,8 +1057,9 @@ def targets(deps: dict) -> list[dict]:
     rows = []
 
     def add(dep, name, value, limit, ok, unit=""):
+        # ok None: reported for information, not a target.
         rows.append({"deployment": dep, "target": name, "value": value, "limit": limit,
-                     "unit": unit, "met": bool(ok)})
+                     "unit": unit, "met": None if ok is None else bool(ok)})
 
     for dep, r in deps.items():
         ph = r.get("phases", {})
@@ -1085,7 +1086,18 @@ def targets(deps: dict) -> list[dict]:
                     ab["peak_rss_mib"], f"<= {limit:.0f}", ab["peak_rss_mib"] <= limit, "MiB")
         w = r.get("session_check_writes")
         if w:
-            add(dep, "database rows written during the session-check phase", w["rows_written"], "== 0", w["rows_written"] == 0)
+            # The one write a session check may make: refreshing the durable last_seen_at,
+            # at most about once per session per minute (sessions.rs, DURABLE_REFRESH).
+            refresh = sum(v for t, v in w["tables_written"].items() if t.startswith("sessions"))
+            other = w["rows_written"] - refresh
+            add(dep, "database rows written by session checks (besides the refresh)", other, "== 0", other == 0)
+            add(dep, f"  durable last_seen_at refreshes (sessions {w.get('session_age_at_start_s')} s old)",
+                refresh, "<= 1/min", None)
+        later = r.get("session_check_writes_later")
+        if later:
+            refresh = sum(v for t, v in later["tables_written"].items() if t.startswith("sessions"))
+            add(dep, f"  the same, later (sessions {later.get('session_age_at_start_s')} s old)",
+                refresh, "<= 1/min", None)
         if r.get("cold_start_s"):
             worst = max(r["cold_start_s"])
             add(dep, "cold start to /readyz 200 (worst of runs)", worst, "<= 1", worst <= 1.0, "s")
@@ -1125,10 +1137,13 @@ def print_table(results: dict) -> None:
         if r.get("cold_start_s"):
             print(f"{dep:<10} {'cold start s':<18} {r['cold_start_s']}")
     print()
+    if results.get("mode") == "smoke":
+        print("smoke run: tiny Argon2 costs and 1-2 s phases, so the targets below mean nothing;"
+              " only whether every phase worked does")
     print(f"{'deployment':<10} {'target':<62} {'value':>9} {'limit':>8}  result")
     for t in results["targets"]:
         print(f"{t['deployment']:<10} {t['target']:<62} {t['value']:>9} {t['limit']:>8}  "
-              f"{'met' if t['met'] else 'MISSED'}")
+              f"{'info' if t['met'] is None else 'met' if t['met'] else 'MISSED'}")
     print()
 
 
