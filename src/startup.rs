@@ -79,8 +79,21 @@ impl Application {
     }
 }
 
-/// Periodic clean-up of expired durable sessions.
+/// Periodic clean-up: expired durable sessions every 5 minutes, and the metrics
+/// recorder's upkeep every 5 seconds (without it, histogram samples pile up in memory
+/// whenever nothing scrapes /metrics).
 async fn maintenance(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    let upkeep_services = Arc::clone(&services);
+    let mut upkeep_stop = stop.clone();
+    let upkeep = tokio::spawn(async move {
+        loop {
+            upkeep_services.metrics.run_upkeep();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = upkeep_stop.changed() => return,
+            }
+        }
+    });
     loop {
         match services.sessions.purge_expired().await {
             Ok(0) => {}
@@ -92,6 +105,7 @@ async fn maintenance(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
+            let _ = upkeep.await;
             return;
         }
     }
