@@ -114,6 +114,53 @@ impl MemoryStore {
         )
     }
 
+    /// Writes `value` when `allowed` accepts the live current value (`None`: absent);
+    /// true when it wrote. One atomic step per key.
+    async fn put_if(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        allowed: impl Fn(Option<&str>) -> bool,
+    ) -> bool {
+        let result = self
+            .cache
+            .entry(self.key(key))
+            .and_compute_with(|current| {
+                let live = current.map(|e| e.into_value()).and_then(Self::live);
+                let op = if allowed(live.as_ref().map(|e| &*e.value)) {
+                    Op::Put(Entry {
+                        value: value.into(),
+                        expires_at: Instant::now() + ttl,
+                    })
+                } else {
+                    Op::Nop
+                };
+                std::future::ready(op)
+            })
+            .await;
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
+    pub async fn replace_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Duration,
+    ) -> bool {
+        self.put_if(key, value, ttl, |current| current == expected)
+            .await
+    }
+
+    pub async fn set_unless(&self, key: &str, unless: &str, value: &str, ttl: Duration) -> bool {
+        self.put_if(key, value, ttl, |current| current != Some(unless))
+            .await
+    }
+
     pub async fn take(&self, key: &str) -> Option<String> {
         let entry = self
             .cache

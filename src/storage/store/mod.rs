@@ -90,6 +90,36 @@ impl Store {
         }
     }
 
+    /// Compare-and-set: writes `value` only while the key holds `expected` (`None`: the
+    /// key is absent); true when this call wrote it.
+    pub async fn replace_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Duration,
+    ) -> StorageResult<bool> {
+        match self {
+            Store::Memory(s) => Ok(s.replace_if(key, expected, value, ttl).await),
+            Store::Redis(s) => s.replace_if(key, expected, value, ttl).await,
+        }
+    }
+
+    /// Writes `value` unless the key holds `unless` (a tombstone is never overwritten);
+    /// true when this call wrote it.
+    pub async fn set_unless(
+        &self,
+        key: &str,
+        unless: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StorageResult<bool> {
+        match self {
+            Store::Memory(s) => Ok(s.set_unless(key, unless, value, ttl).await),
+            Store::Redis(s) => s.set_unless(key, unless, value, ttl).await,
+        }
+    }
+
     /// Reads and deletes in one step: single-use state (ceremonies, one-time tokens).
     pub async fn take(&self, key: &str) -> StorageResult<Option<String>> {
         match self {
@@ -163,6 +193,26 @@ mod tests {
         assert_eq!(store.take("k").await.unwrap().as_deref(), Some("v1"));
         assert_eq!(store.take("k").await.unwrap(), None);
         assert!(store.set_if_absent("k", "v3", ttl).await.unwrap());
+        // Compare-and-set and write-unless: the session cache's only writes.
+        assert!(!store.replace_if("k", Some("v1"), "v4", ttl).await.unwrap());
+        assert!(store.replace_if("k", Some("v3"), "v4", ttl).await.unwrap());
+        assert!(!store.replace_if("k", None, "v5", ttl).await.unwrap());
+        assert!(store.replace_if("absent", None, "v5", ttl).await.unwrap());
+        assert_eq!(store.get("absent").await.unwrap().as_deref(), Some("v5"));
+        store.set("t", "tombstone", ttl).await.unwrap();
+        assert!(
+            !store
+                .set_unless("t", "tombstone", "stale", ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .set_unless("k", "tombstone", "stale", ttl)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some("stale"));
         store.delete("k").await.unwrap();
         assert_eq!(store.get("k").await.unwrap(), None);
 

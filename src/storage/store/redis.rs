@@ -27,6 +27,30 @@ static HIT_WINDOW: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Compare-and-set: ARGV[1] = "1" expects the value ARGV[2], "0" expects no key.
+static REPLACE_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local current = redis.call('GET', KEYS[1])
+        local matches = (ARGV[1] == '0' and current == false) or (ARGV[1] == '1' and current == ARGV[2])
+        if not matches then return 0 end
+        redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+        return 1
+        ",
+    )
+});
+
+/// Writes ARGV[2] unless the current value is ARGV[1] (e.g. never over a tombstone).
+static SET_UNLESS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+        return 1
+        ",
+    )
+});
+
 static LOCKOUT_RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RESERVE_SCRIPT));
 static LOCKOUT_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RELEASE_SCRIPT));
 
@@ -148,17 +172,49 @@ impl RedisStore {
         Ok(())
     }
 
+    pub async fn replace_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        ttl: Duration,
+    ) -> StorageResult<bool> {
+        let (flag, expected) = match expected {
+            Some(v) => ("1", v),
+            None => ("0", ""),
+        };
+        let ttl = ttl_millis(ttl).to_string();
+        let written: i64 = self
+            .script(&REPLACE_IF, key, &[flag, expected, value, &ttl])
+            .await?;
+        Ok(written == 1)
+    }
+
+    pub async fn set_unless(
+        &self,
+        key: &str,
+        unless: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> StorageResult<bool> {
+        let ttl = ttl_millis(ttl).to_string();
+        let written: i64 = self
+            .script(&SET_UNLESS, key, &[unless, value, &ttl])
+            .await?;
+        Ok(written == 1)
+    }
+
     /// Runs a Lua script (EVALSHA, loading it on first use) within the call timeout.
-    async fn script<T: redis::FromRedisValue>(
+    async fn script<T: redis::FromRedisValue, A: redis::ToRedisArgs>(
         &self,
         script: &Script,
         key: &str,
-        args: &[i64],
+        args: &[A],
     ) -> StorageResult<T> {
         let mut connection = self.connection.clone();
         let mut invocation = script.key(self.key(key));
         for arg in args {
-            invocation.arg(*arg);
+            invocation.arg(arg);
         }
         match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection)).await {
             Ok(result) => result.map_err(unavailable),
