@@ -79,6 +79,44 @@ impl Role {
     }
 }
 
+/// How a session's second factor was last proven (`sessions.mfa_method`). Enrollment
+/// counts for a user's own sensitive actions (API.md §7) but never for privileged routes:
+/// a stolen session that enrolls a first factor must not become an admin's step-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaMethod {
+    Totp,
+    Webauthn,
+    RecoveryCode,
+    Enrollment,
+}
+
+impl MfaMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaMethod::Totp => "totp",
+            MfaMethod::Webauthn => "webauthn",
+            MfaMethod::RecoveryCode => "recovery_code",
+            MfaMethod::Enrollment => "enrollment",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "totp" => Some(MfaMethod::Totp),
+            "webauthn" => Some(MfaMethod::Webauthn),
+            "recovery_code" => Some(MfaMethod::RecoveryCode),
+            "enrollment" => Some(MfaMethod::Enrollment),
+            _ => None,
+        }
+    }
+
+    /// A factor was actually used (not just set up).
+    pub fn is_verification(self) -> bool {
+        self != MfaMethod::Enrollment
+    }
+}
+
 /// Milliseconds since the Unix epoch, UTC. The database stores instants as these integers
 /// so that SQLite and PostgreSQL order and compare them identically.
 pub type Millis = i64;

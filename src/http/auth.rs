@@ -107,12 +107,67 @@ impl From<&IssuedSession> for SessionInfo {
     }
 }
 
+/// One second factor as the factor review after a password reset lists it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReviewedFactor {
+    /// `totp` or `webauthn`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The passkey's id (for `DELETE /auth/webauthn/credentials/{id}`); absent for TOTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub enrolled_at: String,
+}
+
+/// Present on the logins after a password reset until one completes: every second factor
+/// of the account, so the owner can spot (and then remove) one they never enrolled.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FactorReview {
+    pub password_reset_at: String,
+    pub factors: Vec<ReviewedFactor>,
+}
+
+impl From<&crate::services::mfa::FactorReview> for FactorReview {
+    fn from(review: &crate::services::mfa::FactorReview) -> Self {
+        use crate::storage::db::mfa::EnrolledFactor;
+        Self {
+            password_reset_at: millis_to_rfc3339(review.since),
+            factors: review
+                .factors
+                .iter()
+                .map(|factor| match factor {
+                    EnrolledFactor::Totp { enabled_at } => ReviewedFactor {
+                        kind: "totp",
+                        id: None,
+                        name: None,
+                        enrolled_at: millis_to_rfc3339(*enabled_at),
+                    },
+                    EnrolledFactor::Passkey {
+                        id,
+                        name,
+                        created_at,
+                    } => ReviewedFactor {
+                        kind: "webauthn",
+                        id: Some(*id),
+                        name: Some(name.clone()),
+                        enrolled_at: millis_to_rfc3339(*created_at),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginOk {
     pub code: &'static str,
     pub user: UserView,
     pub csrf_token: String,
     pub session: SessionInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor_review: Option<FactorReview>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -120,6 +175,8 @@ pub struct MfaRequired {
     pub code: &'static str,
     pub methods: Vec<&'static str>,
     pub csrf_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor_review: Option<FactorReview>,
 }
 
 /// Documentation of answers that take one of two shapes.
@@ -136,7 +193,7 @@ pub enum LoginAnswer {
 /// `login_ok` (a login completed) or `mfa_verified` (step-up refreshed).
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)]
 pub enum FactorAnswer {
     LoginOk(LoginOk),
     MfaVerified(CodeOnly),
@@ -239,7 +296,13 @@ pub async fn resend_verification(
     JsonBody(body): JsonBody<EmailBody>,
 ) -> ApiResult<impl IntoResponse> {
     let email = parse_email(&body.email)?;
-    state.accounts.resend_verification(&email, &ctx).await?;
+    // Answered before any look-up, as a reset request is: neither the body nor the
+    // timing tells whether an unverified account exists.
+    tokio::spawn(async move {
+        if let Err(error) = state.accounts.resend_verification(&email, &ctx).await {
+            tracing::error!(request_id = %ctx.request_id, %error, "verification resend failed");
+        }
+    });
     Ok((
         StatusCode::ACCEPTED,
         Json(CodeOnly {
@@ -273,6 +336,7 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let email = parse_email(&body.email)?;
     let outcome = state.accounts.login(&email, &body.password, &ctx).await?;
+    let review = state.mfa.factor_review(&outcome.user).await?;
     let Some(methods) = outcome.mfa_methods else {
         return Ok(login_ok_response(
             &state,
@@ -280,6 +344,7 @@ pub async fn login(
             &outcome.user,
             &outcome.factors,
             &outcome.session,
+            review.as_ref(),
         ));
     };
     let csrf_token = state.keys.csrf_token_for(&outcome.session.token);
@@ -295,6 +360,7 @@ pub async fn login(
             code: "mfa_required",
             methods,
             csrf_token,
+            factor_review: review.as_ref().map(FactorReview::from),
         }),
     )
         .into_response())
@@ -308,7 +374,15 @@ pub async fn login_ok(
     session: &IssuedSession,
 ) -> ApiResult<Response> {
     let factors = state.mfa.factors(user.id).await?;
-    Ok(login_ok_response(state, jar, user, &factors, session))
+    let review = state.mfa.factor_review(user).await?;
+    Ok(login_ok_response(
+        state,
+        jar,
+        user,
+        &factors,
+        session,
+        review.as_ref(),
+    ))
 }
 
 fn login_ok_response(
@@ -317,6 +391,7 @@ fn login_ok_response(
     user: &UserRow,
     factors: &Factors,
     session: &IssuedSession,
+    review: Option<&crate::services::mfa::FactorReview>,
 ) -> Response {
     let csrf_token = state.keys.csrf_token_for(&session.token);
     let jar = cookies::with_session(jar, &state.settings.session, &session.token, &csrf_token);
@@ -327,6 +402,7 @@ fn login_ok_response(
             user: UserView::new(user, factors),
             csrf_token,
             session: SessionInfo::from(session),
+            factor_review: review.map(FactorReview::from),
         }),
     )
         .into_response()

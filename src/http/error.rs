@@ -181,6 +181,14 @@ fn service_parts(error: &ServiceError) -> (StatusCode, &'static str, String, Map
                 "Confirm with a second factor to continue.",
             )
         }
+        ServiceError::ReauthenticationRequired { max_age_secs } => {
+            extra.insert("max_age".into(), json!(max_age_secs));
+            (
+                StatusCode::UNAUTHORIZED,
+                "reauthentication_required",
+                "Confirm your password (send current_password) to set up your first second factor.",
+            )
+        }
         ServiceError::LastAdmin => (
             StatusCode::CONFLICT,
             "last_admin",

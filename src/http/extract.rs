@@ -168,7 +168,31 @@ async fn guard(parts: &Parts, state: &AppState, require_active: bool) -> ApiResu
         return Err(ServiceError::MfaRequired.into());
     }
     check_csrf(parts, state, &session).await?;
-    Ok(session)
+    rotate_if_required(parts, state, session).await
+}
+
+/// After a role change the session's next request gets a new token (API.md §2): the
+/// rotation happens here, and `middleware::session_rotation` sets the new cookies on
+/// whatever the handler answers. A pending session is rotated when its MFA completes.
+async fn rotate_if_required(
+    parts: &Parts,
+    state: &AppState,
+    session: CurrentSession,
+) -> ApiResult<CurrentSession> {
+    if !session.rotate_required || session.state != SessionState::Active {
+        return Ok(session);
+    }
+    let Some(slot) = parts.extensions.get::<super::middleware::RotatedSession>() else {
+        // No way to hand over a new token on this path: keep the old one for now.
+        return Ok(session);
+    };
+    let ctx = request_context(parts, state);
+    let rotated = state
+        .sessions
+        .rotate_for_role_change(&session, &ctx)
+        .await?;
+    slot.set(rotated.token.clone());
+    Ok(rotated)
 }
 
 /// On POST/PUT/PATCH/DELETE, the `X-CSRF-Token` header must hold this session's token
@@ -186,14 +210,23 @@ async fn check_csrf(parts: &Parts, state: &AppState, session: &CurrentSession) -
     if crate::crypto::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         return Ok(());
     }
-    let ctx = request_context(parts, state);
-    let mut uow = state.db.begin().await.map_err(ServiceError::from)?;
-    uow.audit(ctx.record(
-        AuditEvent::CsrfFailure,
-        Some(session.user_id),
-        json!({"session_id": session.id, "header_present": !presented.is_empty()}),
-    ));
-    uow.commit().await.map_err(ServiceError::from)?;
+    // Audited once per minute per session, then on the 10th, 100th, … repeat: a flood of
+    // bad requests must not become a flood of writes under the audit chain's lock.
+    if let Some(count) = state
+        .abuse
+        .audit_repeat(session.id, AuditEvent::CsrfFailure)
+        .await?
+    {
+        let ctx = request_context(parts, state);
+        let mut metadata =
+            json!({"session_id": session.id, "header_present": !presented.is_empty()});
+        if count > 1 {
+            metadata["repeats"] = json!(count);
+        }
+        let mut uow = state.db.begin().await.map_err(ServiceError::from)?;
+        uow.audit(ctx.record(AuditEvent::CsrfFailure, Some(session.user_id), metadata));
+        uow.commit().await.map_err(ServiceError::from)?;
+    }
     Err(ServiceError::CsrfFailed.into())
 }
 
@@ -215,6 +248,7 @@ impl FromRequestParts<AppState> for MaybeSession {
         match state.sessions.authenticate(&token).await {
             Ok(session) => {
                 check_csrf(parts, state, &session).await?;
+                let session = rotate_if_required(parts, state, session).await?;
                 Ok(MaybeSession(Some(session)))
             }
             Err(ServiceError::NotAuthenticated) => Ok(MaybeSession(None)),
@@ -326,7 +360,9 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Fresh<R> {
     ) -> Result<Self, Self::Rejection> {
         let Authorized(session, _) = Authorized::<R>::from_request_parts(parts, state).await?;
         let ctx = request_context(parts, state);
-        state.mfa.require_fresh(&session, &ctx).await?;
+        // Staff and admin routes need a factor really used, not just enrolled.
+        let privileged = R::ROLE > Role::User;
+        state.mfa.require_fresh(&session, privileged, &ctx).await?;
         Ok(Fresh(session, PhantomData))
     }
 }
@@ -375,7 +411,7 @@ impl FromRequestParts<AppState> for FreshIfEnrolled {
         {
             state
                 .mfa
-                .require_fresh(&session, &request_context(parts, state))
+                .require_fresh(&session, false, &request_context(parts, state))
                 .await?;
         }
         Ok(FreshIfEnrolled(session))

@@ -10,13 +10,25 @@ use super::AppState;
 use super::auth::{CodeOnly, FactorAnswer, login_ok};
 use super::error::ApiResult;
 use super::error::ErrorBody;
-use super::extract::{AnySession, ClientContext, Fresh, FreshIfEnrolled, JsonBody};
+use super::extract::{
+    AnySession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, OptionalJsonBody,
+};
 use crate::services::mfa::MfaOutcome;
 use crate::services::mfa::totp::TotpVerified;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CodeBody {
     pub code: String,
+}
+
+/// The optional body of the routes that start an enrollment (TOTP setup, passkey
+/// registration): the first second factor needs the password confirmed when the login is
+/// older than `STEP_UP_MAX_AGE_SECONDS`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub struct EnrollmentProof {
+    /// The account's password; needed only for the first second factor when the login
+    /// is older than `STEP_UP_MAX_AGE_SECONDS` (else `401 reauthentication_required`).
+    pub current_password: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -63,11 +75,16 @@ pub async fn factor_response(
     path = "/auth/mfa/totp/setup",
     tag = "mfa",
     summary = "Start TOTP enrollment",
+    description = "The first second factor needs proof of the password: a login younger than `STEP_UP_MAX_AGE_SECONDS`, or `current_password` in the body (a wrong one counts toward the lockout). A further factor needs fresh MFA instead. The pending setup belongs to this session and expires after 10 minutes. At most 10 enrollments may be started per session in 10 minutes.",
+    request_body(content = Option<EnrollmentProof>, description = "optional; `current_password` when the first factor needs it"),
     responses(
         (status = 200, description = "`totp_setup_started`", body = TotpSetupResponse),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` when the user already has a second factor that is not fresh", body = ErrorBody),
+        (status = 400, description = "`malformed_request`: a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, `mfa_step_up_required` when the user already has a second factor that is not fresh, `reauthentication_required` (with `max_age`) when the first factor needs `current_password`, or `invalid_credentials` when it is wrong", body = ErrorBody),
         (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
         (status = 409, description = "`totp_already_enabled`", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`account_locked` (wrong passwords), or `rate_limited`: too many enrollments started on this session", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
@@ -76,7 +93,12 @@ pub async fn totp_setup(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     FreshIfEnrolled(session): FreshIfEnrolled,
+    OptionalJsonBody(proof): OptionalJsonBody<EnrollmentProof>,
 ) -> ApiResult<Json<TotpSetupResponse>> {
+    state
+        .accounts
+        .prove_for_first_factor(&session, proof.current_password.as_deref(), &ctx)
+        .await?;
     let setup = state.mfa.totp_setup(&session, &ctx).await?;
     Ok(Json(TotpSetupResponse {
         code: "totp_setup_started",
@@ -93,11 +115,11 @@ pub async fn totp_setup(
     summary = "Verify a TOTP code (pending or active session)",
     request_body = CodeBody,
     responses(
-        (status = 200, description = "`totp_enabled` with `recovery_codes` (finishing an enrollment), `login_ok` (mfa_pending session: rotated, new cookies and `csrf_token`), or `mfa_verified` (active session: step-up refreshed)", body = TotpAnswer),
+        (status = 200, description = "`totp_enabled` with `recovery_codes` (finishing an enrollment; the first factor counts as a verification for the user's own sensitive actions, never for staff or admin routes), `login_ok` (mfa_pending session: rotated, new cookies and `csrf_token`), or `mfa_verified` (active session: step-up refreshed)", body = TotpAnswer),
         (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 401, description = "`invalid_mfa_code` (wrong, expired or replayed), or `not_authenticated`", body = ErrorBody),
+        (status = 401, description = "`invalid_mfa_code` (wrong, expired or replayed), `not_authenticated`, or `mfa_step_up_required` when finishing the setup of a further factor after freshness expired", body = ErrorBody),
         (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 409, description = "`mfa_method_not_enrolled`", body = ErrorBody),
+        (status = 409, description = "`mfa_method_not_enrolled`: nothing to verify, or no TOTP setup pending for this session (another session started it, or it is older than 10 minutes)", body = ErrorBody),
         (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
         (status = 429, description = "`account_locked`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),

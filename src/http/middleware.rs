@@ -189,6 +189,56 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
     .into_response()
 }
 
+/// A request's slot for a session token rotated while it ran (a role change, see
+/// `extract::rotate_if_required`). Cloned into the request by `session_rotation`.
+#[derive(Clone, Default)]
+pub struct RotatedSession(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl RotatedSession {
+    pub fn set(&self, token: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(token);
+        }
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+/// When a guard rotated the session during this request, the answer carries the new
+/// session and CSRF cookies — whatever the handler answered.
+pub async fn session_rotation(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let slot = RotatedSession::default();
+    req.extensions_mut().insert(slot.clone());
+    let response = next.run(req).await;
+    let Some(token) = slot.take() else {
+        return response;
+    };
+    // A handler that set (or cleared) the session cookie itself — logout — wins.
+    let prefix = format!("{}=", state.settings.session.cookie_name);
+    if response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.starts_with(&prefix)))
+    {
+        return response;
+    }
+    let csrf = state.keys.csrf_token_for(&token);
+    let jar = super::cookies::with_session(
+        axum_extra::extract::CookieJar::new(),
+        &state.settings.session,
+        &token,
+        &csrf,
+    );
+    (jar, response).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::acceptable_request_id;

@@ -98,6 +98,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::session_rotation,
+        ))
         .layer(CatchPanicLayer::custom(middleware::panic_response));
     if let Some(cors) = cors_layer(&state.settings.frontend_origins) {
         app = app.layer(cors);

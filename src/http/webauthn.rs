@@ -19,7 +19,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{
     ActiveSession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, MaybeSession, OptionalJsonBody,
 };
-use super::mfa::factor_response;
+use super::mfa::{EnrollmentProof, factor_response};
 use crate::services::mfa::{CeremonyStart, PasskeyView};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -83,18 +83,29 @@ pub struct CredentialList {
     path = "/auth/webauthn/register/start",
     tag = "passkeys",
     summary = "Start passkey registration",
+    description = "The first second factor needs proof of the password: a login younger than `STEP_UP_MAX_AGE_SECONDS`, or `current_password` in the body (a wrong one counts toward the lockout). A further factor needs fresh MFA, at the start and again at `register/finish`. At most 10 enrollments may be started per session in 10 minutes.",
+    request_body(content = Option<EnrollmentProof>, description = "optional; `current_password` when the first factor needs it"),
     responses(
         (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required", body = CeremonyOptions),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` when the user already has a second factor that is not fresh", body = ErrorBody),
+        (status = 400, description = "`malformed_request`: a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `mfa_required`, `mfa_step_up_required` when the user already has a second factor that is not fresh, `reauthentication_required` (with `max_age`) when the first factor needs `current_password`, or `invalid_credentials` when it is wrong", body = ErrorBody),
         (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
+        (status = 429, description = "`account_locked` (wrong passwords), or `rate_limited`: too many enrollments started on this session", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
 pub async fn register_start(
     State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
     FreshIfEnrolled(session): FreshIfEnrolled,
+    OptionalJsonBody(proof): OptionalJsonBody<EnrollmentProof>,
 ) -> ApiResult<Json<CeremonyOptions>> {
+    state
+        .accounts
+        .prove_for_first_factor(&session, proof.current_password.as_deref(), &ctx)
+        .await?;
     let start = state.mfa.passkey_registration_start(&session).await?;
     Ok(CeremonyOptions::new("webauthn_registration_options", start))
 }
@@ -106,9 +117,9 @@ pub async fn register_start(
     summary = "Finish passkey registration",
     request_body = RegisterFinish,
     responses(
-        (status = 201, description = "`webauthn_registered`; `recovery_codes` when this is the first second factor", body = Registered),
-        (status = 400, description = "`invalid_ceremony` (unknown, used, expired or another session's), `webauthn_failed` (attestation refused), or `malformed_request`", body = ErrorBody),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
+        (status = 201, description = "`webauthn_registered`; `recovery_codes` when this is the first second factor (which then counts as a verification for the user's own sensitive actions, never for staff or admin routes). Control characters are removed from `name`.", body = Registered),
+        (status = 400, description = "`invalid_ceremony` (unknown, used, expired or another session's — which leaves it usable by its own session), `webauthn_failed` (attestation refused, `type` not `public-key`, or `id` ≠ `rawId`), or `malformed_request`", body = ErrorBody),
+        (status = 401, description = "`not_authenticated`, `mfa_required` for an mfa_pending session, or `mfa_step_up_required` when the user already has a second factor and freshness expired since the start", body = ErrorBody),
         (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
         (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),

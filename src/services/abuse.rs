@@ -39,6 +39,18 @@ pub struct AbuseControl {
     policy: LockoutPolicy,
 }
 
+/// The window in which repeated refusals on one session are aggregated.
+const REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// 1, 10, 100, 1000, …: the repeats worth an audit record.
+fn is_logged_repeat(count: u64) -> bool {
+    let mut n = count;
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}
+
 fn ceil_secs(ms: i64) -> u64 {
     ((ms.max(0) + 999) / 1000).max(1) as u64
 }
@@ -81,6 +93,48 @@ impl AbuseControl {
         Err(ServiceError::RateLimited {
             retry_after_secs: ceil_secs(hit.resets_in.as_millis() as i64),
         })
+    }
+
+    /// A per-session limit on an action that writes (starting enrollments): over `max`
+    /// in `window` → `429 rate_limited`, so one session cannot fill the store or the
+    /// audit trail.
+    pub async fn limit_session(
+        &self,
+        session_id: uuid::Uuid,
+        scope: &str,
+        max: u64,
+        window: std::time::Duration,
+    ) -> ServiceResult<()> {
+        let hit = self
+            .store
+            .hit(&format!("rate:session:{scope}:{session_id}"), window)
+            .await?;
+        if hit.count <= max {
+            return Ok(());
+        }
+        metrics::counter!("rate_limit_hits_total", "scope" => "session").increment(1);
+        Err(ServiceError::RateLimited {
+            retry_after_secs: ceil_secs(hit.resets_in.as_millis() as i64),
+        })
+    }
+
+    /// Whether a repeated refusal on one session (`csrf.failure`, `step_up.required`)
+    /// should be written to the audit trail: the first in each minute is, then the 10th,
+    /// 100th, … with the count, so a flood costs a handful of rows instead of one per
+    /// request. `Some(count)` when it should be written.
+    pub async fn audit_repeat(
+        &self,
+        session_id: uuid::Uuid,
+        event: AuditEvent,
+    ) -> ServiceResult<Option<u64>> {
+        let hit = self
+            .store
+            .hit(
+                &format!("audit:repeat:{}:{session_id}", event.as_str()),
+                REPEAT_WINDOW,
+            )
+            .await?;
+        Ok(is_logged_repeat(hit.count).then_some(hit.count))
     }
 
     fn lockout_key(email: &EmailAddress) -> String {
@@ -158,5 +212,16 @@ impl AbuseControl {
     pub async fn clear(&self, email: &EmailAddress) -> ServiceResult<()> {
         self.store.delete(&Self::lockout_key(email)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_logged_repeat;
+
+    #[test]
+    fn repeated_refusals_are_logged_on_a_log_scale() {
+        let logged: Vec<u64> = (1..=2000).filter(|n| is_logged_repeat(*n)).collect();
+        assert_eq!(logged, vec![1, 10, 100, 1000]);
     }
 }

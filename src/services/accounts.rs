@@ -7,7 +7,7 @@ use super::audit::{AuditEvent, RequestContext};
 use super::email::EmailTemplates;
 use super::error::{ServiceError, ServiceResult};
 use super::passwords::{PasswordHashing, PasswordPolicy, normalize};
-use super::sessions::{IssuedSession, SessionState, Sessions};
+use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::crypto::password::StoredPassword;
 use crate::crypto::{random_alphanumeric, token_hash};
 use crate::domain::{EmailAddress, Role, now_millis};
@@ -302,6 +302,9 @@ impl Accounts {
             .sessions
             .create(&mut uow, &user, SessionState::Active, None, ctx)
             .await?;
+        if user.factor_review_since.is_some() {
+            users::set_factor_review(uow.conn(), user.id, None).await?;
+        }
         uow.audit(ctx.record(
             AuditEvent::LoginSuccess,
             Some(user.id),
@@ -378,7 +381,10 @@ impl Accounts {
                 now + RESET_TOKEN_TTL_MS,
             )
             .await?;
-            uow.email(self.templates.password_reset(&user.email, &token));
+            // The owner sees every second factor before resetting: one they never
+            // enrolled still guards the account after the reset.
+            let factors = factors_db::enrolled(uow.conn(), user.id).await?;
+            uow.email(self.templates.password_reset(&user.email, &token, &factors));
         }
         uow.audit(ctx.record(
             AuditEvent::PasswordResetRequested,
@@ -433,7 +439,7 @@ impl Accounts {
     /// counts toward the lockout); other sessions are revoked. Returns how many.
     pub async fn change_password(
         &self,
-        session: &crate::services::sessions::CurrentSession,
+        session: &CurrentSession,
         current_password: &str,
         new_password: &str,
         ctx: &RequestContext,
@@ -470,6 +476,49 @@ impl Accounts {
         Ok(revoked)
     }
 
+    /// Before the *first* second factor is enrolled on a session, the holder must prove
+    /// the password: a login younger than `STEP_UP_MAX_AGE_SECONDS`, or
+    /// `current_password` now. Without this a stolen cookie could enroll its own factor,
+    /// collect the recovery codes and outlive a password reset (issue 11, item 1). When a
+    /// factor exists, fresh MFA (checked by the route's guard) is the proof instead.
+    /// A wrong password counts toward the lockout like a wrong login.
+    pub async fn prove_for_first_factor(
+        &self,
+        session: &CurrentSession,
+        current_password: Option<&str>,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        if session.factors.any_second_factor() {
+            return Ok(());
+        }
+        let max_age = self.sessions.settings().step_up_max_age;
+        if now_millis() - session.created_at <= max_age.as_millis() as i64 {
+            return Ok(());
+        }
+        let Some(password) = current_password else {
+            return Err(ServiceError::ReauthenticationRequired {
+                max_age_secs: max_age.as_secs(),
+            });
+        };
+        let user = self.find_user(session.user_id).await?;
+        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotAuthenticated)?;
+        let attempt = self.abuse.reserve(&email).await?;
+        let stored = StoredPassword {
+            phc: user.password_hash.clone(),
+            pepper_id: user.password_pepper_id.clone(),
+        };
+        let check = self
+            .hashing
+            .verify(&normalize(password), Some(stored))
+            .await?;
+        if !check.valid {
+            self.record_failure(Some(&user), &attempt, ctx).await?;
+            return Err(ServiceError::InvalidCredentials);
+        }
+        self.abuse.release(attempt).await?;
+        Ok(())
+    }
+
     /// Stores a new password hash, ends the user's sessions (all, or all but `keep`),
     /// audits the change and tells the owner, in one unit of work. Returns how many
     /// sessions ended.
@@ -498,14 +547,23 @@ impl Accounts {
                 "The password of your account was changed; your other sessions were signed out.",
             ),
         };
+        let now = now_millis();
         users::set_password(
             uow.conn(),
             user.id,
             &fresh.phc,
             fresh.pepper_id.as_deref(),
-            now_millis(),
+            now,
         )
         .await?;
+        if matches!(why, PasswordReplacement::Reset)
+            && factors_db::factors(uow.conn(), user.id)
+                .await?
+                .any_second_factor()
+        {
+            // The next login lists the factors, so the owner can spot a stranger's.
+            users::set_factor_review(uow.conn(), user.id, Some(now)).await?;
+        }
         let revoked = self
             .sessions
             .revoke_all_in(&mut uow, user.id, keep, reason, ctx)

@@ -11,6 +11,7 @@ use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, Sessions};
 use crate::domain::{EmailAddress, Role, millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
+use crate::storage::db::sessions as session_rows;
 use crate::storage::db::users::{self, UserFilter, UserRow};
 
 /// Serialises role changes so two admins cannot demote each other at once and leave none.
@@ -117,6 +118,11 @@ impl Admin {
         } else {
             0
         };
+        if role != old_role {
+            // A privilege change rotates the session (API.md §2): each of the user's
+            // sessions gets a new token at its next request.
+            session_rows::require_rotation(uow.conn(), user.id).await?;
+        }
         uow.audit(ctx.record_for(
             AuditEvent::AdminUserUpdated,
             user.id,

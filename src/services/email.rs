@@ -2,7 +2,8 @@
 //! the change that causes it (see `storage::db::UnitOfWork`) and delivered by
 //! `services::delivery`.
 
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, millis_to_rfc3339};
+use crate::storage::db::mfa::EnrolledFactor;
 pub use crate::storage::db::outbox::NewEmail as OutgoingEmail;
 
 /// Renders emails with links to the front end at `ORIGIN_URL`.
@@ -76,13 +77,41 @@ impl EmailTemplates {
         )
     }
 
-    pub fn password_reset(&self, to: &str, token: &str) -> OutgoingEmail {
+    /// The reset link, and every second factor of the account (type and date, never a
+    /// user-chosen name): a factor the owner never enrolled still guards the account after
+    /// the reset, so they must see it before relying on the reset.
+    pub fn password_reset(
+        &self,
+        to: &str,
+        token: &str,
+        factors: &[EnrolledFactor],
+    ) -> OutgoingEmail {
         let url = format!("{}/reset-password?token={token}", self.origin_url);
+        let mut paragraphs = vec!["Someone (hopefully you) asked to reset the password of your account. The link is valid for one hour and works once. If it was not you, ignore this email: your password is unchanged.".to_owned()];
+        if !factors.is_empty() {
+            let list: Vec<String> = factors
+                .iter()
+                .map(|factor| match factor {
+                    EnrolledFactor::Totp { enabled_at } => format!(
+                        "- an authenticator app (TOTP), set up {}",
+                        millis_to_rfc3339(*enabled_at)
+                    ),
+                    EnrolledFactor::Passkey { created_at, .. } => {
+                        format!("- a passkey, added {}", millis_to_rfc3339(*created_at))
+                    }
+                })
+                .collect();
+            paragraphs.push(format!(
+                "After the reset, signing in still asks for one of the second factors on your account:\n{}",
+                list.join("\n")
+            ));
+            paragraphs.push("If you do not recognise one of them, someone else may have added it: contact support before you use this link. After signing in you can remove it under your account's security settings.".to_owned());
+        }
         self.build(
             to,
             "password_reset",
             "reset your password",
-            &["Someone (hopefully you) asked to reset the password of your account. The link is valid for one hour and works once. If it was not you, ignore this email: your password is unchanged.".to_owned()],
+            &paragraphs,
             Some(("Choose a new password", &url, token)),
         )
     }

@@ -46,6 +46,8 @@ pub enum ServiceError {
         max_age_secs: u64,
         methods: Vec<&'static str>,
     },
+    #[error("the password must be confirmed first")]
+    ReauthenticationRequired { max_age_secs: u64 },
     #[error("a second factor must be enrolled first")]
     MfaEnrollmentRequired,
     #[error("the last active admin cannot be demoted or disabled")]

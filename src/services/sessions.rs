@@ -6,6 +6,11 @@
 //! expiry); the durable `last_seen_at` is refreshed at most once a minute. Revocation
 //! writes a tombstone into the store *before* deleting the row, and a cache fill never
 //! overwrites a tombstone, so a revoked session cannot come back on any instance.
+//!
+//! Every other cache write is a compare-and-set against the value the writer read, and a
+//! change to a session or its user replaces the entry with a unique "stale" marker rather
+//! than deleting it. So a load that read the database *before* a change cannot fill the
+//! cache *after* it (its expected value is gone), and nothing ever deletes a tombstone.
 
 use std::time::Duration;
 
@@ -17,7 +22,7 @@ use super::audit::{AuditEvent, RequestContext};
 use super::error::{ServiceError, ServiceResult};
 use crate::configuration::SessionSettings;
 use crate::crypto::{random_token, token_hash};
-use crate::domain::{Millis, Role, now_millis};
+use crate::domain::{MfaMethod, Millis, Role, now_millis};
 use crate::storage::db::mfa::Factors;
 use crate::storage::db::sessions::{self as session_rows, SessionRow};
 use crate::storage::db::users::{self, UserRow};
@@ -27,6 +32,9 @@ use crate::storage::store::Store;
 /// How often the durable copy of `last_seen_at` is refreshed, at most.
 const DURABLE_REFRESH: Duration = Duration::from_secs(60);
 const TOMBSTONE: &str = "revoked";
+/// Prefix of the marker that replaces an entry whose session or user changed: the next
+/// request reloads from the database and may replace exactly this marker.
+const STALE_PREFIX: &str = "stale:";
 /// A password-verified session waiting for its second factor lives this long at most.
 const PENDING_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
@@ -67,6 +75,10 @@ struct CachedSession {
     created_at: Millis,
     absolute_expires_at: Millis,
     mfa_verified_at: Option<Millis>,
+    mfa_method: Option<MfaMethod>,
+    /// The user's role changed: the next request rotates the token.
+    #[serde(default)]
+    rotate_required: bool,
     /// The `last_seen_at` of the durable copy when this entry was cached.
     durable_seen_at: Millis,
     email_verified: bool,
@@ -88,6 +100,10 @@ pub struct CurrentSession {
     pub absolute_expires_at: Millis,
     pub idle_expires_at: Millis,
     pub mfa_verified_at: Option<Millis>,
+    /// How `mfa_verified_at` was earned; privileged routes refuse `Enrollment`.
+    pub mfa_method: Option<MfaMethod>,
+    /// The user's role changed since this token was issued (see `rotate_for_role_change`).
+    pub rotate_required: bool,
     /// The raw token (from the cookie): the CSRF token is derived from it.
     pub token: String,
     pub token_hash: String,
@@ -148,7 +164,7 @@ impl Sessions {
         uow: &mut UnitOfWork,
         user: &UserRow,
         state: SessionState,
-        mfa_verified_at: Option<Millis>,
+        mfa_verified: Option<(Millis, MfaMethod)>,
         ctx: &RequestContext,
     ) -> ServiceResult<IssuedSession> {
         let now = now_millis();
@@ -165,7 +181,9 @@ impl Sessions {
             created_at: now,
             last_seen_at: now,
             absolute_expires_at: now + millis(lifetime),
-            mfa_verified_at,
+            mfa_verified_at: mfa_verified.map(|(at, _)| at),
+            mfa_method: mfa_verified.map(|(_, method)| method.as_str().to_owned()),
+            rotate_required: false,
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.chars().take(512).collect(),
         };
@@ -191,6 +209,7 @@ impl Sessions {
         &self,
         uow: &mut UnitOfWork,
         current: &CurrentSession,
+        method: MfaMethod,
         ctx: &RequestContext,
     ) -> ServiceResult<IssuedSession> {
         let now = now_millis();
@@ -200,11 +219,14 @@ impl Sessions {
         let rotated = session_rows::rotate(
             uow.conn(),
             &current.token_hash,
-            &token_hash(&token),
-            SessionState::Active.as_str(),
-            Some(now),
-            absolute,
-            now,
+            session_rows::Rotation {
+                new_token_hash: &token_hash(&token),
+                state: SessionState::Active.as_str(),
+                mfa_verified_at: Some(now),
+                mfa_method: Some(method.as_str()),
+                absolute_expires_at: absolute,
+                now,
+            },
         )
         .await?;
         if !rotated {
@@ -224,14 +246,67 @@ impl Sessions {
         })
     }
 
-    /// A second factor was just verified on this session (step-up, enrollment).
+    /// The user's role changed since this active session's token was issued: give it a
+    /// new token (the old one dies at once), keeping everything else. Returns the session
+    /// under its new token; the caller hands the token to the client (new cookies).
+    pub async fn rotate_for_role_change(
+        &self,
+        current: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<CurrentSession> {
+        let now = now_millis();
+        let token = random_token();
+        let new_hash = token_hash(&token);
+        self.forget(&current.token_hash).await?;
+        let mut uow = self.db.begin().await?;
+        let rotated = session_rows::rotate(
+            uow.conn(),
+            &current.token_hash,
+            session_rows::Rotation {
+                new_token_hash: &new_hash,
+                state: current.state.as_str(),
+                mfa_verified_at: current.mfa_verified_at,
+                mfa_method: current.mfa_method.map(MfaMethod::as_str),
+                absolute_expires_at: current.absolute_expires_at,
+                now,
+            },
+        )
+        .await?;
+        if !rotated {
+            // A concurrent request rotated it first: this token is dead.
+            return Err(ServiceError::NotAuthenticated);
+        }
+        uow.audit(ctx.record(
+            AuditEvent::SessionRotated,
+            Some(current.user_id),
+            json!({"session_id": current.id, "reason": "role_changed"}),
+        ));
+        uow.commit().await?;
+        Ok(CurrentSession {
+            token,
+            token_hash: new_hash,
+            rotate_required: false,
+            ..current.clone()
+        })
+    }
+
+    /// A second factor was just verified on this session (step-up), or a first factor was
+    /// enrolled on it (`MfaMethod::Enrollment`).
     pub async fn mark_mfa_verified(
         &self,
         uow: &mut UnitOfWork,
         current: &CurrentSession,
+        method: MfaMethod,
     ) -> ServiceResult<()> {
         // The cached copy still carries the old time: call `refresh_cache` after commit.
-        if !session_rows::set_mfa_verified(uow.conn(), &current.token_hash, now_millis()).await? {
+        if !session_rows::set_mfa_verified(
+            uow.conn(),
+            &current.token_hash,
+            now_millis(),
+            method.as_str(),
+        )
+        .await?
+        {
             return Err(ServiceError::NotAuthenticated);
         }
         Ok(())
@@ -251,30 +326,37 @@ impl Sessions {
         let hash = token_hash(token);
         let key = store_key(&hash);
         let idle = self.settings.idle_timeout;
-        let cached = match self.store.get_and_touch(&key, idle).await? {
+        let seen = self.store.get_and_touch(&key, idle).await?;
+        let (cached, value) = match seen {
             Some(value) if value == TOMBSTONE => return Err(ServiceError::NotAuthenticated),
             Some(value) => match serde_json::from_str::<CachedSession>(&value) {
-                Ok(cached) => cached,
-                // An entry this version cannot read: drop it and reload from the database.
-                Err(_) => {
-                    self.store.delete(&key).await?;
-                    self.load(&hash).await?
-                }
+                Ok(cached) => (cached, Some(value)),
+                // A stale marker, or an entry this version cannot read: reload, replacing
+                // exactly what was read.
+                Err(_) => self.load(&hash, Some(&value)).await?,
             },
-            None => self.load(&hash).await?,
+            None => self.load(&hash, None).await?,
         };
         let now = now_millis();
         if now >= cached.absolute_expires_at {
             self.forget(&hash).await?;
             return Err(ServiceError::NotAuthenticated);
         }
+        let mut cached = cached;
         if now - cached.durable_seen_at >= millis(DURABLE_REFRESH) {
             if !session_rows::touch(self.db.connection(), &hash, now).await? {
                 self.forget(&hash).await?;
                 return Err(ServiceError::NotAuthenticated);
             }
-            // The next request re-reads the durable copy (a fill never beats a tombstone).
-            self.store.delete(&key).await?;
+            // Rewrite the entry in place, only if nothing changed it since it was read; a
+            // lost race leaves the newer value (or tombstone) alone.
+            if let Some(read) = value {
+                cached.durable_seen_at = now;
+                let fresh = serde_json::to_string(&cached).map_err(anyhow::Error::from)?;
+                self.store
+                    .replace_if(&key, Some(&read), &fresh, idle)
+                    .await?;
+            }
         }
         Ok(CurrentSession {
             id: cached.id,
@@ -286,6 +368,8 @@ impl Sessions {
             absolute_expires_at: cached.absolute_expires_at,
             idle_expires_at: self.idle_expires_at(now, cached.absolute_expires_at),
             mfa_verified_at: cached.mfa_verified_at,
+            mfa_method: cached.mfa_method,
+            rotate_required: cached.rotate_required,
             token: token.to_owned(),
             token_hash: hash,
             email_verified: cached.email_verified,
@@ -294,9 +378,20 @@ impl Sessions {
         })
     }
 
-    /// Cache miss: read the durable copy and its user, then fill the cache unless a
-    /// tombstone (or another request's fill) got there first.
-    async fn load(&self, hash: &str) -> ServiceResult<CachedSession> {
+    /// Cache miss (or a stale marker): read the durable copy and its user, then fill the
+    /// cache — only if it still holds what the caller read (`expected`). The returned
+    /// value is the cache's serialised copy when this call wrote it.
+    async fn load(
+        &self,
+        hash: &str,
+        expected: Option<&str>,
+    ) -> ServiceResult<(CachedSession, Option<String>)> {
+        let cached = self.read(hash).await?;
+        self.fill(hash, expected, cached).await
+    }
+
+    /// The durable copy of a session and its user, as the cache would hold it.
+    async fn read(&self, hash: &str) -> ServiceResult<CachedSession> {
         let conn = self.db.connection();
         let row = session_rows::find_by_token_hash(conn, hash)
             .await?
@@ -313,7 +408,7 @@ impl Sessions {
             return Err(ServiceError::NotAuthenticated);
         }
         let factors = crate::storage::db::mfa::factors(conn, user.id).await?;
-        let cached = CachedSession {
+        Ok(CachedSession {
             id: row.id,
             user_id: row.user_id,
             email: user.email,
@@ -322,20 +417,35 @@ impl Sessions {
             created_at: row.created_at,
             absolute_expires_at: row.absolute_expires_at,
             mfa_verified_at: row.mfa_verified_at,
+            mfa_method: row.mfa_method.as_deref().and_then(MfaMethod::parse),
+            rotate_required: row.rotate_required,
             durable_seen_at: row.last_seen_at,
             email_verified: user.email_verified_at.is_some(),
             user_created_at: user.created_at,
             factors,
-        };
+        })
+    }
+
+    /// Caches `cached` if the entry still holds `expected`. When another writer got there
+    /// first, a tombstone means revoked; anything else is left alone and this request
+    /// uses what it read (it started before the change).
+    async fn fill(
+        &self,
+        hash: &str,
+        expected: Option<&str>,
+        cached: CachedSession,
+    ) -> ServiceResult<(CachedSession, Option<String>)> {
         let value = serde_json::to_string(&cached).map_err(anyhow::Error::from)?;
-        let ttl = Duration::from_millis((idle_deadline - now) as u64);
+        let idle_deadline = cached.durable_seen_at + millis(self.settings.idle_timeout);
+        let ttl = Duration::from_millis((idle_deadline - now_millis()).max(1) as u64);
         let key = store_key(hash);
-        if !self.store.set_if_absent(&key, &value, ttl).await?
-            && self.store.get(&key).await?.as_deref() == Some(TOMBSTONE)
-        {
+        if self.store.replace_if(&key, expected, &value, ttl).await? {
+            return Ok((cached, Some(value)));
+        }
+        if self.store.get(&key).await?.as_deref() == Some(TOMBSTONE) {
             return Err(ServiceError::NotAuthenticated);
         }
-        Ok(cached)
+        Ok((cached, None))
     }
 
     /// Makes a session unusable everywhere at once; outlives any cached copy.
@@ -346,10 +456,20 @@ impl Sessions {
         Ok(())
     }
 
-    /// Drops the cached copy so the next request re-reads the database (after a change
-    /// to the session or its user, such as a role change).
+    /// Marks the cached copy stale so the next request re-reads the database (after a
+    /// change to the session or its user, such as a role change). The marker is unique,
+    /// so a load that started before this call cannot replace it, and it never replaces
+    /// a tombstone.
     pub async fn refresh_cache(&self, token_hash: &str) -> ServiceResult<()> {
-        self.store.delete(&store_key(token_hash)).await?;
+        let marker = format!("{STALE_PREFIX}{}", Uuid::new_v4());
+        self.store
+            .set_unless(
+                &store_key(token_hash),
+                TOMBSTONE,
+                &marker,
+                self.settings.idle_timeout,
+            )
+            .await?;
         Ok(())
     }
 
@@ -463,5 +583,161 @@ impl Sessions {
         let now = now_millis();
         let idle_cutoff = now - millis(self.settings.idle_timeout);
         Ok(session_rows::delete_expired(self.db.connection(), idle_cutoff, now).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cache races of the security review (issue 11, item 11), forced into their worst
+    //! interleaving: a load reads the database, a change lands and invalidates the cache,
+    //! and only then does the load try to fill the cache with what it read.
+
+    use super::*;
+    use crate::services::audit::RequestContext;
+    use crate::storage::db::users::NewUser;
+
+    struct Fixture {
+        sessions: Sessions,
+        db: Database,
+        user: UserRow,
+        _dir: TempDir,
+    }
+
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn fixture(store: Store) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("lcauth-sessions-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::connect(&format!("sqlite://{}/t.db", dir.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let settings = SessionSettings {
+            cookie_secure: true,
+            cookie_name: "session".into(),
+            idle_timeout: Duration::from_secs(900),
+            absolute_timeout: Duration::from_secs(3600),
+            step_up_max_age: Duration::from_secs(300),
+        };
+        let sessions = Sessions::new(db.clone(), store, settings);
+        let uow = db.begin().await.unwrap();
+        let user = users::insert(
+            uow.conn(),
+            NewUser {
+                email: "race@bank.example",
+                password_hash: "x",
+                password_pepper_id: None,
+                role: "admin",
+                email_verified_at: Some(now_millis()),
+                now: now_millis(),
+            },
+        )
+        .await
+        .unwrap();
+        uow.commit().await.unwrap();
+        Fixture {
+            sessions,
+            db,
+            user,
+            _dir: TempDir(dir),
+        }
+    }
+
+    async fn login(f: &Fixture) -> IssuedSession {
+        let mut uow = f.db.begin().await.unwrap();
+        let issued = f
+            .sessions
+            .create(
+                &mut uow,
+                &f.user,
+                SessionState::Active,
+                None,
+                &RequestContext::default(),
+            )
+            .await
+            .unwrap();
+        uow.commit().await.unwrap();
+        issued
+    }
+
+    async fn stores() -> Vec<Store> {
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("test:{}:", Uuid::new_v4());
+        let redis = Store::redis(&url, &prefix)
+            .await
+            .expect("Redis must be reachable for the tests");
+        vec![Store::memory("test:"), redis]
+    }
+
+    #[tokio::test]
+    async fn a_load_that_read_before_a_role_change_cannot_cache_the_old_role() {
+        for store in stores().await {
+            let f = fixture(store.clone()).await;
+            let issued = login(&f).await;
+            let hash = token_hash(&issued.token);
+            let first = f.sessions.authenticate(&issued.token).await.unwrap();
+            assert_eq!(first.role, Role::Admin);
+            // A cache miss begins: the load reads the admin role...
+            f.sessions.refresh_cache(&hash).await.unwrap();
+            let marker = store.get(&store_key(&hash)).await.unwrap();
+            let stale_read = f.sessions.read(&hash).await.unwrap();
+            // ...the admin is demoted and every cached session of theirs invalidated...
+            let uow = f.db.begin().await.unwrap();
+            users::set_role_and_status(uow.conn(), f.user.id, "user", false, now_millis())
+                .await
+                .unwrap();
+            uow.commit().await.unwrap();
+            f.sessions.refresh_user(f.user.id).await.unwrap();
+            // ...and only then does the load try to fill the cache with what it read.
+            f.sessions
+                .fill(&hash, marker.as_deref(), stale_read)
+                .await
+                .unwrap();
+            let next = f.sessions.authenticate(&issued.token).await.unwrap();
+            assert_eq!(
+                next.role,
+                Role::User,
+                "the demotion applies at the next request"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_load_racing_a_revocation_cannot_bring_the_session_back() {
+        for store in stores().await {
+            let f = fixture(store.clone()).await;
+            let issued = login(&f).await;
+            let hash = token_hash(&issued.token);
+            f.sessions.authenticate(&issued.token).await.unwrap();
+            // A load starts from a stale marker and reads the (still existing) row...
+            f.sessions.refresh_cache(&hash).await.unwrap();
+            let marker = store.get(&store_key(&hash)).await.unwrap();
+            let stale_read = f.sessions.read(&hash).await.unwrap();
+            // ...the session is revoked, and then a late refresh of the user runs...
+            f.sessions
+                .revoke_all(f.user.id, None, "test", &RequestContext::default())
+                .await
+                .unwrap();
+            f.sessions.refresh_cache(&hash).await.unwrap();
+            assert_eq!(
+                store.get(&store_key(&hash)).await.unwrap().as_deref(),
+                Some(TOMBSTONE),
+                "an invalidation never replaces a tombstone"
+            );
+            // ...and the load's fill arrives last.
+            let filled = f.sessions.fill(&hash, marker.as_deref(), stale_read).await;
+            assert!(matches!(filled, Err(ServiceError::NotAuthenticated)));
+            assert!(matches!(
+                f.sessions.authenticate(&issued.token).await,
+                Err(ServiceError::NotAuthenticated)
+            ));
+        }
     }
 }

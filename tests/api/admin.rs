@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, Browser, PASSWORD, TestApp, spawn_app};
-use crate::mfa::enroll_totp;
+use crate::mfa::enroll_verified_totp;
 use crate::on_both_backends;
 
 /// A logged-in browser of a new verified user with `role`.
@@ -56,8 +56,8 @@ on_both_backends! {
         // Changes need fresh MFA, and a second factor to begin with.
         patch(&admin).await.assert_error(403, "mfa_enrollment_required");
         staff.post(&unlock, json!({})).await.assert_error(403, "mfa_enrollment_required");
-        enroll_totp(&admin).await;
-        enroll_totp(&staff).await;
+        enroll_verified_totp(&admin).await;
+        enroll_verified_totp(&staff).await;
         assert_eq!(patch(&admin).await.body["code"], "user_updated");
         assert_eq!(staff.post(&unlock, json!({})).await.body, json!({"code": "user_unlocked"}));
         let actors = app
@@ -69,7 +69,7 @@ on_both_backends! {
     async fn role_and_status_changes_apply_to_existing_sessions(backend: Backend) {
         let app = spawn_app(backend).await;
         let admin = with_role(&app, "root@example.com", "admin").await;
-        enroll_totp(&admin).await;
+        enroll_verified_totp(&admin).await;
         let alice = with_role(&app, "alice@example.com", "user").await;
         let alice_id = id_of(&alice).await;
         let path = format!("/auth/admin/users/{alice_id}");
@@ -107,7 +107,7 @@ on_both_backends! {
     async fn the_last_active_admin_stays(backend: Backend) {
         let app = spawn_app(backend).await;
         let root = with_role(&app, "root@example.com", "admin").await;
-        enroll_totp(&root).await;
+        enroll_verified_totp(&root).await;
         let root_id = id_of(&root).await;
         let own = format!("/auth/admin/users/{root_id}");
         for body in [json!({"role": "staff"}), json!({"disabled": true})] {
@@ -119,7 +119,7 @@ on_both_backends! {
         let second = with_role(&app, "second@example.com", "admin").await;
         let demoted = root.send(reqwest::Method::PATCH, &own, Some(json!({"role": "staff"})), crate::helpers::Csrf::Auto).await;
         assert_eq!(demoted.body["user"]["role"], "staff");
-        enroll_totp(&second).await;
+        enroll_verified_totp(&second).await;
         let second_id = id_of(&second).await;
         second
             .send(reqwest::Method::PATCH, &format!("/auth/admin/users/{second_id}"), Some(json!({"disabled": true})), crate::helpers::Csrf::Auto)
@@ -168,7 +168,7 @@ on_both_backends! {
     async fn staff_unlock_a_locked_account(backend: Backend) {
         let app = spawn_app(backend).await;
         let staff = with_role(&app, "staff@example.com", "staff").await;
-        enroll_totp(&staff).await;
+        enroll_verified_totp(&staff).await;
         app.verified_user("locked@example.com").await;
         let browser = app.browser();
         for _ in 0..5 {

@@ -497,6 +497,11 @@ impl Browser {
                 jar.remove(name.trim());
             } else {
                 jar.insert(name.trim().to_owned(), value.to_owned());
+                // A front end reads the CSRF cookie too: it follows a rotation that
+                // happened on an answer without a `csrf_token` field.
+                if name.trim() == "csrf_token" {
+                    *self.csrf.lock().unwrap() = Some(value.to_owned());
+                }
             }
         }
         if let Some(token) = body.get("csrf_token").and_then(Value::as_str) {

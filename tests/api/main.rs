@@ -18,4 +18,5 @@ mod passkeys;
 mod passwords;
 mod protocol;
 mod registration;
+mod security_review;
 mod sessions;

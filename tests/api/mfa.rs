@@ -29,6 +29,17 @@ pub async fn enroll_totp(browser: &Browser) -> (AuthenticatorApp, Vec<String>) {
     (app, codes)
 }
 
+/// Enrolls TOTP and then uses it once (the next step's code): a real verification, which
+/// staff and admin routes require — enrolling alone never satisfies them.
+pub async fn enroll_verified_totp(browser: &Browser) -> (AuthenticatorApp, Vec<String>) {
+    let (app, codes) = enroll_totp(browser).await;
+    let verified = browser
+        .post("/auth/mfa/totp/verify", json!({"code": app.code(1)}))
+        .await;
+    assert_eq!(verified.body["code"], "mfa_verified", "{verified:?}");
+    (app, codes)
+}
+
 /// Password step only: a browser holding an mfa_pending session.
 async fn pending(app: &TestApp, email: &str) -> (Browser, Value) {
     let browser = app.browser();

@@ -26,7 +26,7 @@ use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::configuration::Settings;
 use crate::crypto::secrets::SecretBox;
-use crate::domain::{EmailAddress, now_millis};
+use crate::domain::{EmailAddress, MfaMethod, now_millis};
 use crate::storage::db::mfa::{self as factors_db, Factors};
 use crate::storage::db::users::{self, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
@@ -67,6 +67,14 @@ impl Factor {
         }
     }
 
+    fn method(self) -> MfaMethod {
+        match self {
+            Factor::Totp => MfaMethod::Totp,
+            Factor::RecoveryCode => MfaMethod::RecoveryCode,
+            Factor::Passkey => MfaMethod::Webauthn,
+        }
+    }
+
     fn success_event(self) -> AuditEvent {
         match self {
             Factor::Totp => AuditEvent::MfaTotpSuccess,
@@ -99,6 +107,13 @@ pub fn methods(factors: &Factors) -> Vec<&'static str> {
     methods
 }
 
+/// The second factors a login after a password reset lists (see `factor_review`).
+pub struct FactorReview {
+    /// When the password was reset.
+    pub since: crate::domain::Millis,
+    pub factors: Vec<factors_db::EnrolledFactor>,
+}
+
 pub struct Mfa {
     db: Database,
     store: Store,
@@ -109,6 +124,8 @@ pub struct Mfa {
     webauthn: Arc<Webauthn>,
     issuer: String,
     step_up_max_age: Duration,
+    /// Derives the decoy passkey ids answered for emails without passkeys.
+    decoy_key: [u8; 32],
 }
 
 impl Mfa {
@@ -124,6 +141,7 @@ impl Mfa {
             webauthn: Arc::new(passkeys::build_webauthn(settings)?),
             secrets: SecretBox::new(&settings.encryption_key, &settings.old_encryption_keys),
             issuer: settings.rp_name.replace(':', " "),
+            decoy_key: crate::crypto::derive_key(&settings.encryption_key, b"passkey-decoy-ids"),
             step_up_max_age: settings.session.step_up_max_age,
             db,
             store,
@@ -141,10 +159,32 @@ impl Mfa {
         Ok(factors_db::factors(self.db.connection(), user_id).await?)
     }
 
+    /// After a password reset, the logins until one completes list every second factor,
+    /// so an owner asked for a factor they never had can see it (issue 11, item 1).
+    pub async fn factor_review(&self, user: &UserRow) -> ServiceResult<Option<FactorReview>> {
+        let Some(since) = user.factor_review_since else {
+            return Ok(None);
+        };
+        let factors = factors_db::enrolled(self.db.connection(), user.id).await?;
+        Ok(Some(FactorReview { since, factors }))
+    }
+
     async fn user(&self, user_id: Uuid) -> ServiceResult<UserRow> {
         users::find_by_id(self.db.connection(), user_id)
             .await?
             .ok_or(ServiceError::NotAuthenticated)
+    }
+
+    /// Whether the session's second factor was proven within `STEP_UP_MAX_AGE_SECONDS`.
+    /// `privileged` (staff and admin routes) does not count the enrollment of a first
+    /// factor: a stolen session that sets up TOTP must not become an admin's step-up.
+    pub fn is_fresh(&self, session: &CurrentSession, privileged: bool) -> bool {
+        let max_age = self.step_up_max_age.as_millis() as i64;
+        let recent = session
+            .mfa_verified_at
+            .is_some_and(|at| now_millis() - at <= max_age);
+        let counts = !privileged || session.mfa_method.is_some_and(MfaMethod::is_verification);
+        recent && counts
     }
 
     /// The step-up rule (API.md §7 order, after session, CSRF and role): a user with no
@@ -153,6 +193,7 @@ impl Mfa {
     pub async fn require_fresh(
         &self,
         session: &CurrentSession,
+        privileged: bool,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
         // From the session's snapshot: any factor change refreshes it (`refresh_user`).
@@ -160,24 +201,35 @@ impl Mfa {
         if !factors.any_second_factor() {
             return Err(ServiceError::MfaEnrollmentRequired);
         }
-        let max_age = self.step_up_max_age.as_millis() as i64;
-        if session
-            .mfa_verified_at
-            .is_some_and(|at| now_millis() - at <= max_age)
-        {
+        if self.is_fresh(session, privileged) {
             return Ok(());
         }
-        let mut uow = self.db.begin().await?;
-        uow.audit(ctx.record(
-            AuditEvent::StepUpRequired,
-            Some(session.user_id),
-            json!({"session_id": session.id}),
-        ));
-        uow.commit().await?;
+        // Audited once per minute per session, then on the 10th, 100th, … repeat.
+        if let Some(count) = self
+            .abuse
+            .audit_repeat(session.id, AuditEvent::StepUpRequired)
+            .await?
+        {
+            let mut metadata = json!({"session_id": session.id});
+            if count > 1 {
+                metadata["repeats"] = json!(count);
+            }
+            let mut uow = self.db.begin().await?;
+            uow.audit(ctx.record(AuditEvent::StepUpRequired, Some(session.user_id), metadata));
+            uow.commit().await?;
+        }
         Err(ServiceError::StepUpRequired {
             max_age_secs: self.step_up_max_age.as_secs(),
             methods: methods(&factors),
         })
+    }
+
+    /// Starting an enrollment writes (a pending secret, a ceremony, an audit record):
+    /// at most 10 per session in 10 minutes.
+    async fn throttle_enrollment(&self, session: &CurrentSession) -> ServiceResult<()> {
+        self.abuse
+            .limit_session(session.id, "enroll", 10, Duration::from_secs(600))
+            .await
     }
 
     /// `POST /auth/step-up/confirm`: the guard already proved freshness; record it.
@@ -223,7 +275,12 @@ impl Mfa {
                 if user.disabled {
                     return Err(ServiceError::AccountDisabled);
                 }
-                let issued = self.sessions.upgrade(&mut uow, session, ctx).await?;
+                let issued = self
+                    .sessions
+                    .upgrade(&mut uow, session, factor.method(), ctx)
+                    .await?;
+                // A completed login has seen the factor review (if any): it ends here.
+                users::set_factor_review(uow.conn(), user.id, None).await?;
                 uow.audit(ctx.record(
                     AuditEvent::LoginSuccess,
                     Some(user.id),
@@ -239,7 +296,9 @@ impl Mfa {
                 })
             }
             SessionState::Active => {
-                self.sessions.mark_mfa_verified(&mut uow, session).await?;
+                self.sessions
+                    .mark_mfa_verified(&mut uow, session, factor.method())
+                    .await?;
                 uow.audit(ctx.record(
                     AuditEvent::StepUpSuccess,
                     Some(user.id),

@@ -19,7 +19,7 @@ use webauthn_rs::prelude::{
 
 use super::{Factor, Mfa, MfaOutcome};
 use crate::configuration::Settings;
-use crate::domain::{EmailAddress, Millis, millis_to_rfc3339, now_millis};
+use crate::domain::{EmailAddress, MfaMethod, Millis, millis_to_rfc3339, now_millis};
 use crate::services::audit::{AuditEvent, RequestContext};
 use crate::services::error::{ServiceError, ServiceResult};
 use crate::services::sessions::{CurrentSession, SessionState};
@@ -28,6 +28,8 @@ use crate::storage::db::users;
 
 const CEREMONY_TTL: Duration = Duration::from_secs(300);
 const MAX_NAME_CHARS: usize = 64;
+/// Length of the decoy credential id answered for an email without passkeys.
+const DECOY_ID_BYTES: usize = 32;
 
 pub fn build_webauthn(settings: &Settings) -> anyhow::Result<Webauthn> {
     let origin =
@@ -102,8 +104,33 @@ impl From<&WebauthnRow> for PasskeyView {
     }
 }
 
-fn ceremony_key(id: &str) -> String {
-    format!("ceremony:{}", crate::crypto::token_hash(id))
+/// The session is part of the key: another session (or none) presenting the id finds
+/// nothing, so it cannot consume — and so cancel — somebody else's ceremony.
+fn ceremony_key(id: &str, session_id: Option<Uuid>) -> String {
+    let owner = session_id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+    format!("ceremony:{}:{owner}", crate::crypto::token_hash(id))
+}
+
+/// A passkey's display name: trimmed, control characters (CR, LF, …) removed, at most
+/// 64 characters; "Passkey" when nothing is left.
+fn clean_name(name: Option<&str>) -> String {
+    let cleaned: String = name
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let trimmed: String = cleaned.trim().chars().take(MAX_NAME_CHARS).collect();
+    if trimmed.trim().is_empty() {
+        "Passkey".to_owned()
+    } else {
+        trimmed.trim().to_owned()
+    }
+}
+
+/// The browser's credential JSON must describe itself consistently: `type` is
+/// `public-key` and `id` is `rawId` in base64url (WebAuthn §5.1).
+fn well_formed(type_: &str, id: &str, raw_id: &[u8]) -> bool {
+    type_ == "public-key" && id == URL_SAFE_NO_PAD.encode(raw_id)
 }
 
 /// Why an assertion failed, for the audit record (never shown to the client).
@@ -124,7 +151,11 @@ impl Mfa {
         let id = crate::crypto::random_token();
         let value = serde_json::to_string(ceremony).map_err(anyhow::Error::from)?;
         self.store
-            .set(&ceremony_key(&id), &value, CEREMONY_TTL)
+            .set(
+                &ceremony_key(&id, ceremony.session_id),
+                &value,
+                CEREMONY_TTL,
+            )
             .await?;
         Ok(id)
     }
@@ -141,7 +172,7 @@ impl Mfa {
         }
         let raw = self
             .store
-            .take(&ceremony_key(id))
+            .take(&ceremony_key(id, session.map(|s| s.id)))
             .await?
             .ok_or(ServiceError::InvalidCeremony)?;
         let ceremony: Ceremony =
@@ -186,6 +217,7 @@ impl Mfa {
         &self,
         session: &CurrentSession,
     ) -> ServiceResult<CeremonyStart> {
+        self.throttle_enrollment(session).await?;
         let existing = self.passkeys_of(session.user_id).await?;
         let exclude = existing
             .iter()
@@ -226,6 +258,16 @@ impl Mfa {
         name: Option<&str>,
         ctx: &RequestContext,
     ) -> ServiceResult<(PasskeyView, Vec<String>)> {
+        // Adding a factor beside another needs fresh MFA at the end as at the start: a
+        // ceremony begun while fresh does not carry the freshness past its expiry.
+        if session.factors.any_second_factor() {
+            self.require_fresh(session, false, ctx).await?;
+        }
+        if !well_formed(&credential.type_, &credential.id, &credential.raw_id) {
+            return Err(ServiceError::WebauthnFailed {
+                during_registration: true,
+            });
+        }
         let ceremony = self.take_ceremony(ceremony_id, Some(session)).await?;
         let CeremonyState::Registration(state) = ceremony.state else {
             return Err(ServiceError::InvalidCeremony);
@@ -249,11 +291,7 @@ impl Mfa {
             }
         };
         let now = now_millis();
-        let name = name
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(|n| n.chars().take(MAX_NAME_CHARS).collect())
-            .unwrap_or_else(|| "Passkey".to_owned());
+        let name = clean_name(name);
         let id = Uuid::now_v7();
         let row = WebauthnRow {
             id,
@@ -278,24 +316,29 @@ impl Mfa {
                 other => other.into(),
             });
         }
+        // As for TOTP: the first factor counts as `enrollment` (never for privileged
+        // routes); a further one leaves the session's real verification as it was.
         let recovery_codes = if first_factor {
+            self.sessions
+                .mark_mfa_verified(&mut uow, session, MfaMethod::Enrollment)
+                .await?;
             self.issue_recovery_codes(&mut uow, session.user_id).await?
         } else {
             Vec::new()
         };
-        self.sessions.mark_mfa_verified(&mut uow, session).await?;
         uow.audit(ctx.record(
             AuditEvent::MfaWebauthnRegistered,
             Some(session.user_id),
             json!({"credential": row.id, "name": row.name, "recovery_codes_issued": first_factor}),
         ));
+        // The notice never echoes the name: it is chosen by whoever holds the session.
         uow.email(self.templates.notice(
             &session.email,
             "passkey_added",
             "a passkey was added",
             &format!(
-                "A passkey named \"{}\" was added to your account.",
-                row.name
+                "A passkey was added to your account on {}.",
+                millis_to_rfc3339(now)
             ),
         ));
         uow.commit().await?;
@@ -338,10 +381,23 @@ impl Mfa {
                 user_id: None,
                 state: CeremonyState::Discoverable(state),
             };
-            (
-                serde_json::to_value(&options).map_err(anyhow::Error::from)?,
-                ceremony,
-            )
+            let mut options = serde_json::to_value(&options).map_err(anyhow::Error::from)?;
+            if let Some(email) = email {
+                // An email without passkeys — unknown, or an account without any — gets
+                // the answer an account with one passkey gets: a credential id, derived
+                // from the email so that asking twice gives the same one.
+                options["publicKey"]["allowCredentials"] = json!([{
+                    "type": "public-key",
+                    "id": URL_SAFE_NO_PAD.encode(self.decoy_credential_id(email)),
+                }]);
+                // A discoverable request carries extensions a credential-list request
+                // does not: drop them so both shapes match (a test compares them, so a
+                // library change cannot reopen the difference).
+                if let Some(public_key) = options["publicKey"].as_object_mut() {
+                    public_key.remove("extensions");
+                }
+            }
+            (options, ceremony)
         } else {
             let keys: Vec<Passkey> = passkeys.into_iter().map(|(_, pk)| pk).collect();
             let (options, state) = self
@@ -375,6 +431,11 @@ impl Mfa {
         credential: &PublicKeyCredential,
         ctx: &RequestContext,
     ) -> ServiceResult<MfaOutcome> {
+        if !well_formed(&credential.type_, &credential.id, &credential.raw_id) {
+            return Err(ServiceError::WebauthnFailed {
+                during_registration: false,
+            });
+        }
         let ceremony = self.take_ceremony(ceremony_id, session).await?;
         // Session-bound checks count toward the lockout like TOTP codes do.
         let (session_user, attempt) = match session {
@@ -517,8 +578,16 @@ impl Mfa {
         }
         let session = self
             .sessions
-            .create(&mut uow, &user, SessionState::Active, Some(now), ctx)
+            .create(
+                &mut uow,
+                &user,
+                SessionState::Active,
+                Some((now, MfaMethod::Webauthn)),
+                ctx,
+            )
             .await?;
+        // A completed login has seen the factor review (if any): it ends here.
+        users::set_factor_review(uow.conn(), user.id, None).await?;
         uow.audit(ctx.record(
             AuditEvent::MfaWebauthnSuccess,
             Some(user.id),
@@ -532,6 +601,13 @@ impl Mfa {
         uow.commit().await?;
         self.abuse.clear(&super::stored_email(&user)).await?;
         Ok(MfaOutcome::LoginCompleted { user, session })
+    }
+
+    /// A decoy credential id for `email`: an HMAC under a key of this deployment, so it
+    /// is stable per address and unpredictable without the key.
+    fn decoy_credential_id(&self, email: &EmailAddress) -> Vec<u8> {
+        let mac = crate::crypto::hmac_sha256(&self.decoy_key, email.as_str().as_bytes());
+        mac[..DECOY_ID_BYTES.min(mac.len())].to_vec()
     }
 
     /// `DELETE /auth/webauthn/credentials/{id}` (fresh MFA); only the caller's own.

@@ -4,13 +4,15 @@ use serde_json::json;
 use totp_rs::{Algorithm, Builder, Totp};
 
 use super::{Factor, Mfa, MfaOutcome};
-use crate::domain::now_millis;
+use crate::domain::{MfaMethod, now_millis};
 use crate::services::audit::{AuditEvent, RequestContext};
 use crate::services::error::{ServiceError, ServiceResult};
 use crate::services::sessions::{CurrentSession, SessionState};
 use crate::storage::db::mfa as factors_db;
 
 const SECRET_BYTES: usize = 20;
+/// A setup not confirmed with a first code within this time is void (issue 11, item 2).
+const PENDING_SETUP_LIFETIME_MS: i64 = 10 * 60 * 1000;
 
 /// What `POST /auth/mfa/totp/setup` shows the user, once.
 pub struct TotpSetup {
@@ -20,6 +22,8 @@ pub struct TotpSetup {
 }
 
 /// The outcome of `POST /auth/mfa/totp/verify`.
+// One short-lived value per request: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum TotpVerified {
     /// A pending enrollment was confirmed; recovery codes when this is the first factor.
     Enabled {
@@ -55,6 +59,7 @@ impl Mfa {
         if existing.is_some_and(|row| row.enabled_at.is_some()) {
             return Err(ServiceError::TotpAlreadyEnabled);
         }
+        self.throttle_enrollment(session).await?;
         let secret = crate::crypto::random_bytes::<SECRET_BYTES>().to_vec();
         let totp = self.totp(secret.clone(), &session.email)?;
         let otpauth_uri = totp
@@ -67,7 +72,14 @@ impl Mfa {
             .build();
         let mut uow = self.db.begin().await?;
         let sealed = self.secrets.seal(&secret, &context(session.user_id));
-        factors_db::put_pending_totp(uow.conn(), session.user_id, &sealed, now_millis()).await?;
+        factors_db::put_pending_totp(
+            uow.conn(),
+            session.user_id,
+            session.id,
+            &sealed,
+            now_millis(),
+        )
+        .await?;
         uow.audit(ctx.record(
             AuditEvent::MfaTotpSetupStarted,
             Some(session.user_id),
@@ -94,8 +106,18 @@ impl Mfa {
             .await?
             .ok_or(ServiceError::MfaMethodNotEnrolled)?;
         let enrolling = row.enabled_at.is_none();
-        if enrolling && session.state == SessionState::MfaPending {
-            return Err(ServiceError::MfaMethodNotEnrolled);
+        if enrolling {
+            // A pending setup belongs to the session that started it and expires; a
+            // pending session cannot enroll at all.
+            let own =
+                row.pending_session_id == Some(session.id) && session.state == SessionState::Active;
+            if !own || now_millis() - row.created_at > PENDING_SETUP_LIFETIME_MS {
+                return Err(ServiceError::MfaMethodNotEnrolled);
+            }
+            // Adding a factor beside another needs fresh MFA at the end as at the start.
+            if session.factors.any_second_factor() {
+                self.require_fresh(session, false, ctx).await?;
+            }
         }
         let attempt = self.reserve(&user).await?;
         let secret = self
@@ -136,17 +158,21 @@ impl Mfa {
                 .await
                 .map(TotpVerified::Factor);
         }
-        // Enrollment is itself a verification (API.md §7); recovery codes come with the
-        // first second factor.
+        // Recovery codes come with the first second factor. Enrolling the first factor
+        // counts as a verification (API.md §7) — but only as `enrollment`, which
+        // privileged routes refuse; a further factor leaves the session's freshness as
+        // its real verification made it.
         let first_factor = factors_db::webauthn_for_user(uow.conn(), user.id)
             .await?
             .is_empty();
         let recovery_codes = if first_factor {
+            self.sessions
+                .mark_mfa_verified(&mut uow, session, MfaMethod::Enrollment)
+                .await?;
             self.issue_recovery_codes(&mut uow, user.id).await?
         } else {
             Vec::new()
         };
-        self.sessions.mark_mfa_verified(&mut uow, session).await?;
         uow.audit(ctx.record(
             AuditEvent::MfaTotpEnabled,
             Some(user.id),

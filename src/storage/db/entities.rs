@@ -17,6 +17,8 @@ pub mod user {
         pub disabled: bool,
         pub created_at: i64,
         pub updated_at: i64,
+        /// Set by a password reset while second factors exist; the next login lists them.
+        pub factor_review_since: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -45,6 +47,11 @@ pub mod session {
         pub mfa_verified_at: Option<i64>,
         pub ip: String,
         pub user_agent: String,
+        /// How `mfa_verified_at` was earned (`MfaMethod`).
+        pub mfa_method: Option<String>,
+        /// The user's role changed since this token was issued: the next request
+        /// rotates it.
+        pub rotate_required: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -150,6 +157,8 @@ pub mod totp_credential {
         /// The last accepted time step: it and every earlier one are refused.
         pub last_used_step: Option<i64>,
         pub created_at: i64,
+        /// The session that started a pending setup: only it may confirm the setup.
+        pub pending_session_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

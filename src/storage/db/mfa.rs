@@ -58,6 +58,7 @@ pub async fn totp(conn: &impl Conn, user_id: Uuid) -> StorageResult<Option<TotpR
 pub async fn put_pending_totp(
     conn: &impl Conn,
     user_id: Uuid,
+    session_id: Uuid,
     ciphertext: &str,
     now: Millis,
 ) -> StorageResult<()> {
@@ -71,6 +72,7 @@ pub async fn put_pending_totp(
         enabled_at: Set(None),
         last_used_step: Set(None),
         created_at: Set(now),
+        pending_session_id: Set(Some(session_id)),
     }
     .insert(conn)
     .await
@@ -301,4 +303,48 @@ pub async fn replace_ciphertext(
         }
     };
     Ok(affected == 1)
+}
+
+/// One enrolled second factor, as a password reset lists it to the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrolledFactor {
+    Totp {
+        enabled_at: Millis,
+    },
+    Passkey {
+        id: Uuid,
+        name: String,
+        created_at: Millis,
+    },
+}
+
+impl EnrolledFactor {
+    pub fn enrolled_at(&self) -> Millis {
+        match self {
+            EnrolledFactor::Totp { enabled_at } => *enabled_at,
+            EnrolledFactor::Passkey { created_at, .. } => *created_at,
+        }
+    }
+}
+
+/// Every second factor of a user, oldest first.
+pub async fn enrolled(conn: &impl Conn, user_id: Uuid) -> StorageResult<Vec<EnrolledFactor>> {
+    let mut list: Vec<EnrolledFactor> = totp(conn, user_id)
+        .await?
+        .and_then(|row| row.enabled_at)
+        .map(|enabled_at| EnrolledFactor::Totp { enabled_at })
+        .into_iter()
+        .collect();
+    list.extend(
+        webauthn_for_user(conn, user_id)
+            .await?
+            .into_iter()
+            .map(|row| EnrolledFactor::Passkey {
+                id: row.id,
+                name: row.name,
+                created_at: row.created_at,
+            }),
+    );
+    list.sort_by_key(EnrolledFactor::enrolled_at);
+    Ok(list)
 }

@@ -22,6 +22,8 @@ pub async fn insert(conn: &impl Conn, row: SessionRow) -> StorageResult<()> {
         mfa_verified_at: Set(row.mfa_verified_at),
         ip: Set(row.ip),
         user_agent: Set(row.user_agent),
+        mfa_method: Set(row.mfa_method),
+        rotate_required: Set(row.rotate_required),
     }
     .insert(conn)
     .await
@@ -107,26 +109,40 @@ pub async fn delete_expired(
     Ok(result.rows_affected)
 }
 
-/// Gives a session a new token (and state): the old token stops working. False when the
-/// session no longer exists.
+/// What a session becomes when it gets a new token.
+pub struct Rotation<'a> {
+    pub new_token_hash: &'a str,
+    pub state: &'a str,
+    pub mfa_verified_at: Option<Millis>,
+    pub mfa_method: Option<&'a str>,
+    pub absolute_expires_at: Millis,
+    pub now: Millis,
+}
+
+/// Gives a session a new token (and state): the old token stops working, and a pending
+/// rotation is done. False when the session no longer exists.
 pub async fn rotate(
     conn: &impl Conn,
     old_token_hash: &str,
-    new_token_hash: &str,
-    state: &str,
-    mfa_verified_at: Option<Millis>,
-    absolute_expires_at: Millis,
-    now: Millis,
+    to: Rotation<'_>,
 ) -> StorageResult<bool> {
     let result = session::Entity::update_many()
-        .col_expr(session::Column::TokenHash, Expr::value(new_token_hash))
-        .col_expr(session::Column::State, Expr::value(state))
-        .col_expr(session::Column::MfaVerifiedAt, Expr::value(mfa_verified_at))
+        .col_expr(session::Column::TokenHash, Expr::value(to.new_token_hash))
+        .col_expr(session::Column::State, Expr::value(to.state))
+        .col_expr(
+            session::Column::MfaVerifiedAt,
+            Expr::value(to.mfa_verified_at),
+        )
+        .col_expr(
+            session::Column::MfaMethod,
+            Expr::value(to.mfa_method.map(str::to_owned)),
+        )
         .col_expr(
             session::Column::AbsoluteExpiresAt,
-            Expr::value(absolute_expires_at),
+            Expr::value(to.absolute_expires_at),
         )
-        .col_expr(session::Column::LastSeenAt, Expr::value(now))
+        .col_expr(session::Column::LastSeenAt, Expr::value(to.now))
+        .col_expr(session::Column::RotateRequired, Expr::value(false))
         .filter(session::Column::TokenHash.eq(old_token_hash))
         .exec(conn)
         .await
@@ -134,13 +150,26 @@ pub async fn rotate(
     Ok(result.rows_affected == 1)
 }
 
+/// Every session of a user gets a new token at its next request (a role change).
+pub async fn require_rotation(conn: &impl Conn, user_id: Uuid) -> StorageResult<u64> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::RotateRequired, Expr::value(true))
+        .filter(session::Column::UserId.eq(user_id))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected)
+}
+
 pub async fn set_mfa_verified(
     conn: &impl Conn,
     token_hash: &str,
     at: Millis,
+    method: &str,
 ) -> StorageResult<bool> {
     let result = session::Entity::update_many()
         .col_expr(session::Column::MfaVerifiedAt, Expr::value(at))
+        .col_expr(session::Column::MfaMethod, Expr::value(method))
         .filter(session::Column::TokenHash.eq(token_hash))
         .exec(conn)
         .await

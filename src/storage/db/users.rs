@@ -30,6 +30,7 @@ pub async fn insert(conn: &impl Conn, new: NewUser<'_>) -> StorageResult<UserRow
         disabled: Set(false),
         created_at: Set(new.now),
         updated_at: Set(new.now),
+        factor_review_since: Set(None),
     }
     .insert(conn)
     .await
@@ -143,4 +144,19 @@ pub async fn active_admins(conn: &impl Conn) -> StorageResult<u64> {
         .count(conn)
         .await
         .storage()
+}
+
+/// Marks (or clears, with `None`) the factor review the next login shows after a reset.
+pub async fn set_factor_review(
+    conn: &impl Conn,
+    id: Uuid,
+    since: Option<Millis>,
+) -> StorageResult<()> {
+    user::Entity::update_many()
+        .col_expr(user::Column::FactorReviewSince, Expr::value(since))
+        .filter(user::Column::Id.eq(id))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(())
 }
