@@ -2,6 +2,7 @@
 
 mod m20261125_000001_initial;
 mod m20261125_000002_mfa;
+mod m20261202_000001_audit_keys;
 
 use sea_orm_migration::prelude::*;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_mfa::Migration),
+            Box::new(m20261202_000001_audit_keys::Migration),
         ]
     }
 }
