@@ -167,7 +167,7 @@ async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> 
                 ChainCheck::Intact { records } => {
                     println!(
                         "audit chain intact: {records} records ({} legacy unkeyed SHA-256 \
-                         records before the keyed chain), {} signed checkpoints match",
+                         records before the keyed chain); signed checkpoints checked: {}",
                         report.legacy_records, report.checkpoints
                     );
                     if let Some(checkpoint) = written {
