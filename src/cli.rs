@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::configuration::Settings;
 use crate::domain::{EmailAddress, Role};
 use crate::services::Services;
-use crate::services::audit::RequestContext;
+use crate::services::audit::{CheckpointLine, RequestContext};
 use crate::startup::{Application, connect_storage, shutdown_signal};
 use crate::storage::db::audit::ChainCheck;
 
@@ -55,13 +55,23 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain; exit non-zero naming the first bad record.
-    Verify,
+    /// Walk the keyed chain and check every signed checkpoint; exit non-zero naming the
+    /// first bad record. When intact, sign a checkpoint of the verified head.
+    Verify {
+        /// Also check these checkpoints (an `audit export --checkpoints` kept outside the
+        /// database, e.g. by a SIEM): catches checkpoints deleted from the database.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<std::path::PathBuf>,
+    },
     /// Write records as JSON lines (for a SIEM) to standard output.
     Export {
-        /// Only records at or after this RFC 3339 time.
+        /// Only records (checkpoints) at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
+        /// Write the signed head checkpoints instead of the records, as JSON lines with
+        /// `"type": "checkpoint"`.
+        #[arg(long)]
+        checkpoints: bool,
     },
 }
 
@@ -142,16 +152,38 @@ async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> 
     db.migrate().await?;
     let trail = crate::services::audit::AuditTrail::new(db);
     match command {
-        AuditCommand::Verify => match trail.verify().await? {
-            ChainCheck::Intact { records } => {
-                println!("audit chain intact: {records} records");
-                Ok(())
+        AuditCommand::Verify { checkpoints } => {
+            let external = match &checkpoints {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("--checkpoints {}: {e}", path.display()))?;
+                    CheckpointLine::parse_all(&text)
+                        .map_err(|e| anyhow::anyhow!("--checkpoints {}: {e}", path.display()))?
+                }
+                None => Vec::new(),
+            };
+            let (report, written) = trail.verify(external).await?;
+            match report.check {
+                ChainCheck::Intact { records } => {
+                    println!(
+                        "audit chain intact: {records} records ({} legacy unkeyed SHA-256 \
+                         records before the keyed chain); signed checkpoints checked: {}",
+                        report.legacy_records, report.checkpoints
+                    );
+                    if let Some(checkpoint) = written {
+                        println!(
+                            "signed a checkpoint of record {} with audit key {}",
+                            checkpoint.seq, checkpoint.key_id
+                        );
+                    }
+                    Ok(())
+                }
+                ChainCheck::Broken { seq, reason } => {
+                    anyhow::bail!("audit chain broken at record {seq}: {reason}")
+                }
             }
-            ChainCheck::Broken { seq, reason } => {
-                anyhow::bail!("audit chain broken at record {seq}: {reason}")
-            }
-        },
-        AuditCommand::Export { since } => {
+        }
+        AuditCommand::Export { since, checkpoints } => {
             let since = match since {
                 Some(text) => crate::domain::parse_rfc3339_millis(&text)
                     .ok_or_else(|| anyhow::anyhow!("--since {text:?} is not an RFC 3339 time"))?,
@@ -159,6 +191,12 @@ async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> 
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
+            if checkpoints {
+                let written = trail.export_checkpoints(since, &mut out).await?;
+                std::io::Write::flush(&mut out)?;
+                eprintln!("exported {written} checkpoints");
+                return Ok(());
+            }
             let written = trail.export(since, &mut out).await?;
             std::io::Write::flush(&mut out)?;
             eprintln!("exported {written} records");

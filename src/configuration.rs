@@ -91,6 +91,8 @@ pub struct Settings {
     pub outbox_poll_interval: Duration,
     /// First retry delay of a failed email; it doubles per attempt up to 15 minutes.
     pub outbox_retry_base: Duration,
+    /// How often each instance signs a checkpoint of the audit chain's head (when it moved).
+    pub audit_checkpoint_interval: Duration,
     pub allow_sqlite_in_production: bool,
     pub single_instance: bool,
     pub data_dir: PathBuf,
@@ -388,6 +390,7 @@ impl VarReader<'_> {
                 self.parsed("OUTBOX_POLL_INTERVAL_MS", 1000),
             ),
             outbox_retry_base: Duration::from_millis(self.parsed("OUTBOX_RETRY_BASE_MS", 10_000)),
+            audit_checkpoint_interval: self.seconds("AUDIT_CHECKPOINT_INTERVAL_SECONDS", 60),
             allow_sqlite_in_production: self.bool("ALLOW_SQLITE_IN_PRODUCTION", false),
             single_instance: self.bool("SINGLE_INSTANCE", false),
             data_dir,

@@ -9,13 +9,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::configuration::Settings;
+use crate::crypto::audit_keys::AuditKeys;
 use crate::services::Services;
 use crate::services::delivery::EmailDelivery;
 use crate::storage::db::Database;
 use crate::storage::store::Store;
 
 pub async fn connect_storage(settings: &Settings) -> anyhow::Result<(Database, Store)> {
-    let db = Database::connect(&settings.database_url).await?;
+    let db = Database::connect(&settings.database_url)
+        .await?
+        .with_audit_keys(AuditKeys::new(
+            &settings.encryption_key,
+            &settings.old_encryption_keys,
+        ));
     let store = match &settings.redis_url {
         Some(url) => Store::redis(url, &settings.store_key_prefix).await?,
         None => Store::memory(&settings.store_key_prefix),
@@ -68,12 +74,18 @@ impl Application {
         let address = self.local_addr();
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(self.delivery.run(stop_rx.clone()));
+        let checkpoints = tokio::spawn(audit_checkpoints(
+            Arc::clone(&self.services),
+            stop_rx.clone(),
+        ));
         let maintenance = tokio::spawn(maintenance(Arc::clone(&self.services), stop_rx));
         let app = crate::http::router(Arc::clone(&self.services));
         tracing::info!(%address, "serving");
         crate::http::server::serve(self.listener, app, shutdown).await?;
         let _ = stop_tx.send(true);
-        let _ = tokio::join!(worker, maintenance);
+        let _ = tokio::join!(worker, maintenance, checkpoints);
+        // A last checkpoint, so the records of this run are covered (best effort).
+        checkpoint_audit_head(&self.services).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -108,6 +120,30 @@ async fn maintenance(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
             let _ = upkeep.await;
             return;
         }
+    }
+}
+
+/// Signs a checkpoint of the audit chain's head every `AUDIT_CHECKPOINT_INTERVAL_SECONDS`
+/// (when it moved). Records appended after the newest checkpoint are the ones a database
+/// writer could still cut off unnoticed, so the interval bounds that window.
+async fn audit_checkpoints(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    let interval = services.settings.audit_checkpoint_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        checkpoint_audit_head(&services).await;
+    }
+}
+
+async fn checkpoint_audit_head(services: &Services) {
+    match services.audit.checkpoint().await {
+        Ok(Some(checkpoint)) => {
+            tracing::debug!(seq = checkpoint.seq, "audit chain checkpoint signed")
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "audit chain checkpoint failed"),
     }
 }
 

@@ -220,7 +220,10 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 async fn assert_chain_intact(app: &TestApp) -> u64 {
-    match verify_chain(app.db.connection()).await.unwrap() {
+    match verify_chain(app.db.connection(), &helpers::audit_keys())
+        .await
+        .unwrap()
+    {
         ChainCheck::Intact { records } => records,
         broken => panic!("the audit chain is broken: {broken:?}"),
     }

@@ -1,5 +1,6 @@
 //! Crypto helpers: random tokens, token hashing, keys derived from the master key.
 
+pub mod audit_keys;
 pub mod password;
 pub mod secrets;
 

@@ -7,7 +7,9 @@ use uuid::Uuid;
 use super::error::ServiceResult;
 use crate::domain::{millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
-use crate::storage::db::audit::{self, AuditFilter, AuditRow, ChainCheck, NewAuditRecord};
+use crate::storage::db::audit::{
+    self, AuditFilter, AuditRow, ChainReport, CheckpointRow, NewAuditRecord,
+};
 
 /// Every auditable event, named exactly as API.md §4 lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,8 +199,51 @@ impl AuditTrail {
         Ok((rows.into_iter().map(AuditEventView::from).collect(), next))
     }
 
-    pub async fn verify(&self) -> ServiceResult<ChainCheck> {
-        Ok(audit::verify_chain(self.db.connection()).await?)
+    /// Verifies the chain and every checkpoint (stored, and `external` ones kept elsewhere,
+    /// e.g. exported to a SIEM); when it is intact, signs a checkpoint of the head it
+    /// verified, so that what was just verified can no longer be cut off unnoticed.
+    pub async fn verify(
+        &self,
+        external: Vec<CheckpointRow>,
+    ) -> ServiceResult<(ChainReport, Option<CheckpointRow>)> {
+        let keys = self.db.audit_keys()?;
+        let report = audit::verify_chain_report(self.db.connection(), keys, external).await?;
+        let written = match (&report.check, &report.head) {
+            (audit::ChainCheck::Intact { .. }, Some(head)) => {
+                audit::write_checkpoint(self.db.connection(), keys, Some(head.clone())).await?
+            }
+            _ => None,
+        };
+        Ok((report, written))
+    }
+
+    /// Signs a checkpoint of the current head, unless one covers it already (the
+    /// background task, graceful shutdown).
+    pub async fn checkpoint(&self) -> ServiceResult<Option<CheckpointRow>> {
+        let keys = self.db.audit_keys()?;
+        Ok(audit::write_checkpoint(self.db.connection(), keys, None).await?)
+    }
+
+    /// Writes every checkpoint created from `since` on as JSON lines; returns how many.
+    pub async fn export_checkpoints(
+        &self,
+        since: i64,
+        out: &mut impl std::io::Write,
+    ) -> anyhow::Result<u64> {
+        let mut after = i64::MIN;
+        let mut written = 0;
+        loop {
+            let rows = audit::checkpoints_since(self.db.connection(), since, after, 1000).await?;
+            let Some(last) = rows.last() else {
+                return Ok(written);
+            };
+            after = last.seq;
+            for row in rows {
+                serde_json::to_writer(&mut *out, &CheckpointLine::from(row))?;
+                out.write_all(b"\n")?;
+                written += 1;
+            }
+        }
     }
 
     /// Writes every record from `since` on as JSON lines; returns how many.
@@ -217,5 +262,63 @@ impl AuditTrail {
                 written += 1;
             }
         }
+    }
+}
+
+/// A checkpoint as `audit export --checkpoints` writes it and `audit verify --checkpoints`
+/// reads it back. `type` tells it apart from a record line; the MAC covers
+/// `["audit-checkpoint/v1", seq, head_hash, created_at in epoch milliseconds, key_id]`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CheckpointLine {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The record vouched for (and, the chain starting at 1, the number of records).
+    pub seq: i64,
+    pub head_hash: String,
+    pub created_at: String,
+    pub key_id: String,
+    pub mac: String,
+}
+
+impl From<CheckpointRow> for CheckpointLine {
+    fn from(row: CheckpointRow) -> Self {
+        Self {
+            kind: "checkpoint".to_owned(),
+            seq: row.seq,
+            head_hash: row.head_hash,
+            created_at: millis_to_rfc3339(row.created_at),
+            key_id: row.key_id,
+            mac: row.mac,
+        }
+    }
+}
+
+impl CheckpointLine {
+    /// The checkpoint lines of an export (other lines are skipped); an unreadable line is
+    /// an error naming it.
+    pub fn parse_all(text: &str) -> anyhow::Result<Vec<CheckpointRow>> {
+        let mut checkpoints = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(line)
+                .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", n + 1))?;
+            if value.get("type").and_then(Value::as_str) != Some("checkpoint") {
+                continue;
+            }
+            let line: CheckpointLine = serde_json::from_value(value)
+                .map_err(|e| anyhow::anyhow!("line {}: not a checkpoint: {e}", n + 1))?;
+            let created_at = crate::domain::parse_rfc3339_millis(&line.created_at)
+                .ok_or_else(|| anyhow::anyhow!("line {}: created_at is not RFC 3339", n + 1))?;
+            checkpoints.push(CheckpointRow {
+                seq: line.seq,
+                head_hash: line.head_hash,
+                created_at,
+                key_id: line.key_id,
+                mac: line.mac,
+            });
+        }
+        Ok(checkpoints)
     }
 }

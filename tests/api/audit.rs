@@ -1,27 +1,110 @@
-//! API.md §4 audit trail: hash chain, CLI verify/export, and the staff query route.
+//! API.md §4 audit trail: keyed hash chain, signed checkpoints, CLI verify/export, and the
+//! staff query route.
 
 use std::process::Command;
 
+use logicredit_auth::storage::db::audit::{AuditRow, GENESIS_HASH, legacy_record_hash};
+use logicredit_auth::storage::db::entities::audit_record;
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QueryOrder};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, ENCRYPTION_KEY, spawn_app};
+use crate::helpers::{Backend, ENCRYPTION_KEY, TestApp, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
+/// A second master key, for rotation scenarios.
+const ROTATED_KEY: &str = "rotated-key-0123456789abcdef0123456789abcdef";
+
 fn audit_cli(database_url: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_logicredit-auth"))
+    audit_cli_with_keys(database_url, ENCRYPTION_KEY, None, args)
+}
+
+fn audit_cli_with_keys(
+    database_url: &str,
+    key: &str,
+    old_keys: Option<&str>,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logicredit-auth"));
+    command
         .env_clear()
         .env("DATABASE_URL", database_url)
-        .env("TOTP_ENCRYPTION_KEY", ENCRYPTION_KEY)
+        .env("TOTP_ENCRYPTION_KEY", key)
         .env("RUST_LOG", "error")
         .arg("audit")
-        .args(args)
-        .output()
-        .unwrap();
+        .args(args);
+    if let Some(old) = old_keys {
+        command.env("TOTP_ENCRYPTION_KEYS_OLD", old);
+    }
+    let output = command.output().unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `audit verify` must fail, and its message must name `record {seq}`.
+#[track_caller]
+fn assert_verify_fails_at(database_url: &str, seq: i64, args: &[&str]) -> String {
+    let mut all = vec!["verify"];
+    all.extend_from_slice(args);
+    let (ok, stdout, stderr) = audit_cli(database_url, &all);
+    assert!(!ok, "verify passed: {stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("broken at record {seq}:")),
+        "expected record {seq}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[track_caller]
+fn assert_verify_passes(database_url: &str, args: &[&str]) -> String {
+    let mut all = vec!["verify"];
+    all.extend_from_slice(args);
+    let (ok, stdout, stderr) = audit_cli(database_url, &all);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("intact"), "{stdout}");
+    stdout
+}
+
+async fn audit_rows(app: &TestApp) -> Vec<AuditRow> {
+    audit_record::Entity::find()
+        .order_by_asc(audit_record::Column::Seq)
+        .all(app.db.connection())
+        .await
+        .unwrap()
+}
+
+/// What someone with write access to the database but without the key can do: change the
+/// records from `from` on with `change`, then recompute every hash and link from there with
+/// plain SHA-256 (the only hash they can compute), so that the chain is consistent again.
+async fn rewrite_chain(app: &TestApp, from: i64, change: impl Fn(&mut AuditRow)) {
+    let mut prev_hash = GENESIS_HASH.to_owned();
+    for mut row in audit_rows(app).await {
+        if row.seq >= from {
+            change(&mut row);
+            row.prev_hash = prev_hash.clone();
+            row.hash = legacy_record_hash(&row);
+            row.clone()
+                .into_active_model()
+                .reset_all()
+                .update(app.db.connection())
+                .await
+                .unwrap();
+        }
+        prev_hash = row.hash;
+    }
+}
+
+async fn head_seq(app: &TestApp) -> i64 {
+    app.query("SELECT MAX(seq) FROM audit_log").await[0]
+        .as_i64()
+        .unwrap()
+}
+
+async fn checkpoint_seq(app: &TestApp) -> Option<i64> {
+    app.query("SELECT MAX(seq) FROM audit_checkpoints").await[0].as_i64()
 }
 
 on_both_backends! {
@@ -57,6 +140,229 @@ on_both_backends! {
         let (ok, _, stderr) = audit_cli(&url, &["verify"]);
         assert!(!ok);
         assert!(stderr.contains("record 2") || stderr.contains("record 3"), "{stderr}");
+    }
+
+    async fn a_rewrite_with_recomputed_hashes_is_detected_without_the_key(backend: Backend) {
+        let app = spawn_app(backend).await;
+        app.logged_in("alice@example.com").await;
+        let url = app.var("DATABASE_URL").to_owned();
+        assert_verify_passes(&url, &[]);
+        let head = head_seq(&app).await;
+        assert_eq!(checkpoint_seq(&app).await, Some(head), "verify signs a checkpoint of the head it verified");
+
+        // Records newer than any checkpoint, altered and passed off as legacy (unkeyed)
+        // ones: legacy records are accepted only before the first keyed one.
+        app.login("alice@example.com").await;
+        rewrite_chain(&app, head + 1, |row| {
+            row.key_id = None;
+            if row.seq == head + 1 {
+                row.ip = Some("6.6.6.6".into());
+            }
+        })
+        .await;
+        let message = assert_verify_fails_at(&url, head + 1, &[]);
+        assert!(message.contains("unkeyed record after keyed"), "{message}");
+
+        // A plain SHA-256 chain recomputed from the altered record on is consistent — and
+        // what the old, unkeyed chain accepted. The keyed chain names the altered record.
+        rewrite_chain(&app, 2, |row| {
+            if row.seq == 2 {
+                row.ip = Some("6.6.6.6".into());
+            }
+        })
+        .await;
+        let message = assert_verify_fails_at(&url, 2, &[]);
+        assert!(message.contains("without the audit key"), "{message}");
+
+        // Passing the records off as legacy (unkeyed) ones does not help: the signed
+        // checkpoint of the head no longer matches the rewritten chain.
+        rewrite_chain(&app, 1, |row| row.key_id = None).await;
+        let message = assert_verify_fails_at(&url, head, &[]);
+        assert!(message.contains("checkpoint"), "{message}");
+    }
+
+    async fn deleting_records_covered_by_a_checkpoint_is_detected(backend: Backend) {
+        // Checkpoints come from the background task (every second here), `audit verify`
+        // and graceful shutdown.
+        let mut app = spawn_app_with(backend, &[("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "1")]).await;
+        app.logged_in("alice@example.com").await;
+        let url = app.var("DATABASE_URL").to_owned();
+        let head = head_seq(&app).await;
+        let started = std::time::Instant::now();
+        while checkpoint_seq(&app).await != Some(head) {
+            assert!(started.elapsed().as_secs() < 10, "no checkpoint of the head within 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+
+        // The last two records disappear: the chain alone would still be consistent.
+        app.execute(&format!("DELETE FROM audit_log WHERE seq > {}", head - 2)).await;
+        let message = assert_verify_fails_at(&url, head - 1, &[]);
+        assert!(message.contains("tail was deleted"), "{message}");
+        assert_eq!(checkpoint_seq(&app).await, Some(head), "a failed verify signs nothing");
+
+        // So does the whole trail.
+        app.execute("DELETE FROM audit_log").await;
+        assert_verify_fails_at(&url, 1, &[]);
+
+        // A graceful shutdown checkpoints what this run appended.
+        app.execute("DELETE FROM audit_checkpoints").await;
+        app.login("alice@example.com").await;
+        let head = head_seq(&app).await;
+        app.stop().await;
+        assert_eq!(checkpoint_seq(&app).await, Some(head));
+        app.execute(&format!("DELETE FROM audit_log WHERE seq = {head}")).await;
+        assert_verify_fails_at(&url, head, &[]);
+    }
+
+    async fn a_forged_or_altered_checkpoint_is_refused(backend: Backend) {
+        let app = spawn_app(backend).await;
+        app.logged_in("alice@example.com").await;
+        let url = app.var("DATABASE_URL").to_owned();
+        assert_verify_passes(&url, &[]);
+        let head = head_seq(&app).await;
+
+        // Moved to another head, with its genuine MAC.
+        app.execute(&format!("UPDATE audit_checkpoints SET seq = {} WHERE seq = {head}", head - 1)).await;
+        let message = assert_verify_fails_at(&url, head - 1, &[]);
+        assert!(message.contains("signature does not verify"), "{message}");
+        app.execute(&format!("UPDATE audit_checkpoints SET seq = {head} WHERE seq = {}", head - 1)).await;
+        assert_verify_passes(&url, &[]);
+
+        // Vouching for another hash.
+        app.execute("UPDATE audit_checkpoints SET head_hash = 'ab' || head_hash").await;
+        assert_verify_fails_at(&url, head, &[]);
+        app.execute("UPDATE audit_checkpoints SET head_hash = SUBSTR(head_hash, 3)").await;
+        assert_verify_passes(&url, &[]);
+
+        // Made up, beyond the end (it must not pass for a deleted tail either), or under
+        // a key nobody configured.
+        app.execute(&format!(
+            "INSERT INTO audit_checkpoints (seq, head_hash, created_at, key_id, mac) \
+             VALUES ({}, 'x', 0, (SELECT key_id FROM audit_checkpoints LIMIT 1), 'deadbeef')",
+            head + 100
+        ))
+        .await;
+        let message = assert_verify_fails_at(&url, head + 100, &[]);
+        assert!(message.contains("signature does not verify"), "{message}");
+        app.execute(&format!("UPDATE audit_checkpoints SET key_id = 'nokey000' WHERE seq = {}", head + 100)).await;
+        let message = assert_verify_fails_at(&url, head + 100, &[]);
+        assert!(message.contains("unknown audit key"), "{message}");
+    }
+
+    async fn after_key_rotation_old_records_still_verify(backend: Backend) {
+        let mut app = spawn_app(backend).await;
+        app.logged_in("alice@example.com").await;
+        let url = app.var("DATABASE_URL").to_owned();
+        assert_verify_passes(&url, &[]);
+        let before = head_seq(&app).await;
+        app.stop().await;
+
+        // The new master key; the old one kept for what it sealed.
+        let rotated = app
+            .sibling(&[("TOTP_ENCRYPTION_KEY", ROTATED_KEY), ("TOTP_ENCRYPTION_KEYS_OLD", ENCRYPTION_KEY)])
+            .await;
+        rotated.logged_in("bob@example.com").await;
+        let keys = rotated.query("SELECT DISTINCT key_id FROM audit_log").await;
+        assert_eq!(keys.len(), 2, "records sealed under each key: {keys:?}");
+
+        let (ok, stdout, stderr) =
+            audit_cli_with_keys(&url, ROTATED_KEY, Some(ENCRYPTION_KEY), &["verify"]);
+        assert!(ok, "{stdout}{stderr}");
+        assert!(stdout.contains("intact") && stdout.contains("0 legacy"), "{stdout}");
+
+        // Without the old key the old records cannot be vouched for: refused, not a panic.
+        let (ok, _, stderr) = audit_cli_with_keys(&url, ROTATED_KEY, None, &["verify"]);
+        assert!(!ok);
+        assert!(stderr.contains("record 1:") && stderr.contains("unknown audit key"), "{stderr}");
+        // And the old key alone cannot vouch for the new records.
+        let (ok, _, stderr) = audit_cli_with_keys(&url, ENCRYPTION_KEY, None, &["verify"]);
+        assert!(!ok);
+        assert!(stderr.contains(&format!("record {}:", before + 1)), "{stderr}");
+    }
+
+    async fn records_from_before_keying_verify_as_a_legacy_prefix_only(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let url = app.var("DATABASE_URL").to_owned();
+        // What the previous version wrote: three plain SHA-256 records, no key id.
+        let mut prev_hash = GENESIS_HASH.to_owned();
+        for seq in 1..=3 {
+            let mut row = AuditRow {
+                seq,
+                id: uuid::Uuid::now_v7(),
+                occurred_at: 1_700_000_000_000 + seq,
+                event: "login.failure".into(),
+                user_id: None,
+                actor_id: None,
+                ip: Some("10.0.0.1".into()),
+                user_agent: None,
+                request_id: None,
+                metadata: "{}".into(),
+                prev_hash: prev_hash.clone(),
+                hash: String::new(),
+                key_id: None,
+            };
+            row.hash = legacy_record_hash(&row);
+            prev_hash = row.hash.clone();
+            row.into_active_model().reset_all().insert(app.db.connection()).await.unwrap();
+        }
+        app.logged_in("alice@example.com").await;
+        let stdout = assert_verify_passes(&url, &[]);
+        assert!(stdout.contains("3 legacy"), "{stdout}");
+
+        // A legacy record altered and the legacy hashes recomputed: the first keyed record
+        // vouches for the last legacy hash, and its MAC cannot be recomputed.
+        rewrite_chain(&app, 2, |row| {
+            if row.seq == 2 {
+                row.ip = Some("6.6.6.6".into());
+            }
+        })
+        .await;
+        assert_verify_fails_at(&url, 4, &[]);
+    }
+
+    async fn checkpoints_exported_to_a_siem_catch_a_rewrite_of_everything(backend: Backend) {
+        let app = spawn_app(backend).await;
+        app.logged_in("alice@example.com").await;
+        let url = app.var("DATABASE_URL").to_owned();
+        assert_verify_passes(&url, &[]);
+        let head = head_seq(&app).await;
+
+        let (ok, exported, stderr) = audit_cli(&url, &["export", "--checkpoints"]);
+        assert!(ok, "{stderr}");
+        let lines: Vec<Value> = exported.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{exported}");
+        assert_eq!(lines[0]["type"], "checkpoint");
+        assert_eq!(lines[0]["seq"], json!(head));
+        for field in ["head_hash", "created_at", "key_id", "mac"] {
+            assert!(lines[0][field].is_string(), "{field}: {exported}");
+        }
+        let file = std::env::temp_dir().join(format!("checkpoints-{}.jsonl", uuid::Uuid::new_v4()));
+        std::fs::write(&file, &exported).unwrap();
+        let file_arg = file.display().to_string();
+        assert_verify_passes(&url, &["--checkpoints", &file_arg]);
+
+        // The one rewrite the database cannot reveal on its own: every record passed off as
+        // legacy and every checkpoint deleted. `verify` reports the legacy records …
+        rewrite_chain(&app, 1, |row| {
+            row.key_id = None;
+            if row.seq == 2 {
+                row.ip = Some("6.6.6.6".into());
+            }
+        })
+        .await;
+        app.execute("DELETE FROM audit_checkpoints").await;
+        let (_, stdout, _) = audit_cli(&url, &["verify"]);
+        assert!(stdout.contains(&format!("{head} legacy")), "{stdout}");
+        // … and the exported checkpoint catches it (even though that verify just signed a
+        // fresh checkpoint of the forged chain).
+        let message = assert_verify_fails_at(&url, head, &["--checkpoints", &file_arg]);
+        assert!(message.contains("rewritten"), "{message}");
+
+        // So too a deleted tail with its checkpoints.
+        app.execute(&format!("DELETE FROM audit_log WHERE seq >= {}", head - 1)).await;
+        let message = assert_verify_fails_at(&url, head - 1, &["--checkpoints", &file_arg]);
+        assert!(message.contains("tail was deleted"), "{message}");
+        let _ = std::fs::remove_file(&file);
     }
 
     async fn staff_query_the_trail_with_filters_and_cursors(backend: Backend) {
@@ -149,9 +455,12 @@ async fn concurrent_instances_keep_one_chain() {
     for task in tasks {
         task.await.unwrap().assert_error(401, "invalid_credentials");
     }
-    let check = logicredit_auth::storage::db::audit::verify_chain(first.db.connection())
-        .await
-        .unwrap();
+    let check = logicredit_auth::storage::db::audit::verify_chain(
+        first.db.connection(),
+        &crate::helpers::audit_keys(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         check,
         logicredit_auth::storage::db::audit::ChainCheck::Intact { records: 12 }

@@ -21,6 +21,11 @@ use crate::smtp_sink::SmtpSink;
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const ENCRYPTION_KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
 
+/// The audit keys of an app started with the default `ENCRYPTION_KEY`.
+pub fn audit_keys() -> logicredit_auth::crypto::audit_keys::AuditKeys {
+    logicredit_auth::crypto::audit_keys::AuditKeys::new(ENCRYPTION_KEY, &[])
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// SQLite file + in-process store: the `cargo run` default.

@@ -117,7 +117,7 @@ on_both_backends! {
         app.browser()
             .post("/auth/login", json!({"email": "gus@example.com", "password": "wrong password here"}))
             .await;
-        let check = verify_chain(app.db.connection()).await.unwrap();
+        let check = verify_chain(app.db.connection(), &crate::helpers::audit_keys()).await.unwrap();
         assert!(matches!(check, ChainCheck::Intact { records } if records >= 6), "{check:?}");
         let with_context = app
             .query("SELECT COUNT(*) FROM audit_log WHERE event = 'login.success' AND ip = '127.0.0.1' AND request_id IS NOT NULL")

@@ -104,7 +104,32 @@ pub mod audit_record {
         /// Canonical JSON text (sorted keys), exactly as hashed.
         pub metadata: String,
         pub prev_hash: String,
+        /// Keyed records: hex HMAC-SHA256 under the audit key `key_id`. Legacy records
+        /// (written before keying, `key_id` NULL): hex SHA-256.
         pub hash: String,
+        pub key_id: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit_checkpoint {
+    use sea_orm::entity::prelude::*;
+
+    /// A signed statement "record `seq` of the chain has hash `head_hash`".
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_checkpoints")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub head_hash: String,
+        pub created_at: i64,
+        pub key_id: String,
+        /// Hex HMAC-SHA256 under the audit key `key_id` (see `audit::checkpoint_message`).
+        pub mac: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod sessions;
 pub mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
@@ -18,11 +19,14 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use super::{StorageError, StorageResult};
+use crate::crypto::audit_keys::AuditKeys;
 use migrations::Migrator;
 
 #[derive(Clone)]
 pub struct Database {
     connection: DatabaseConnection,
+    /// Seals appended audit records; set by `with_audit_keys` (start-up always does).
+    audit_keys: Option<Arc<AuditKeys>>,
 }
 
 impl Database {
@@ -48,7 +52,20 @@ impl Database {
         // Lazy: the service can start and report not-ready while PostgreSQL is down.
         options.connect_lazy(!is_sqlite);
         let connection = sea_orm::Database::connect(options).await.map_err(map_err)?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            audit_keys: None,
+        })
+    }
+
+    /// The keys that seal (current) and verify (current and old) the audit chain.
+    pub fn with_audit_keys(mut self, keys: AuditKeys) -> Self {
+        self.audit_keys = Some(Arc::new(keys));
+        self
+    }
+
+    pub fn audit_keys(&self) -> StorageResult<&AuditKeys> {
+        self.audit_keys.as_deref().ok_or_else(missing_audit_keys)
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -94,10 +111,15 @@ impl Database {
             .map_err(map_err)?;
         Ok(UnitOfWork {
             txn,
+            audit_keys: self.audit_keys.clone(),
             audit: Vec::new(),
             emails: Vec::new(),
         })
     }
+}
+
+fn missing_audit_keys() -> StorageError {
+    StorageError::Other("no audit key: the database was opened without with_audit_keys".into())
 }
 
 fn ensure_sqlite_folder(url: &str) -> StorageResult<()> {
@@ -123,6 +145,7 @@ fn ensure_sqlite_folder(url: &str) -> StorageResult<()> {
 /// commit together or not at all (API.md §4: same transaction as the change).
 pub struct UnitOfWork {
     txn: DatabaseTransaction,
+    audit_keys: Option<Arc<AuditKeys>>,
     audit: Vec<audit::NewAuditRecord>,
     emails: Vec<outbox::NewEmail>,
 }
@@ -161,7 +184,10 @@ impl UnitOfWork {
     pub async fn commit(self) -> StorageResult<()> {
         let events: Vec<&'static str> = self.audit.iter().map(|r| r.event).collect();
         outbox::insert_all(&self.txn, self.emails).await?;
-        audit::append(&self.txn, self.audit).await?;
+        if !self.audit.is_empty() {
+            let keys = self.audit_keys.as_deref().ok_or_else(missing_audit_keys)?;
+            audit::append(&self.txn, keys, self.audit).await?;
+        }
         self.txn.commit().await.map_err(map_err)?;
         for event in events {
             metrics::counter!("auth_events_total", "event" => event).increment(1);
