@@ -76,6 +76,8 @@ pub struct Settings {
     pub rp_id: String,
     pub rp_name: String,
     pub origin_url: String,
+    /// Validated origins (`scheme://host[:port]`, normalised): the CORS allow-list and
+    /// extra WebAuthn origins.
     pub frontend_origins: Vec<String>,
     pub smtp: Option<SmtpSettings>,
     pub session: SessionSettings,
@@ -171,6 +173,25 @@ impl Settings {
         if self.origin_url.starts_with("http://") && !is_localhost_url(&self.origin_url) {
             problems.push("ORIGIN_URL must use https:// in production".to_owned());
         }
+        for origin in &self.frontend_origins {
+            if origin.starts_with("http://") && !is_loopback_origin(origin) {
+                problems.push(format!(
+                    "FRONTEND_ORIGINS: {origin} must use https:// in production (it would be allowed to make credentialed calls and run passkey ceremonies over plain HTTP)"
+                ));
+            }
+        }
+        if !self.hsts {
+            problems.push(
+                "HSTS=false is not allowed in production (Strict-Transport-Security keeps browsers on HTTPS)"
+                    .to_owned(),
+            );
+        }
+        if self.smtp.is_none() {
+            problems.push(
+                "SMTP_HOST is required in production: without SMTP every email, with its verification or reset link, would be written to the log"
+                    .to_owned(),
+            );
+        }
         if let Some(smtp) = &self.smtp
             && smtp.tls == SmtpTls::None
             && !is_loopback_host(&smtp.host)
@@ -193,6 +214,45 @@ impl Settings {
         }
         problems
     }
+}
+
+/// An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower-case, without
+/// the default port. Anything else is refused with the reason.
+fn parse_origin(entry: &str) -> Result<String, &'static str> {
+    const SHAPE: &str = "is not an origin: expected https://host[:port] with no path";
+    if entry == "*" {
+        return Err(
+            "is a wildcard; list each front end's origin (credentials are allowed, so a wildcard is never accepted)",
+        );
+    }
+    if entry.eq_ignore_ascii_case("null") {
+        return Err("is refused: the `null` origin is shared by sandboxed frames and local files");
+    }
+    let url = webauthn_rs::prelude::Url::parse(entry).map_err(|_| SHAPE)?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err("must use https:// (or http:// in development)");
+    }
+    let clean = url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.host_str().is_some_and(|h| !h.is_empty());
+    if !clean {
+        return Err(SHAPE);
+    }
+    let origin = url.origin().ascii_serialization();
+    if origin == "null" {
+        return Err(SHAPE);
+    }
+    Ok(origin)
+}
+
+fn is_loopback_origin(origin: &str) -> bool {
+    webauthn_rs::prelude::Url::parse(origin)
+        .ok()
+        .and_then(|url| url.host_str().map(is_loopback_host))
+        .unwrap_or(false)
 }
 
 fn is_localhost_url(url: &str) -> bool {
@@ -373,7 +433,7 @@ impl VarReader<'_> {
                 .string("ORIGIN_URL", "http://localhost:8000")
                 .trim_end_matches('/')
                 .to_owned(),
-            frontend_origins: self.list("FRONTEND_ORIGINS"),
+            frontend_origins: self.frontend_origins(),
             smtp,
             session,
             rate_limit_auth,
@@ -382,7 +442,9 @@ impl VarReader<'_> {
             lockout_base: self.seconds("LOCKOUT_BASE_SECONDS", 60),
             lockout_max: self.seconds("LOCKOUT_MAX_SECONDS", 3600),
             password,
-            hsts: self.bool("HSTS", false),
+            // On by default in production (which refuses HSTS=false); off in development,
+            // where http://localhost must keep working.
+            hsts: self.bool("HSTS", app_env == AppEnv::Production),
             request_timeout: self.seconds("REQUEST_TIMEOUT_SECONDS", 30),
             outbox_poll_interval: Duration::from_millis(
                 self.parsed("OUTBOX_POLL_INTERVAL_MS", 1000),
@@ -413,6 +475,26 @@ impl VarReader<'_> {
                 window: Duration::from_secs(600),
             }
         })
+    }
+
+    /// `FRONTEND_ORIGINS`: each entry must be an origin, `http(s)://host[:port]` with no
+    /// path, query or credentials; `*` and `null` are refused (with credentials, either
+    /// would let any page, or any sandboxed frame, call the API as the user).
+    fn frontend_origins(&mut self) -> Vec<String> {
+        let mut origins = Vec::new();
+        for entry in self.list("FRONTEND_ORIGINS") {
+            match parse_origin(&entry) {
+                Ok(origin) => {
+                    if !origins.contains(&origin) {
+                        origins.push(origin);
+                    }
+                }
+                Err(reason) => self
+                    .errors
+                    .push(format!("FRONTEND_ORIGINS: {entry:?} {reason}")),
+            }
+        }
+        origins
     }
 
     fn trusted_proxies(&mut self) -> Vec<IpNet> {
@@ -484,6 +566,7 @@ mod tests {
             ("ORIGIN_URL", "http://bank.example"),
             ("SMTP_HOST", "mail.example"),
             ("SMTP_TLS", "none"),
+            ("HSTS", "false"),
         ]))
         .unwrap_err()
         .to_string();
@@ -494,23 +577,123 @@ mod tests {
             "SMTP_TLS",
             "SQLite",
             "REDIS_URL",
+            "HSTS",
         ] {
             assert!(err.contains(expected), "{expected} missing from: {err}");
         }
     }
 
+    /// What production requires, with nothing insecure; each test changes one thing.
+    const SECURE_PRODUCTION: &[(&str, &str)] = &[
+        ("APP_ENV", "production"),
+        ("TOTP_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
+        ("DATABASE_URL", "postgres://db/auth"),
+        ("REDIS_URL", "redis://cache"),
+        ("ORIGIN_URL", "https://bank.example"),
+        ("SMTP_HOST", "smtp.bank.example"),
+        ("FRONTEND_ORIGINS", "https://app.bank.example"),
+    ];
+
+    fn production_with(changes: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut all = vars(SECURE_PRODUCTION);
+        for (key, value) in changes {
+            all.insert((*key).to_owned(), (*value).to_owned());
+        }
+        Settings::from_vars(&all)
+    }
+
     #[test]
     fn production_accepts_a_secure_configuration() {
-        let settings = Settings::from_vars(&vars(&[
-            ("APP_ENV", "production"),
-            ("TOTP_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
-            ("DATABASE_URL", "postgres://db/auth"),
-            ("REDIS_URL", "redis://cache"),
-            ("ORIGIN_URL", "https://bank.example"),
-        ]))
-        .unwrap();
+        let settings = production_with(&[]).unwrap();
         assert!(settings.session.cookie_secure);
         assert_eq!(settings.session.cookie_name, "__Host-session");
+        assert!(settings.hsts, "HSTS is on by default in production");
+        assert_eq!(settings.frontend_origins, ["https://app.bank.example"]);
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_smtp() {
+        // Without SMTP, emails (verification and reset links) would go to the log.
+        let mut without = vars(SECURE_PRODUCTION);
+        without.remove("SMTP_HOST");
+        let err = Settings::from_vars(&without).unwrap_err().to_string();
+        assert!(err.contains("SMTP_HOST"), "{err}");
+        // Development keeps the convenience of emails in the log.
+        let development = Settings::from_vars(&vars(&[(
+            "TOTP_ENCRYPTION_KEY",
+            "0123456789abcdef0123456789abcdef",
+        )]))
+        .unwrap();
+        assert!(development.smtp.is_none());
+    }
+
+    #[test]
+    fn production_refuses_hsts_false() {
+        let err = production_with(&[("HSTS", "false")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HSTS"), "{err}");
+        assert!(production_with(&[("HSTS", "true")]).unwrap().hsts);
+    }
+
+    #[test]
+    fn frontend_origins_must_be_origins_in_every_mode() {
+        for (value, hint) in [
+            ("*", "wildcard"),
+            ("null", "null"),
+            ("NULL", "null"),
+            ("https://app.bank.example/login", "not an origin"),
+            ("https://app.bank.example?x=1", "not an origin"),
+            ("https://user:pw@app.bank.example", "not an origin"),
+            ("app.bank.example", "not an origin"),
+            ("ftp://app.bank.example", "https://"),
+            ("https://", "not an origin"),
+        ] {
+            for mode in ["development", "production"] {
+                let err = production_with(&[("APP_ENV", mode), ("FRONTEND_ORIGINS", value)])
+                    .expect_err(value)
+                    .to_string();
+                assert!(
+                    err.contains("FRONTEND_ORIGINS") && err.contains(hint),
+                    "{mode}, {value:?}: {err}"
+                );
+            }
+        }
+        // Valid ones are normalised to what browsers send in `Origin`.
+        let settings = production_with(&[(
+            "FRONTEND_ORIGINS",
+            "https://App.Bank.example/, https://app.bank.example:443, https://web.bank.example:8443",
+        )])
+        .unwrap();
+        assert_eq!(
+            settings.frontend_origins,
+            ["https://app.bank.example", "https://web.bank.example:8443"]
+        );
+    }
+
+    #[test]
+    fn production_refuses_plain_http_front_ends_except_loopback() {
+        let err = production_with(&[(
+            "FRONTEND_ORIGINS",
+            "https://app.bank.example,http://app.bank.example",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FRONTEND_ORIGINS") && err.contains("http://app.bank.example"),
+            "{err}"
+        );
+        // Like ORIGIN_URL, a loopback front end stays allowed; development allows http.
+        production_with(&[(
+            "FRONTEND_ORIGINS",
+            "http://localhost:3000,http://127.0.0.1:3000",
+        )])
+        .unwrap();
+        production_with(&[
+            ("APP_ENV", "development"),
+            ("FRONTEND_ORIGINS", "http://app.bank.example"),
+        ])
+        .unwrap();
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl Application {
         let delivery = EmailDelivery::new(
             db.clone(),
             settings.smtp.as_ref(),
+            !settings.is_production(),
             settings.outbox_poll_interval,
             settings.outbox_retry_base,
         )?;

@@ -112,10 +112,12 @@ pub fn router(state: AppState) -> Router {
 
 /// CORS only for the configured front ends, with credentials. With no origins configured
 /// there is no CORS layer at all, so no cross-origin browser call can read a response.
+/// The origins were validated at start-up (`configuration`): never `*` or `null`.
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     let allowed: Vec<HeaderValue> = origins
         .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .filter(|o| o.as_str() != "*" && !o.eq_ignore_ascii_case("null"))
+        .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     if allowed.is_empty() {
         return None;
