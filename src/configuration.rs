@@ -67,6 +67,10 @@ pub struct SessionSettings {
 pub struct Settings {
     pub app_env: AppEnv,
     pub bind_addr: SocketAddr,
+    /// Where `/metrics` is served: its own listener, never the public one. `None`: off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
     pub database_url: String,
     pub redis_url: Option<String>,
     /// Prefix of every key this service writes to the ephemeral store (tests isolate by it).
@@ -192,6 +196,14 @@ impl Settings {
                     .to_owned(),
             );
         }
+        if let Some(addr) = self.metrics_addr
+            && !addr.ip().is_loopback()
+            && self.metrics_token.is_none()
+        {
+            problems.push(format!(
+                "METRICS_ADDR={addr} is reachable beyond this host: set METRICS_TOKEN in production (or use a loopback address)"
+            ));
+        }
         if let Some(smtp) = &self.smtp
             && smtp.tls == SmtpTls::None
             && !is_loopback_host(&smtp.host)
@@ -215,6 +227,8 @@ impl Settings {
         problems
     }
 }
+
+const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9100";
 
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower-case, without
 /// the default port. Anything else is refused with the reason.
@@ -370,6 +384,15 @@ impl VarReader<'_> {
         };
         let default_bind: SocketAddr = "127.0.0.1:8000".parse().expect("valid literal");
         let bind_addr = self.parsed("BIND_ADDR", default_bind);
+        let metrics_addr = self.metrics_addr(bind_addr);
+        let metrics_token = self.raw("METRICS_TOKEN");
+        if metrics_token
+            .as_ref()
+            .is_some_and(|token| token.chars().count() < 32)
+        {
+            self.errors
+                .push("METRICS_TOKEN: must be at least 32 characters".to_owned());
+        }
         let data_dir = PathBuf::from(self.string("DATA_DIR", "data"));
         let default_db = format!("sqlite://{}/auth.db", data_dir.display());
         let database_url = self.string("DATABASE_URL", &default_db);
@@ -422,6 +445,8 @@ impl VarReader<'_> {
         Settings {
             app_env,
             bind_addr,
+            metrics_addr,
+            metrics_token,
             database_url,
             redis_url,
             store_key_prefix: self.string("STORE_KEY_PREFIX", "lcauth:"),
@@ -475,6 +500,30 @@ impl VarReader<'_> {
                 window: Duration::from_secs(600),
             }
         })
+    }
+
+    /// `METRICS_ADDR`: default `127.0.0.1:9100`; `off` serves no metrics at all. It must
+    /// differ from `BIND_ADDR`: metrics are never served on the public listener.
+    fn metrics_addr(&mut self, bind_addr: SocketAddr) -> Option<SocketAddr> {
+        let value = self.string("METRICS_ADDR", DEFAULT_METRICS_ADDR);
+        if ["off", "none", "false"].contains(&value.to_ascii_lowercase().as_str()) {
+            return None;
+        }
+        match value.parse::<SocketAddr>() {
+            Ok(addr) if addr.port() != 0 && addr.port() == bind_addr.port() => {
+                self.errors.push(format!(
+                    "METRICS_ADDR: {addr} uses the port of BIND_ADDR; metrics need a listener of their own"
+                ));
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.errors.push(format!(
+                    "METRICS_ADDR: expected an address such as 127.0.0.1:9100 (or off), got {value:?}"
+                ));
+                None
+            }
+        }
     }
 
     /// `FRONTEND_ORIGINS`: each entry must be an origin, `http(s)://host[:port]` with no
@@ -694,6 +743,43 @@ mod tests {
             ("FRONTEND_ORIGINS", "http://app.bank.example"),
         ])
         .unwrap();
+    }
+
+    #[test]
+    fn metrics_have_their_own_listener() {
+        let settings = production_with(&[]).unwrap();
+        assert_eq!(
+            settings.metrics_addr,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert!(
+            production_with(&[("METRICS_ADDR", "off")])
+                .unwrap()
+                .metrics_addr
+                .is_none()
+        );
+        let err = production_with(&[
+            ("BIND_ADDR", "0.0.0.0:8000"),
+            ("METRICS_ADDR", "0.0.0.0:8000"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("METRICS_ADDR"), "{err}");
+        // Reachable beyond the host only with a token, in production.
+        let err = production_with(&[("METRICS_ADDR", "0.0.0.0:9100")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("METRICS_TOKEN"), "{err}");
+        let token = "m".repeat(32);
+        production_with(&[
+            ("METRICS_ADDR", "0.0.0.0:9100"),
+            ("METRICS_TOKEN", token.as_str()),
+        ])
+        .unwrap();
+        let err = production_with(&[("METRICS_TOKEN", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("METRICS_TOKEN"), "{err}");
     }
 
     #[test]
