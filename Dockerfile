@@ -63,6 +63,9 @@ ENV APP_ENV=production \
     RUST_LOG=info
 
 EXPOSE 8000
+# GET /metrics is served only on METRICS_ADDR (default 127.0.0.1:9100, inside the
+# container). For a scraper outside it, set METRICS_ADDR=0.0.0.0:9100 and METRICS_TOKEN
+# (production refuses the first without the second) and publish that port privately.
 
 # Liveness: GET /healthz over a raw TCP connection (bash's /dev/tcp), on the port taken
 # from BIND_ADDR, expecting HTTP status 200. Needs no curl/wget in the image. For load

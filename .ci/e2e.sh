@@ -79,6 +79,7 @@ mkdir -p "$WORK/data" "$WORK/artifacts"
     exec env -i PATH="$PATH" HOME="${HOME:-/root}" \
         APP_ENV=development \
         BIND_ADDR="127.0.0.1:$PORT" \
+        METRICS_ADDR=127.0.0.1:0 \
         DATA_DIR="$WORK/data" \
         DATABASE_URL="sqlite://$WORK/data/auth.db" \
         ORIGIN_URL="$BASE_URL" \

@@ -67,6 +67,7 @@ service_env=(
     HOME="$tmp"
     APP_ENV=development
     BIND_ADDR=127.0.0.1:0
+    METRICS_ADDR=127.0.0.1:0
     DATABASE_URL="sqlite://$tmp/data/auth.db"
     DATA_DIR="$tmp/data"
     COOKIE_SECURE=false
@@ -82,7 +83,8 @@ service_env=(
 (cd "$tmp" && exec "${service_env[@]}" "$bin" serve >"$tmp/server.log" 2>&1) &
 server_pid=$!
 
-# BIND_ADDR port 0: the OS picks a free port; the service logs the address it bound.
+# BIND_ADDR and METRICS_ADDR port 0: the OS picks free ports; the service logs the
+# addresses it bound ("serving", then "serving metrics" just before it).
 address=""
 for _ in $(seq 1 300); do
     address=$(grep '"serving"' "$tmp/server.log" | grep -o '"address":"[^"]*"' | head -n1 | cut -d'"' -f4 || true)
@@ -94,11 +96,17 @@ if [ -z "$address" ]; then
     echo "the service did not start within 30 s" >&2
     exit 1
 fi
-echo "service listening on $address"
+metrics_address=$(grep '"serving metrics"' "$tmp/server.log" | grep -o '"address":"[^"]*"' | head -n1 | cut -d'"' -f4 || true)
+if [ -z "$metrics_address" ]; then
+    echo "the service did not log its metrics address" >&2
+    exit 1
+fi
+echo "service listening on $address (metrics on $metrics_address)"
 
 "$newman" run "$collection" \
     --folder "$folder" \
     --env-var "BASE_URL=http://$address" \
+    --env-var "METRICS_URL=http://$metrics_address" \
     --env-var "CI_ADMIN_EMAIL=$admin_email" \
     --env-var "CI_ADMIN_PASSWORD=$admin_password" \
     --reporters cli \

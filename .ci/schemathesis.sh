@@ -13,7 +13,7 @@ python3 -m venv "$work/venv"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 env -i PATH="$PATH" HOME="$work" \
-    BIND_ADDR="127.0.0.1:$port" DATA_DIR="$work/data" DATABASE_URL="sqlite://$work/data/auth.db" \
+    BIND_ADDR="127.0.0.1:$port" METRICS_ADDR=127.0.0.1:0 DATA_DIR="$work/data" DATABASE_URL="sqlite://$work/data/auth.db" \
     RATE_LIMIT_AUTH=1000000/600 ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 \
     COOKIE_SECURE=false RUST_LOG=warn \
     "$binary" serve > "$work/server.log" 2>&1 &

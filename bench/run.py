@@ -59,7 +59,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 # Variables the service reads: removed from the inherited environment so that nothing
 # from the caller's shell leaks into a measured configuration.
 SERVICE_VARS = {
-    "APP_ENV", "BIND_ADDR", "DATA_DIR", "DATABASE_URL", "REDIS_URL", "STORE_KEY_PREFIX",
+    "APP_ENV", "BIND_ADDR", "METRICS_ADDR", "METRICS_TOKEN", "DATA_DIR", "DATABASE_URL", "REDIS_URL", "STORE_KEY_PREFIX",
     "SINGLE_INSTANCE", "ALLOW_SQLITE_IN_PRODUCTION", "TOTP_ENCRYPTION_KEY",
     "TOTP_ENCRYPTION_KEYS_OLD", "FIDO_RP_ID", "FIDO_RP_NAME", "ORIGIN_URL",
     "FRONTEND_ORIGINS", "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD",
@@ -305,6 +305,9 @@ class Server:
         self.name = name
         self.port = free_port()
         self.env["BIND_ADDR"] = f"{HOST}:{self.port}"
+        # /metrics is served on its own listener only (METRICS_ADDR), never on BIND_ADDR.
+        self.metrics_port = free_port()
+        self.env["METRICS_ADDR"] = f"{HOST}:{self.metrics_port}"
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / f"{name}.log"
 
@@ -573,9 +576,9 @@ class Deployment:
     # -- lifecycle --
 
     def start_scraper(self, interval: float) -> None:
-        """GET /metrics on every running instance every `interval` seconds, as Prometheus
-        would in production (the recorder keeps histogram samples until a scrape or an
-        upkeep drains them). 0 disables it."""
+        """GET /metrics on every running instance's metrics listener every `interval`
+        seconds, as Prometheus would in production (the recorder keeps histogram samples
+        until a scrape or an upkeep drains them). 0 disables it."""
         self.scrapes = 0
         self._scraper_stop = threading.Event()
         if interval <= 0:
@@ -586,7 +589,7 @@ class Deployment:
                 for server in list(self.servers):
                     if server.proc and server.proc.poll() is None:
                         try:
-                            http_request(server.port, "GET", "/metrics", timeout=5)
+                            http_request(server.metrics_port, "GET", "/metrics", timeout=5)
                             self.scrapes += 1
                         except OSError:
                             pass

@@ -67,6 +67,10 @@ pub struct SessionSettings {
 pub struct Settings {
     pub app_env: AppEnv,
     pub bind_addr: SocketAddr,
+    /// Where `/metrics` is served: its own listener, never the public one. `None`: off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
     pub database_url: String,
     pub redis_url: Option<String>,
     /// Prefix of every key this service writes to the ephemeral store (tests isolate by it).
@@ -76,6 +80,8 @@ pub struct Settings {
     pub rp_id: String,
     pub rp_name: String,
     pub origin_url: String,
+    /// Validated origins (`scheme://host[:port]`, normalised): the CORS allow-list and
+    /// extra WebAuthn origins.
     pub frontend_origins: Vec<String>,
     pub smtp: Option<SmtpSettings>,
     pub session: SessionSettings,
@@ -173,6 +179,33 @@ impl Settings {
         if self.origin_url.starts_with("http://") && !is_localhost_url(&self.origin_url) {
             problems.push("ORIGIN_URL must use https:// in production".to_owned());
         }
+        for origin in &self.frontend_origins {
+            if origin.starts_with("http://") && !is_loopback_origin(origin) {
+                problems.push(format!(
+                    "FRONTEND_ORIGINS: {origin} must use https:// in production (it would be allowed to make credentialed calls and run passkey ceremonies over plain HTTP)"
+                ));
+            }
+        }
+        if !self.hsts {
+            problems.push(
+                "HSTS=false is not allowed in production (Strict-Transport-Security keeps browsers on HTTPS)"
+                    .to_owned(),
+            );
+        }
+        if self.smtp.is_none() {
+            problems.push(
+                "SMTP_HOST is required in production: without SMTP every email, with its verification or reset link, would be written to the log"
+                    .to_owned(),
+            );
+        }
+        if let Some(addr) = self.metrics_addr
+            && !addr.ip().is_loopback()
+            && self.metrics_token.is_none()
+        {
+            problems.push(format!(
+                "METRICS_ADDR={addr} is reachable beyond this host: set METRICS_TOKEN in production (or use a loopback address)"
+            ));
+        }
         if let Some(smtp) = &self.smtp
             && smtp.tls == SmtpTls::None
             && !is_loopback_host(&smtp.host)
@@ -195,6 +228,47 @@ impl Settings {
         }
         problems
     }
+}
+
+const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9100";
+
+/// An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower-case, without
+/// the default port. Anything else is refused with the reason.
+fn parse_origin(entry: &str) -> Result<String, &'static str> {
+    const SHAPE: &str = "is not an origin: expected https://host[:port] with no path";
+    if entry == "*" {
+        return Err(
+            "is a wildcard; list each front end's origin (credentials are allowed, so a wildcard is never accepted)",
+        );
+    }
+    if entry.eq_ignore_ascii_case("null") {
+        return Err("is refused: the `null` origin is shared by sandboxed frames and local files");
+    }
+    let url = webauthn_rs::prelude::Url::parse(entry).map_err(|_| SHAPE)?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err("must use https:// (or http:// in development)");
+    }
+    let clean = url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.host_str().is_some_and(|h| !h.is_empty());
+    if !clean {
+        return Err(SHAPE);
+    }
+    let origin = url.origin().ascii_serialization();
+    if origin == "null" {
+        return Err(SHAPE);
+    }
+    Ok(origin)
+}
+
+fn is_loopback_origin(origin: &str) -> bool {
+    webauthn_rs::prelude::Url::parse(origin)
+        .ok()
+        .and_then(|url| url.host_str().map(is_loopback_host))
+        .unwrap_or(false)
 }
 
 fn is_localhost_url(url: &str) -> bool {
@@ -312,6 +386,15 @@ impl VarReader<'_> {
         };
         let default_bind: SocketAddr = "127.0.0.1:8000".parse().expect("valid literal");
         let bind_addr = self.parsed("BIND_ADDR", default_bind);
+        let metrics_addr = self.metrics_addr(bind_addr);
+        let metrics_token = self.raw("METRICS_TOKEN");
+        if metrics_token
+            .as_ref()
+            .is_some_and(|token| token.chars().count() < 32)
+        {
+            self.errors
+                .push("METRICS_TOKEN: must be at least 32 characters".to_owned());
+        }
         let data_dir = PathBuf::from(self.string("DATA_DIR", "data"));
         let default_db = format!("sqlite://{}/auth.db", data_dir.display());
         let database_url = self.string("DATABASE_URL", &default_db);
@@ -364,6 +447,8 @@ impl VarReader<'_> {
         Settings {
             app_env,
             bind_addr,
+            metrics_addr,
+            metrics_token,
             database_url,
             redis_url,
             store_key_prefix: self.string("STORE_KEY_PREFIX", "lcauth:"),
@@ -375,7 +460,7 @@ impl VarReader<'_> {
                 .string("ORIGIN_URL", "http://localhost:8000")
                 .trim_end_matches('/')
                 .to_owned(),
-            frontend_origins: self.list("FRONTEND_ORIGINS"),
+            frontend_origins: self.frontend_origins(),
             smtp,
             session,
             rate_limit_auth,
@@ -384,7 +469,9 @@ impl VarReader<'_> {
             lockout_base: self.seconds("LOCKOUT_BASE_SECONDS", 60),
             lockout_max: self.seconds("LOCKOUT_MAX_SECONDS", 3600),
             password,
-            hsts: self.bool("HSTS", false),
+            // On by default in production (which refuses HSTS=false); off in development,
+            // where http://localhost must keep working.
+            hsts: self.bool("HSTS", app_env == AppEnv::Production),
             request_timeout: self.seconds("REQUEST_TIMEOUT_SECONDS", 30),
             outbox_poll_interval: Duration::from_millis(
                 self.parsed("OUTBOX_POLL_INTERVAL_MS", 1000),
@@ -416,6 +503,50 @@ impl VarReader<'_> {
                 window: Duration::from_secs(600),
             }
         })
+    }
+
+    /// `METRICS_ADDR`: default `127.0.0.1:9100`; `off` serves no metrics at all. It must
+    /// differ from `BIND_ADDR`: metrics are never served on the public listener.
+    fn metrics_addr(&mut self, bind_addr: SocketAddr) -> Option<SocketAddr> {
+        let value = self.string("METRICS_ADDR", DEFAULT_METRICS_ADDR);
+        if ["off", "none", "false"].contains(&value.to_ascii_lowercase().as_str()) {
+            return None;
+        }
+        match value.parse::<SocketAddr>() {
+            Ok(addr) if addr.port() != 0 && addr.port() == bind_addr.port() => {
+                self.errors.push(format!(
+                    "METRICS_ADDR: {addr} uses the port of BIND_ADDR; metrics need a listener of their own"
+                ));
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.errors.push(format!(
+                    "METRICS_ADDR: expected an address such as 127.0.0.1:9100 (or off), got {value:?}"
+                ));
+                None
+            }
+        }
+    }
+
+    /// `FRONTEND_ORIGINS`: each entry must be an origin, `http(s)://host[:port]` with no
+    /// path, query or credentials; `*` and `null` are refused (with credentials, either
+    /// would let any page, or any sandboxed frame, call the API as the user).
+    fn frontend_origins(&mut self) -> Vec<String> {
+        let mut origins = Vec::new();
+        for entry in self.list("FRONTEND_ORIGINS") {
+            match parse_origin(&entry) {
+                Ok(origin) => {
+                    if !origins.contains(&origin) {
+                        origins.push(origin);
+                    }
+                }
+                Err(reason) => self
+                    .errors
+                    .push(format!("FRONTEND_ORIGINS: {entry:?} {reason}")),
+            }
+        }
+        origins
     }
 
     fn trusted_proxies(&mut self) -> Vec<IpNet> {
@@ -487,6 +618,7 @@ mod tests {
             ("ORIGIN_URL", "http://bank.example"),
             ("SMTP_HOST", "mail.example"),
             ("SMTP_TLS", "none"),
+            ("HSTS", "false"),
         ]))
         .unwrap_err()
         .to_string();
@@ -497,23 +629,160 @@ mod tests {
             "SMTP_TLS",
             "SQLite",
             "REDIS_URL",
+            "HSTS",
         ] {
             assert!(err.contains(expected), "{expected} missing from: {err}");
         }
     }
 
+    /// What production requires, with nothing insecure; each test changes one thing.
+    const SECURE_PRODUCTION: &[(&str, &str)] = &[
+        ("APP_ENV", "production"),
+        ("TOTP_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
+        ("DATABASE_URL", "postgres://db/auth"),
+        ("REDIS_URL", "redis://cache"),
+        ("ORIGIN_URL", "https://bank.example"),
+        ("SMTP_HOST", "smtp.bank.example"),
+        ("FRONTEND_ORIGINS", "https://app.bank.example"),
+    ];
+
+    fn production_with(changes: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut all = vars(SECURE_PRODUCTION);
+        for (key, value) in changes {
+            all.insert((*key).to_owned(), (*value).to_owned());
+        }
+        Settings::from_vars(&all)
+    }
+
     #[test]
     fn production_accepts_a_secure_configuration() {
-        let settings = Settings::from_vars(&vars(&[
-            ("APP_ENV", "production"),
-            ("TOTP_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef"),
-            ("DATABASE_URL", "postgres://db/auth"),
-            ("REDIS_URL", "redis://cache"),
-            ("ORIGIN_URL", "https://bank.example"),
-        ]))
-        .unwrap();
+        let settings = production_with(&[]).unwrap();
         assert!(settings.session.cookie_secure);
         assert_eq!(settings.session.cookie_name, "__Host-session");
+        assert!(settings.hsts, "HSTS is on by default in production");
+        assert_eq!(settings.frontend_origins, ["https://app.bank.example"]);
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_smtp() {
+        // Without SMTP, emails (verification and reset links) would go to the log.
+        let mut without = vars(SECURE_PRODUCTION);
+        without.remove("SMTP_HOST");
+        let err = Settings::from_vars(&without).unwrap_err().to_string();
+        assert!(err.contains("SMTP_HOST"), "{err}");
+        // Development keeps the convenience of emails in the log.
+        let development = Settings::from_vars(&vars(&[(
+            "TOTP_ENCRYPTION_KEY",
+            "0123456789abcdef0123456789abcdef",
+        )]))
+        .unwrap();
+        assert!(development.smtp.is_none());
+    }
+
+    #[test]
+    fn production_refuses_hsts_false() {
+        let err = production_with(&[("HSTS", "false")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HSTS"), "{err}");
+        assert!(production_with(&[("HSTS", "true")]).unwrap().hsts);
+    }
+
+    #[test]
+    fn frontend_origins_must_be_origins_in_every_mode() {
+        for (value, hint) in [
+            ("*", "wildcard"),
+            ("null", "null"),
+            ("NULL", "null"),
+            ("https://app.bank.example/login", "not an origin"),
+            ("https://app.bank.example?x=1", "not an origin"),
+            ("https://user:pw@app.bank.example", "not an origin"),
+            ("app.bank.example", "not an origin"),
+            ("ftp://app.bank.example", "https://"),
+            ("https://", "not an origin"),
+        ] {
+            for mode in ["development", "production"] {
+                let err = production_with(&[("APP_ENV", mode), ("FRONTEND_ORIGINS", value)])
+                    .expect_err(value)
+                    .to_string();
+                assert!(
+                    err.contains("FRONTEND_ORIGINS") && err.contains(hint),
+                    "{mode}, {value:?}: {err}"
+                );
+            }
+        }
+        // Valid ones are normalised to what browsers send in `Origin`.
+        let settings = production_with(&[(
+            "FRONTEND_ORIGINS",
+            "https://App.Bank.example/, https://app.bank.example:443, https://web.bank.example:8443",
+        )])
+        .unwrap();
+        assert_eq!(
+            settings.frontend_origins,
+            ["https://app.bank.example", "https://web.bank.example:8443"]
+        );
+    }
+
+    #[test]
+    fn production_refuses_plain_http_front_ends_except_loopback() {
+        let err = production_with(&[(
+            "FRONTEND_ORIGINS",
+            "https://app.bank.example,http://app.bank.example",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FRONTEND_ORIGINS") && err.contains("http://app.bank.example"),
+            "{err}"
+        );
+        // Like ORIGIN_URL, a loopback front end stays allowed; development allows http.
+        production_with(&[(
+            "FRONTEND_ORIGINS",
+            "http://localhost:3000,http://127.0.0.1:3000",
+        )])
+        .unwrap();
+        production_with(&[
+            ("APP_ENV", "development"),
+            ("FRONTEND_ORIGINS", "http://app.bank.example"),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn metrics_have_their_own_listener() {
+        let settings = production_with(&[]).unwrap();
+        assert_eq!(
+            settings.metrics_addr,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert!(
+            production_with(&[("METRICS_ADDR", "off")])
+                .unwrap()
+                .metrics_addr
+                .is_none()
+        );
+        let err = production_with(&[
+            ("BIND_ADDR", "0.0.0.0:8000"),
+            ("METRICS_ADDR", "0.0.0.0:8000"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("METRICS_ADDR"), "{err}");
+        // Reachable beyond the host only with a token, in production.
+        let err = production_with(&[("METRICS_ADDR", "0.0.0.0:9100")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("METRICS_TOKEN"), "{err}");
+        let token = "m".repeat(32);
+        production_with(&[
+            ("METRICS_ADDR", "0.0.0.0:9100"),
+            ("METRICS_TOKEN", token.as_str()),
+        ])
+        .unwrap();
+        let err = production_with(&[("METRICS_TOKEN", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("METRICS_TOKEN"), "{err}");
     }
 
     #[test]

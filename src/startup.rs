@@ -32,6 +32,8 @@ pub async fn connect_storage(settings: &Settings) -> anyhow::Result<(Database, S
 /// A running service: its address and how to stop it.
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics`, on its own address (`METRICS_ADDR`), unless turned off.
+    metrics_listener: Option<TcpListener>,
     services: Arc<Services>,
     delivery: EmailDelivery,
 }
@@ -41,16 +43,28 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let (db, store) = connect_storage(&settings).await?;
         db.migrate().await?;
-        let listener = TcpListener::bind(settings.bind_addr).await?;
+        let listener = TcpListener::bind(settings.bind_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("BIND_ADDR {}: {e}", settings.bind_addr))?;
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("METRICS_ADDR {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         let delivery = EmailDelivery::new(
             db.clone(),
             settings.smtp.as_ref(),
+            !settings.is_production(),
             settings.outbox_poll_interval,
             settings.outbox_retry_base,
         )?;
         let services = Services::build(settings, db, store).await?;
         Ok(Self {
             listener,
+            metrics_listener,
             services,
             delivery,
         })
@@ -60,6 +74,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served (None when `METRICS_ADDR=off`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn services(&self) -> Arc<Services> {
@@ -80,8 +101,35 @@ impl Application {
         ));
         let maintenance = tokio::spawn(maintenance(Arc::clone(&self.services), stop_rx));
         let app = crate::http::router(Arc::clone(&self.services));
+        // One shutdown signal for both listeners.
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let signalled = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let metrics = match self.metrics_listener {
+            Some(listener) => {
+                let metrics_address = listener.local_addr()?;
+                tracing::info!(address = %metrics_address, "serving metrics");
+                let router = crate::http::metrics_router(Arc::clone(&self.services));
+                Some(tokio::spawn(crate::http::server::serve(
+                    listener,
+                    router,
+                    signalled(shutdown_rx.clone()),
+                )))
+            }
+            None => None,
+        };
         tracing::info!(%address, "serving");
-        crate::http::server::serve(self.listener, app, shutdown).await?;
+        let public = crate::http::server::serve(self.listener, app, signalled(shutdown_rx));
+        let relay = async move {
+            shutdown.await;
+            let _ = shutdown_tx.send(true);
+        };
+        let (served, ()) = tokio::join!(public, relay);
+        served?;
+        if let Some(metrics) = metrics {
+            metrics.await??;
+        }
         let _ = stop_tx.send(true);
         let _ = tokio::join!(worker, maintenance, checkpoints);
         // A last checkpoint, so the records of this run are covered (best effort).

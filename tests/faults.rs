@@ -545,6 +545,7 @@ impl Instance {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("DATA_DIR", dir.join(name))
             // No stray `.env` from the working directory.
             .current_dir(dir)
@@ -1128,6 +1129,56 @@ async fn connections_that_never_finish_their_headers_are_closed() {
             "a connection that {what} was closed after {closed:?}, before the {deadline:?} deadline"
         );
     }
+}
+
+/// Issue 11, item 8: a cleartext HTTP/2 connection (h2c with prior knowledge) that sends
+/// its preface and then nothing used to stay open indefinitely (40 s and more), while an
+/// HTTP/1.1 one is closed at the header deadline: HTTP/2 bypassed the slowloris defence.
+/// The server now speaks HTTP/1.1 only, so the preface is refused and the connection
+/// closed, at the latest by the same deadline; it never answers in HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cleartext_http2_connection_is_closed_like_http1() {
+    let _serial = SERIAL.lock().await;
+    let app = helpers::spawn_app(Backend::Embedded).await;
+    let limit = logicredit_auth::http::server::HEADER_READ_TIMEOUT + Duration::from_secs(2);
+    let mut socket = TcpStream::connect(address_of(&app)).await.unwrap();
+    // The client connection preface: the magic string, then an empty SETTINGS frame
+    // (length 0, type 4, no flags, stream 0). Then silence.
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    socket
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "h2c preface: after {:?}, closed by the server: {}, received {:?}",
+        started.elapsed(),
+        closed.is_ok(),
+        String::from_utf8_lossy(&received)
+    );
+    assert!(
+        closed.is_ok(),
+        "an idle h2c connection is still open after {limit:?}"
+    );
+    // An HTTP/2 server answers the preface with its own SETTINGS frame (type 4 at byte 3).
+    assert!(
+        received.is_empty() || received.starts_with(b"HTTP/1.1 "),
+        "the server answered in HTTP/2: {received:?}"
+    );
 }
 
 /// Reads one HTTP/1.1 response (head and a `Content-Length` body); None when the

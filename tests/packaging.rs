@@ -265,6 +265,9 @@ fn compose_api_configuration_is_a_coherent_development_stack() {
 enum Kind {
     /// `routes!(handler)` in `api_routes()`: path and method from `#[utoipa::path]`.
     Api,
+    /// `routes!(handler)` in `metrics_routes()`: served on the metrics listener
+    /// (`METRICS_ADDR`) only, never on the public one.
+    Metrics,
     /// An axum `.route(…)` call.
     Axum,
     /// Mounted by `SwaggerUi::new(…)`.
@@ -465,9 +468,18 @@ fn router_routes() -> Vec<Route> {
     let full = read("src/http/mod.rs");
     let text = without_tests(&full);
     let mut routes = axum_routes(text, "src/http/mod.rs");
+    let metrics =
+        function_body(text, "metrics_routes").expect("src/http/mod.rs has fn metrics_routes");
+    let metrics_start = metrics.as_ptr() as usize - text.as_ptr() as usize;
+    let metrics_body = metrics_start..metrics_start + metrics.len();
     let mut from = 0;
     while let Some(found) = text[from..].find("routes!(") {
         let open = from + found + "routes!".len();
+        let kind = if metrics_body.contains(&open) {
+            Kind::Metrics
+        } else {
+            Kind::Api
+        };
         let args = balanced(text, open);
         from = open + args.len();
         for handler in args.split(',').map(str::trim).filter(|h| !h.is_empty()) {
@@ -481,7 +493,9 @@ fn router_routes() -> Vec<Route> {
                 !module.contains("::"),
                 "routes!({handler}): nested modules are not modelled"
             );
-            routes.push(annotated_route(&format!("src/http/{module}.rs"), function));
+            let mut route = annotated_route(&format!("src/http/{module}.rs"), function);
+            route.kind = kind;
+            routes.push(route);
         }
     }
     let router = function_body(text, "router").expect("src/http/mod.rs has fn router");
@@ -559,6 +573,8 @@ fn route_matches(pattern: &str, request: &str) -> bool {
 #[derive(Debug)]
 struct PostmanRequest {
     name: String,
+    /// `BASE_URL` (the public listener) or `METRICS_URL` (the metrics listener).
+    listener: &'static str,
     method: String,
     path: String,
     headers: Vec<String>,
@@ -586,9 +602,12 @@ fn postman_requests(items: &Value, folder: &str, out: &mut Vec<PostmanRequest>) 
             Value::String(raw) => raw.clone(),
             url => url["raw"].as_str().unwrap_or_default().to_owned(),
         };
-        let path = raw.strip_prefix("{{BASE_URL}}").unwrap_or_else(|| {
-            panic!("{full}: the URL {raw:?} does not start with {{{{BASE_URL}}}}")
-        });
+        let (listener, path) = ["BASE_URL", "METRICS_URL"]
+            .into_iter()
+            .find_map(|base| Some((base, raw.strip_prefix(&format!("{{{{{base}}}}}"))?)))
+            .unwrap_or_else(|| {
+                panic!("{full}: the URL {raw:?} starts with neither {{{{BASE_URL}}}} nor {{{{METRICS_URL}}}}")
+            });
         let headers = request["header"]
             .as_array()
             .map(|h| {
@@ -612,12 +631,19 @@ fn postman_requests(items: &Value, folder: &str, out: &mut Vec<PostmanRequest>) 
             .unwrap_or_default();
         out.push(PostmanRequest {
             name: full,
+            listener,
             method: request["method"].as_str().unwrap_or("GET").to_uppercase(),
             path: path.to_owned(),
             headers,
             tests,
         });
     }
+}
+
+/// A request reaches a route only on the route's listener: `/metrics` on METRICS_URL,
+/// everything else on BASE_URL.
+fn same_listener(route: &Route, request: &PostmanRequest) -> bool {
+    (route.kind == Kind::Metrics) == (request.listener == "METRICS_URL")
 }
 
 fn all_postman_requests() -> Vec<PostmanRequest> {
@@ -630,24 +656,40 @@ fn all_postman_requests() -> Vec<PostmanRequest> {
 fn router_parser_agrees_with_the_registered_api_routes() {
     // The text parser must see exactly what api_routes() really registers (the same list
     // the OpenAPI document is built from), so it cannot drift from the code.
-    let registered = serde_json::to_value(logicredit_auth::http::api_routes().into_openapi())
-        .expect("the OpenAPI document serialises");
-    let mut actual = BTreeSet::new();
-    for (path, item) in registered["paths"].as_object().expect("paths") {
-        for method in HTTP_METHODS {
-            if item.get(*method).is_some() {
-                actual.insert((method.to_uppercase(), path.clone()));
+    let registered = |router: utoipa_axum::router::OpenApiRouter<_>| {
+        let document =
+            serde_json::to_value(router.into_openapi()).expect("the OpenAPI document serialises");
+        let mut actual = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for method in HTTP_METHODS {
+                if item.get(*method).is_some() {
+                    actual.insert((method.to_uppercase(), path.clone()));
+                }
             }
         }
-    }
-    let parsed: BTreeSet<(String, String)> = router_routes()
-        .into_iter()
-        .filter(|r| r.kind == Kind::Api)
-        .map(|r| (r.method, r.path))
-        .collect();
+        actual
+    };
+    let parsed = |kind: Kind| -> BTreeSet<(String, String)> {
+        router_routes()
+            .into_iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| (r.method, r.path))
+            .collect()
+    };
     assert_eq!(
-        parsed, actual,
+        parsed(Kind::Api),
+        registered(logicredit_auth::http::api_routes()),
         "tests/packaging.rs parses src/http/mod.rs differently from what api_routes() registers"
+    );
+    assert_eq!(
+        parsed(Kind::Metrics),
+        registered(logicredit_auth::http::metrics_routes()),
+        "tests/packaging.rs parses src/http/mod.rs differently from what metrics_routes() registers"
+    );
+    assert_eq!(
+        parsed(Kind::Metrics),
+        BTreeSet::from([("GET".to_owned(), "/metrics".to_owned())]),
+        "only /metrics belongs on the metrics listener"
     );
 }
 
@@ -671,7 +713,11 @@ fn postman_collection_has_one_request_per_route_and_no_others() {
         let target = normalise(&request.path);
         let hits = routes
             .iter()
-            .filter(|r| r.method == request.method && route_matches(&normalise(&r.path), &target))
+            .filter(|r| {
+                r.method == request.method
+                    && same_listener(r, request)
+                    && route_matches(&normalise(&r.path), &target)
+            })
             .count();
         if hits == 0 {
             errors.push(format!(
@@ -686,6 +732,7 @@ fn postman_collection_has_one_request_per_route_and_no_others() {
             .any(|(m, p, _)| *m == route.method && *p == route.path);
         let covered = requests.iter().any(|request| {
             request.method == route.method
+                && same_listener(route, request)
                 && route_matches(&normalise(&route.path), &normalise(&request.path))
         });
         if !covered && !excluded {
@@ -707,6 +754,7 @@ fn postman_collection_has_one_request_per_route_and_no_others() {
         .filter(|route| {
             !manual.iter().any(|request| {
                 request.method == route.method
+                    && same_listener(route, request)
                     && route_matches(&normalise(&route.path), &normalise(&request.path))
             })
         })
@@ -757,6 +805,8 @@ fn postman_collection_structure_variables_and_csrf() {
         })
         .collect();
     assert_eq!(variables["BASE_URL"], "http://localhost:8000");
+    // The metrics listener: METRICS_ADDR as docker-compose.yml publishes it.
+    assert_eq!(variables["METRICS_URL"], "http://localhost:9100");
     for name in [
         "EMAIL_TOKEN",
         "RESET_TOKEN",
@@ -1078,6 +1128,7 @@ fn start_like_the_image(scratch: &Scratch) -> (Server, u16, PathBuf) {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("APP_ENV", "development")
             .env("BIND_ADDR", address.to_string())
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env(
                 "DATABASE_URL",
                 format!("sqlite://{}/data/auth.db", scratch.0.display()),

@@ -2,12 +2,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
 use super::auth::CodeOnly;
+use super::error::ApiError;
+use crate::services::ServiceError;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Checks {
@@ -67,16 +69,32 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     (status, Json(body))
 }
 
+/// Served on the metrics listener only (`METRICS_ADDR`, default `127.0.0.1:9100`): the
+/// counters differ by outcome, so on the public listener they would tell anyone which
+/// accounts exist. With `METRICS_TOKEN`, a scrape must send it as a bearer token.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    summary = "Prometheus metrics (text exposition format)",
+    summary = "Prometheus metrics (text exposition format), on the metrics listener only",
+    description = "Served on its own listener, `METRICS_ADDR` (default `127.0.0.1:9100`), never on the public one, which answers `404 not_found`. With `METRICS_TOKEN` set, send `Authorization: Bearer <METRICS_TOKEN>`.",
     responses(
         (status = 200, description = "Prometheus text: `http_requests_total`, `http_request_duration_seconds`, `auth_events_total`, `account_lockouts_total`, `rate_limit_hits_total`, `outbox_pending`, `email_delivery_failures_total`, `password_hash_*`, `storage_errors_total`", content_type = "text/plain", body = String),
+        (status = 401, description = "`not_authenticated`: `METRICS_TOKEN` is set and the request does not carry it", body = super::error::ErrorBody),
+        (status = 404, description = "`not_found`: asked on the public listener", body = super::error::ErrorBody),
     ),
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.settings.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::crypto::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+            return ApiError::from(ServiceError::NotAuthenticated).into_response();
+        }
+    }
     let text = state.metrics.render();
     let mut response = text.into_response();
     response.headers_mut().insert(

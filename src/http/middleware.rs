@@ -32,6 +32,19 @@ fn acceptable_request_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The method as a metrics and log label: one of the standard methods, else `other`. HTTP
+/// accepts any token as a method, and a label per distinct token would let a client grow
+/// the metrics (and their memory) without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|standard| *standard == method.as_str())
+        .unwrap_or("other")
+}
+
 /// Outermost layer: assigns the request id, opens the log span every line of this request
 /// carries, records metrics, and puts the id on the response.
 pub async fn request_id_and_trace(mut req: Request, next: Next) -> Response {
@@ -49,7 +62,7 @@ pub async fn request_id_and_trace(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
@@ -63,7 +76,7 @@ pub async fn request_id_and_trace(mut req: Request, next: Next) -> Response {
         );
     });
     let labels = [
-        ("method", method.to_string()),
+        ("method", method.to_owned()),
         ("route", route),
         ("status", status.to_string()),
     ];
@@ -241,7 +254,18 @@ pub async fn session_rotation(
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable_request_id;
+    use super::{acceptable_request_id, method_label};
+
+    #[test]
+    fn only_standard_methods_become_labels() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::CONNECT), "CONNECT");
+        for custom in ["PROPFIND", "get", &"X".repeat(8192)] {
+            let method = Method::from_bytes(custom.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{custom}");
+        }
+    }
 
     #[test]
     fn request_ids_follow_the_contract() {

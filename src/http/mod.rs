@@ -72,8 +72,30 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::audit))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
         .routes(routes!(openapi::spec))
+}
+
+/// The routes of the metrics listener (`METRICS_ADDR`), never of the public one: metrics
+/// count events per outcome (a registration of a known or an unknown address, say), so
+/// anyone who can read them learns which accounts exist.
+pub fn metrics_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health::metrics))
+}
+
+/// The metrics listener's router: `/metrics` only, with request ids, logs and the
+/// security headers; every other path is `404 not_found`.
+pub fn metrics_router(state: AppState) -> Router {
+    let (routes, _) = metrics_routes().split_for_parts();
+    routes
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NotFound })
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(axum::middleware::from_fn(middleware::request_id_and_trace))
+        .with_state(state)
 }
 
 /// Every route of the service with its middleware, in the order requests pass them:
@@ -116,10 +138,12 @@ pub fn router(state: AppState) -> Router {
 
 /// CORS only for the configured front ends, with credentials. With no origins configured
 /// there is no CORS layer at all, so no cross-origin browser call can read a response.
+/// The origins were validated at start-up (`configuration`): never `*` or `null`.
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     let allowed: Vec<HeaderValue> = origins
         .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .filter(|o| o.as_str() != "*" && !o.eq_ignore_ascii_case("null"))
+        .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     if allowed.is_empty() {
         return None;

@@ -63,7 +63,9 @@ impl Modify for SecuritySchemes {
 
 /// The whole document: the annotated API routes plus the two routes that serve docs.
 pub fn document() -> Document {
-    let mut document = super::api_routes().into_openapi();
+    let mut document = super::api_routes()
+        .merge(super::metrics_routes())
+        .into_openapi();
     let html = ResponseBuilder::new()
         .description("Swagger UI, served from the binary (no internet needed)")
         .content("text/html", ContentBuilder::new().build())

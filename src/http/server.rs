@@ -3,6 +3,11 @@
 //! `HEADER_READ_TIMEOUT` instead of holding a connection forever, and so is one that sends
 //! nothing at all) and a graceful drain
 //! on shutdown (stop accepting, let in-flight requests finish, then return).
+//!
+//! HTTP/1.1 only. The service sits behind a TLS-terminating proxy, and no browser speaks
+//! cleartext HTTP/2 (h2c); hyper's HTTP/2 server has no header or idle deadline, so an
+//! idle h2c connection used to stay open indefinitely. An h2c preface is now refused like
+//! any other malformed request line, and the connection is closed.
 
 use std::future::Future;
 use std::pin::pin;
@@ -12,8 +17,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,16 +70,13 @@ pub async fn serve(
                 drop(closed);
                 return;
             }
-            let mut builder = Builder::new(TokioExecutor::new());
+            let mut builder = http1::Builder::new();
             builder
-                .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            builder.http2().timer(TokioTimer::new());
-            let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .with_upgrades();
             let mut connection = pin!(connection);
             loop {
                 tokio::select! {

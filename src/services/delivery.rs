@@ -28,7 +28,9 @@ const MAX_BACKOFF_MS: i64 = 15 * 60 * 1000;
 const MAX_PERMANENT_FAILURES: i32 = 5;
 
 enum Transport {
-    /// Development: no SMTP server; each email is written to the log.
+    /// Development only: no SMTP server; each email, token included, is written to the
+    /// log. Production refuses to start without SMTP (see `configuration`), and `new`
+    /// refuses this transport there too, so production logs never carry a token.
     Log,
     Smtp {
         mailer: AsyncSmtpTransport<Tokio1Executor>,
@@ -49,14 +51,20 @@ enum SendError {
 }
 
 impl EmailDelivery {
+    /// `log_allowed`: whether emails may be written to the log when there is no SMTP
+    /// server (development only).
     pub fn new(
         db: Database,
         smtp: Option<&SmtpSettings>,
+        log_allowed: bool,
         poll_interval: Duration,
         retry_base: Duration,
     ) -> anyhow::Result<Self> {
         let transport = match smtp {
-            None => Transport::Log,
+            None if log_allowed => Transport::Log,
+            None => anyhow::bail!(
+                "SMTP_HOST is required in production: emails are never written to the log there"
+            ),
             Some(settings) => Transport::Smtp {
                 mailer: build_mailer(settings)?,
                 from: settings.from.parse().map_err(|e| {

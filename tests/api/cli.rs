@@ -95,7 +95,72 @@ fn production_refuses_insecure_settings_naming_each() {
         "COOKIE_SECURE",
         "SQLite",
         "REDIS_URL",
+        // Issue 11, item 4: without SMTP, reset and verification links went to the log.
+        "SMTP_HOST",
     ] {
         assert!(output.contains(problem), "{problem} missing from: {output}");
+    }
+}
+
+/// `serve` with `vars`, in a scratch folder (no `.env`), on free ports: the exit status and
+/// everything it printed. A server that is still up after 20 s is killed (and reported).
+fn serve_briefly(vars: &[(&str, &str)]) -> (Option<std::process::ExitStatus>, String) {
+    let dir = std::env::temp_dir().join(format!("lcauth-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = binary();
+    command
+        .arg("serve")
+        .current_dir(&dir)
+        .env("DATA_DIR", dir.join("data"))
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("TOTP_ENCRYPTION_KEY", ENCRYPTION_KEY)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (status, text)
+}
+
+/// Issue 11, item 9: `FRONTEND_ORIGINS=*` used to panic inside tower-http when the router
+/// was built, in every mode. Each bad origin is now a configuration error naming the
+/// variable: a clear message and exit status 1, never a panic.
+#[test]
+fn a_bad_front_end_origin_is_a_clear_configuration_error_not_a_panic() {
+    for (mode, origins) in [
+        ("development", "*"),
+        ("development", "https://app.bank.example,null"),
+        ("production", "*"),
+    ] {
+        let (status, output) = serve_briefly(&[("APP_ENV", mode), ("FRONTEND_ORIGINS", origins)]);
+        let status = status.unwrap_or_else(|| panic!("{mode}, {origins}: still serving: {output}"));
+        assert_eq!(status.code(), Some(1), "{mode}, {origins}: {output}");
+        assert!(
+            output.contains("invalid configuration") && output.contains("FRONTEND_ORIGINS"),
+            "{mode}, {origins}: {output}"
+        );
+        assert!(
+            !output.contains("panicked") && !output.contains("RUST_BACKTRACE"),
+            "{mode}, {origins}: a panic: {output}"
+        );
     }
 }

@@ -120,6 +120,8 @@ async fn fresh_postgres_database() -> String {
 
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener (`METRICS_ADDR`): the only place `/metrics` is served.
+    pub metrics_address: String,
     pub backend: Backend,
     pub smtp: SmtpSink,
     /// A separate connection for looking at (or tampering with) what the app stored.
@@ -144,6 +146,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     let smtp = SmtpSink::start().await;
     let mut vars: HashMap<String, String> = [
         ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
         ("DATA_DIR", dir.display().to_string()),
         ("TOTP_ENCRYPTION_KEY", ENCRYPTION_KEY.to_owned()),
         ("COOKIE_SECURE", "false".to_owned()),
@@ -194,6 +197,10 @@ async fn start(
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
     let application = Application::build(settings).await.expect("the app starts");
     let address = format!("http://{}", application.local_addr());
+    let metrics_address = application
+        .metrics_addr()
+        .map(|addr| format!("http://{addr}"))
+        .unwrap_or_default();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until(async move {
         let _ = stopped.await;
@@ -201,6 +208,7 @@ async fn start(
     let db = Database::connect(&vars["DATABASE_URL"]).await.unwrap();
     TestApp {
         address,
+        metrics_address,
         backend,
         smtp,
         db,
@@ -214,6 +222,13 @@ async fn start(
 impl TestApp {
     pub fn browser(&self) -> Browser {
         Browser::new(&self.address)
+    }
+
+    /// The Prometheus text from the metrics listener (as a scraper on the host sees it).
+    pub async fn metrics(&self) -> String {
+        let response = Browser::new(&self.metrics_address).get("/metrics").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.body.as_str().unwrap_or_default().to_owned()
     }
 
     /// Another instance on the same database, store and SMTP sink (a second node behind

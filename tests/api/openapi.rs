@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Csrf, spawn_app};
+use crate::helpers::{Backend, Browser, Csrf, spawn_app};
 
 /// API.md §3, in full.
 const CONTRACT: &[(&str, &str)] = &[
@@ -69,10 +69,18 @@ async fn the_document_and_the_router_list_the_same_routes() {
         );
     }
     // Every documented operation is routed: asked without a session or body, it answers
-    // something other than the router's own 404/405.
+    // something other than the router's own 404/405. `/metrics` is routed on the metrics
+    // listener only (issue 11, item 5), and the public listener answers 404 there.
+    let metrics = Browser::new(&app.metrics_address);
     for (method, path) in &ops {
         let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
-        let response = browser
+        let listener = if path == "/metrics" {
+            browser.get("/metrics").await.assert_error(404, "not_found");
+            &metrics
+        } else {
+            &browser
+        };
+        let response = listener
             .send(method.parse().unwrap(), &concrete, None, Csrf::None)
             .await;
         let fallback = (response.status == 404 && response.body["message"] == "Not found.")
