@@ -86,6 +86,8 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     pub session: SessionSettings,
     pub rate_limit_auth: RateLimit,
+    /// Enrollments (TOTP setups, passkey registrations) one session may start per window.
+    pub rate_limit_enrollment: RateLimit,
     pub trusted_proxies: Vec<IpNet>,
     pub lockout_threshold: u32,
     /// First lock; each further lock doubles it, up to `lockout_max`.
@@ -423,6 +425,7 @@ impl VarReader<'_> {
             );
         }
         let rate_limit_auth = self.rate_limit("RATE_LIMIT_AUTH", "50/600");
+        let rate_limit_enrollment = self.rate_limit("RATE_LIMIT_ENROLLMENT", "10/600");
         let trusted_proxies = self.trusted_proxies();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let password = PasswordSettings {
@@ -464,6 +467,7 @@ impl VarReader<'_> {
             smtp,
             session,
             rate_limit_auth,
+            rate_limit_enrollment,
             trusted_proxies,
             lockout_threshold: self.parsed("LOCKOUT_THRESHOLD", 5),
             lockout_base: self.seconds("LOCKOUT_BASE_SECONDS", 60),

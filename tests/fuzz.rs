@@ -47,6 +47,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// every case comes from 127.0.0.1, so both are lifted for the fuzzing apps.
 const FUZZ_SETTINGS: &[(&str, &str)] = &[
     ("RATE_LIMIT_AUTH", "1000000/600"),
+    ("RATE_LIMIT_ENROLLMENT", "1000000/600"),
     ("LOCKOUT_THRESHOLD", "1000000"),
 ];
 

@@ -282,7 +282,7 @@ pub async fn verify_email(
     summary = "Send a new verification email",
     request_body = EmailBody,
     responses(
-        (status = 202, description = "`verification_email_sent`, whether or not the account exists (only an unverified account gets an email)", body = CodeOnly),
+        (status = 202, description = "`verification_email_sent`, answered before any look-up: the same body and timing whether or not the account exists (only an unverified account gets an email)", body = CodeOnly),
         (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
         (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
         (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),

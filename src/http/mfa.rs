@@ -75,7 +75,7 @@ pub async fn factor_response(
     path = "/auth/mfa/totp/setup",
     tag = "mfa",
     summary = "Start TOTP enrollment",
-    description = "The first second factor needs proof of the password: a login younger than `STEP_UP_MAX_AGE_SECONDS`, or `current_password` in the body (a wrong one counts toward the lockout). A further factor needs fresh MFA instead. The pending setup belongs to this session and expires after 10 minutes. At most 10 enrollments may be started per session in 10 minutes.",
+    description = "The first second factor needs proof of the password: a login younger than `STEP_UP_MAX_AGE_SECONDS`, or `current_password` in the body (a wrong one counts toward the lockout). A further factor needs fresh MFA instead. The pending setup belongs to this session and expires after 10 minutes. At most `RATE_LIMIT_ENROLLMENT` (default 10 per 10 minutes) enrollments may be started per session.",
     request_body(content = Option<EnrollmentProof>, description = "optional; `current_password` when the first factor needs it"),
     responses(
         (status = 200, description = "`totp_setup_started`", body = TotpSetupResponse),

@@ -36,6 +36,7 @@ pub struct AbuseControl {
     store: Store,
     db: Database,
     rate: RateLimit,
+    enrollment: RateLimit,
     policy: LockoutPolicy,
 }
 
@@ -61,6 +62,7 @@ impl AbuseControl {
             store,
             db,
             rate: settings.rate_limit_auth,
+            enrollment: settings.rate_limit_enrollment,
             policy: LockoutPolicy {
                 threshold: settings.lockout_threshold.max(1),
                 base_ms: settings.lockout_base.as_millis() as i64,
@@ -95,21 +97,18 @@ impl AbuseControl {
         })
     }
 
-    /// A per-session limit on an action that writes (starting enrollments): over `max`
-    /// in `window` → `429 rate_limited`, so one session cannot fill the store or the
-    /// audit trail.
-    pub async fn limit_session(
-        &self,
-        session_id: uuid::Uuid,
-        scope: &str,
-        max: u64,
-        window: std::time::Duration,
-    ) -> ServiceResult<()> {
+    /// Starting an enrollment writes (a pending secret, a ceremony, an audit record):
+    /// `RATE_LIMIT_ENROLLMENT` per session, then `429 rate_limited`, so one session
+    /// cannot fill the store or the audit trail.
+    pub async fn limit_enrollment(&self, session_id: uuid::Uuid) -> ServiceResult<()> {
         let hit = self
             .store
-            .hit(&format!("rate:session:{scope}:{session_id}"), window)
+            .hit(
+                &format!("rate:session:enroll:{session_id}"),
+                self.enrollment.window,
+            )
             .await?;
-        if hit.count <= max {
+        if hit.count <= u64::from(self.enrollment.max) {
             return Ok(());
         }
         metrics::counter!("rate_limit_hits_total", "scope" => "session").increment(1);

@@ -616,7 +616,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let db = Database::connect(&format!("sqlite://{}/t.db", dir.display()))
             .await
-            .unwrap();
+            .unwrap()
+            .with_audit_keys(crate::crypto::audit_keys::AuditKeys::new(
+                "test-key-0123456789abcdef0123456789abcdef",
+                &[],
+            ));
         db.migrate().await.unwrap();
         let settings = SessionSettings {
             cookie_secure: true,

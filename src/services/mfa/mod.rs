@@ -224,12 +224,9 @@ impl Mfa {
         })
     }
 
-    /// Starting an enrollment writes (a pending secret, a ceremony, an audit record):
-    /// at most 10 per session in 10 minutes.
+    /// Starting an enrollment writes: limited per session (`RATE_LIMIT_ENROLLMENT`).
     async fn throttle_enrollment(&self, session: &CurrentSession) -> ServiceResult<()> {
-        self.abuse
-            .limit_session(session.id, "enroll", 10, Duration::from_secs(600))
-            .await
+        self.abuse.limit_enrollment(session.id).await
     }
 
     /// `POST /auth/step-up/confirm`: the guard already proved freshness; record it.
