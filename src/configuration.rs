@@ -386,7 +386,7 @@ impl VarReader<'_> {
                 AppEnv::Development
             }
         };
-        let default_bind: SocketAddr = "127.0.0.1:8000".parse().expect("valid literal");
+        let default_bind = SocketAddr::from(([127, 0, 0, 1], 8000));
         let bind_addr = self.parsed("BIND_ADDR", default_bind);
         let metrics_addr = self.metrics_addr(bind_addr);
         let metrics_token = self.raw("METRICS_TOKEN");

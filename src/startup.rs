@@ -70,6 +70,8 @@ impl Application {
         })
     }
 
+    // Invariant: a bound TCP listener always knows its address.
+    #[allow(clippy::expect_used)]
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -77,6 +79,7 @@ impl Application {
     }
 
     /// Where `/metrics` is served (None when `METRICS_ADDR=off`).
+    #[allow(clippy::expect_used)] // as `local_addr`
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
             .as_ref()

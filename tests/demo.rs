@@ -3,6 +3,9 @@
 //! contract's `404 not_found`) in production. The page itself is driven in a real browser
 //! by `.ci/e2e.sh` (tests/e2e/).
 
+// Tests stop loudly: unwrap, expect and panic are how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;

@@ -8,6 +8,9 @@
 //!
 //! The tests in this binary are serialised (`SERIAL`) so that outages never overlap.
 
+// Tests stop loudly: unwrap, expect and panic are how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;

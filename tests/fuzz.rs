@@ -4,6 +4,9 @@
 //! `FUZZ_CASES_PERCENT=<n>` scales every case count), and the seed corpus in
 //! `tests/fuzz-corpus/` replayed first.
 
+// Tests stop loudly: unwrap, expect and panic are how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[allow(dead_code)]
 #[path = "api/authenticators.rs"]
 mod authenticators;

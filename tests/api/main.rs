@@ -1,6 +1,9 @@
 //! Black-box scenarios against the real service, each on both deployments (see
 //! `on_both_backends!`). Read them against API.md: one module per area of the contract.
 
+// Tests stop loudly: unwrap, expect and panic are how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod helpers;
 mod smtp_sink;
 

@@ -248,7 +248,7 @@ impl Mfa {
     /// Reserves a lockout attempt for a second-factor check on `user`'s account: while
     /// the account is locked, no code is even looked at (`429 account_locked`).
     async fn reserve(&self, user: &UserRow) -> ServiceResult<Attempt> {
-        self.abuse.reserve(&stored_email(user)).await
+        self.abuse.reserve(&stored_email(user)?).await
     }
 
     /// A correct second factor on `session`: finish the login or refresh the step-up, in
@@ -285,7 +285,7 @@ impl Mfa {
                 ));
                 uow.commit().await?;
                 // Only a completed login resets the failure count.
-                self.abuse.clear(&stored_email(&user)).await?;
+                self.abuse.clear(&stored_email(&user)?).await?;
                 drop(attempt);
                 Ok(MfaOutcome::LoginCompleted {
                     user,
@@ -439,22 +439,27 @@ impl Mfa {
     }
 }
 
-fn stored_email(user: &UserRow) -> EmailAddress {
-    // Stored addresses were validated on the way in.
-    EmailAddress::parse(&user.email).expect("stored emails are valid")
+/// Stored addresses were validated on the way in; a row that fails is a storage fault
+/// (500), never a panic.
+fn stored_email(user: &UserRow) -> ServiceResult<EmailAddress> {
+    EmailAddress::parse(&user.email)
+        .ok_or_else(|| anyhow::anyhow!("user {} has an unparseable stored email", user.id).into())
 }
 
 fn new_recovery_code() -> String {
-    let raw: Vec<u8> = crate::crypto::random_bytes::<RECOVERY_CODE_LEN>()
+    let mut code = String::with_capacity(RECOVERY_CODE_LEN + RECOVERY_CODE_LEN / 4);
+    for (i, byte) in crate::crypto::random_bytes::<RECOVERY_CODE_LEN>()
         .iter()
-        .map(|b| RECOVERY_ALPHABET[usize::from(*b) % RECOVERY_ALPHABET.len()])
-        .collect();
-    let text = String::from_utf8(raw).expect("alphabet is ASCII");
-    text.as_bytes()
-        .chunks(4)
-        .map(|c| std::str::from_utf8(c).expect("ASCII"))
-        .collect::<Vec<_>>()
-        .join("-")
+        .enumerate()
+    {
+        if i > 0 && i % 4 == 0 {
+            code.push('-');
+        }
+        code.push(char::from(
+            RECOVERY_ALPHABET[usize::from(*byte) % RECOVERY_ALPHABET.len()],
+        ));
+    }
+    code
 }
 
 /// Case, spaces and dashes do not matter when a code is typed back.

@@ -599,7 +599,7 @@ impl Mfa {
             json!({"method": "passkey", "session_id": session.id}),
         ));
         uow.commit().await?;
-        self.abuse.clear(&super::stored_email(&user)).await?;
+        self.abuse.clear(&super::stored_email(&user)?).await?;
         Ok(MfaOutcome::LoginCompleted { user, session })
     }
 

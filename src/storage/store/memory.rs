@@ -196,6 +196,8 @@ impl MemoryStore {
                 std::future::ready(Op::Put(next))
             })
             .await;
+        // Invariant: the closure always answers `Op::Put`, so an entry exists afterwards.
+        #[allow(clippy::expect_used)]
         let entry = result
             .into_entry()
             .map(|e| e.into_value())
@@ -231,6 +233,8 @@ impl MemoryStore {
                 }))
             })
             .await;
+        // Invariant: moka runs the compute closure exactly once before returning.
+        #[allow(clippy::expect_used)]
         outcome.expect("the compute closure always runs")
     }
 
