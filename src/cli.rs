@@ -1,5 +1,6 @@
 //! The command line (API.md §6).
 
+use secrecy::ExposeSecret;
 use std::io::Read;
 
 use clap::{Parser, Subcommand};
@@ -122,8 +123,8 @@ fn hash_benchmark(settings: &Settings, rounds: u32) -> anyhow::Result<()> {
         p.argon2_memory_kib,
         p.argon2_iterations,
         p.argon2_parallelism,
-        p.pepper.as_deref(),
-        &p.old_peppers,
+        p.pepper.as_ref().map(ExposeSecret::expose_secret),
+        &crate::configuration::exposed(&p.old_peppers),
     )?;
     hasher.hash("warm-up passphrase")?;
     let rounds = rounds.max(1);

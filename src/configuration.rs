@@ -3,6 +3,7 @@
 //! Development defaults make `cargo run --release` work on a fresh machine; production
 //! (`APP_ENV=production`) refuses every insecure setting at once, naming them all.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     pub from: String,
     pub tls: SmtpTls,
 }
@@ -46,9 +47,9 @@ pub struct PasswordSettings {
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
     pub min_length: usize,
-    pub pepper: Option<String>,
+    pub pepper: Option<SecretString>,
     /// Peppers that older hashes may still use; they verify, then get re-hashed.
-    pub old_peppers: Vec<String>,
+    pub old_peppers: Vec<SecretString>,
     pub banned_passwords_file: Option<PathBuf>,
     /// Hashes allowed in flight at once; each holds `argon2_memory_kib` of memory.
     pub hashing_concurrency: usize,
@@ -75,8 +76,10 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Prefix of every key this service writes to the ephemeral store (tests isolate by it).
     pub store_key_prefix: String,
-    pub encryption_key: String,
-    pub old_encryption_keys: Vec<String>,
+    /// Secrets are `SecretString`: `Debug` prints `[REDACTED]`, so no log line, panic
+    /// message or `{:?}` of the settings can carry them.
+    pub encryption_key: SecretString,
+    pub old_encryption_keys: Vec<SecretString>,
     pub rp_id: String,
     pub rp_name: String,
     pub origin_url: String,
@@ -159,17 +162,19 @@ impl Settings {
             return Ok(());
         }
         let path = self.data_dir.join("secret.key");
-        self.encryption_key = load_or_create_key(&path).map_err(|source| ConfigError::DataDir {
-            path: path.clone(),
-            source,
-        })?;
+        self.encryption_key = load_or_create_key(&path)
+            .map_err(|source| ConfigError::DataDir {
+                path: path.clone(),
+                source,
+            })?
+            .into();
         Ok(())
     }
 
     /// Everything production mode refuses (API.md §7), all at once.
     fn insecure_settings(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.encryption_key.chars().count() < 32 {
+        if self.encryption_key.expose_secret().chars().count() < 32 {
             problems.push("TOTP_ENCRYPTION_KEY must be set to at least 32 characters".to_owned());
         }
         if !self.is_production() {
@@ -433,8 +438,8 @@ impl VarReader<'_> {
             argon2_iterations: self.parsed("ARGON2_ITERATIONS", 3),
             argon2_parallelism: self.parsed("ARGON2_PARALLELISM", 1),
             min_length: self.parsed("PASSWORD_MIN_LENGTH", 12),
-            pepper: self.raw("PASSWORD_PEPPER"),
-            old_peppers: self.list("PASSWORD_PEPPERS_OLD"),
+            pepper: self.raw("PASSWORD_PEPPER").map(SecretString::from),
+            old_peppers: secrets(self.list("PASSWORD_PEPPERS_OLD")),
             banned_passwords_file: self.raw("BANNED_PASSWORDS_FILE").map(PathBuf::from),
             hashing_concurrency: self.parsed("PASSWORD_HASHING_CONCURRENCY", cores),
         };
@@ -455,8 +460,8 @@ impl VarReader<'_> {
             database_url,
             redis_url,
             store_key_prefix: self.string("STORE_KEY_PREFIX", "lcauth:"),
-            encryption_key: self.string("TOTP_ENCRYPTION_KEY", ""),
-            old_encryption_keys: self.list("TOTP_ENCRYPTION_KEYS_OLD"),
+            encryption_key: self.string("TOTP_ENCRYPTION_KEY", "").into(),
+            old_encryption_keys: secrets(self.list("TOTP_ENCRYPTION_KEYS_OLD")),
             rp_id: self.string("FIDO_RP_ID", "localhost"),
             rp_name: self.string("FIDO_RP_NAME", "Logicredit"),
             origin_url: self
@@ -595,11 +600,20 @@ impl VarReader<'_> {
             host,
             port: self.parsed("SMTP_PORT", default_port),
             username: self.raw("SMTP_USERNAME"),
-            password: self.raw("SMTP_PASSWORD"),
+            password: self.raw("SMTP_PASSWORD").map(SecretString::from),
             from: self.string("SMTP_FROM", "Logicredit <no-reply@localhost>"),
             tls,
         })
     }
+}
+
+/// The secrets' text, for the crypto constructors that derive keys from them.
+pub fn exposed(secrets: &[SecretString]) -> Vec<&str> {
+    secrets.iter().map(ExposeSecret::expose_secret).collect()
+}
+
+fn secrets(values: Vec<String>) -> Vec<SecretString> {
+    values.into_iter().map(SecretString::from).collect()
 }
 
 #[cfg(test)]
@@ -797,6 +811,31 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(settings.session.cookie_name, "session");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let secrets = [
+            (
+                "TOTP_ENCRYPTION_KEY",
+                "master-key-0123456789abcdef0123456789",
+            ),
+            (
+                "TOTP_ENCRYPTION_KEYS_OLD",
+                "old-master-key-0123456789abcdef01234",
+            ),
+            ("PASSWORD_PEPPER", "pepper-0123456789"),
+            ("PASSWORD_PEPPERS_OLD", "old-pepper-0123456789"),
+            ("SMTP_PASSWORD", "smtp-password-0123456789"),
+        ];
+        let mut all = secrets.to_vec();
+        all.push(("SMTP_HOST", "127.0.0.1"));
+        let settings = Settings::from_vars(&vars(&all)).unwrap();
+        let debug = format!("{settings:?}");
+        for (name, value) in secrets {
+            assert!(!debug.contains(value), "{name} printed by Debug");
+        }
+        assert!(debug.contains("REDACTED"));
     }
 
     #[test]

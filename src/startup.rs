@@ -1,6 +1,7 @@
 //! Wiring: connect storage, build services, start background workers, serve HTTP until a
 //! shutdown signal, then drain in-flight requests.
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,8 @@ pub async fn connect_storage(settings: &Settings) -> anyhow::Result<(Database, S
     let db = Database::connect(&settings.database_url)
         .await?
         .with_audit_keys(AuditKeys::new(
-            &settings.encryption_key,
-            &settings.old_encryption_keys,
+            settings.encryption_key.expose_secret(),
+            &crate::configuration::exposed(&settings.old_encryption_keys),
         ));
     let store = match &settings.redis_url {
         Some(url) => Store::redis(url, &settings.store_key_prefix).await?,

@@ -53,7 +53,7 @@ impl std::fmt::Debug for AuditKeys {
 }
 
 impl AuditKeys {
-    pub fn new(current: &str, old: &[String]) -> Self {
+    pub fn new(current: &str, old: &[&str]) -> Self {
         Self {
             current: ChainKey::from_master(current),
             old: old.iter().map(|k| ChainKey::from_master(k)).collect(),
@@ -117,7 +117,7 @@ mod tests {
     fn after_rotation_old_macs_verify_under_the_old_key() {
         let before = AuditKeys::new(OLD, &[]);
         let old_mac = before.seal(b"record");
-        let rotated = AuditKeys::new(NEW, &[OLD.to_owned()]);
+        let rotated = AuditKeys::new(NEW, &[OLD]);
         assert_ne!(rotated.current_key_id(), before.current_key_id());
         assert_eq!(
             rotated.verify(before.current_key_id(), b"record", &old_mac),

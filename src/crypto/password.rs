@@ -69,7 +69,7 @@ impl PasswordHasher {
         iterations: u32,
         parallelism: u32,
         pepper: Option<&str>,
-        old_peppers: &[String],
+        old_peppers: &[&str],
     ) -> Result<Self, PasswordHashError> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(PasswordHashError::Params)?;
@@ -166,7 +166,7 @@ impl PasswordHasher {
 mod tests {
     use super::*;
 
-    fn small(pepper: Option<&str>, old: &[String]) -> PasswordHasher {
+    fn small(pepper: Option<&str>, old: &[&str]) -> PasswordHasher {
         PasswordHasher::new(64, 1, 1, pepper, old).unwrap()
     }
 
@@ -228,7 +228,7 @@ mod tests {
             Err(PasswordHashError::UnknownPepper(_))
         ));
         // A new pepper with the old one kept for verification: valid, and re-hash asked.
-        let rotated = small(Some("pepper-two"), &["pepper-one".to_owned()]);
+        let rotated = small(Some("pepper-two"), &["pepper-one"]);
         let check = rotated.verify("pass phrase two", &stored).unwrap();
         assert!(check.valid && check.needs_rehash);
         let fresh = rotated.hash("pass phrase two").unwrap();

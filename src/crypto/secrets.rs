@@ -50,7 +50,7 @@ pub struct SecretBox {
 }
 
 impl SecretBox {
-    pub fn new(current: &str, old: &[String]) -> Self {
+    pub fn new(current: &str, old: &[&str]) -> Self {
         Self {
             current: SealingKey::from_master(current),
             old: old.iter().map(|k| SealingKey::from_master(k)).collect(),
@@ -149,7 +149,7 @@ mod tests {
             SecretBox::new(NEW, &[]).open(&before, "ctx"),
             Err(SecretError::UnknownKey(_))
         ));
-        let rotated = SecretBox::new(NEW, &[OLD.to_owned()]);
+        let rotated = SecretBox::new(NEW, &[OLD]);
         assert_eq!(rotated.open(&before, "ctx").unwrap(), b"secret");
         assert!(rotated.is_stale(&before));
         assert!(!rotated.is_stale(&rotated.seal(b"secret", "ctx")));

@@ -2,6 +2,7 @@
 //! SMTP (or writes them to the log when no SMTP server is configured), and retries with
 //! backoff. Several instances can run it at once: a lease gives each email to one worker.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
@@ -195,7 +196,10 @@ fn build_mailer(settings: &SmtpSettings) -> anyhow::Result<AsyncSmtpTransport<To
         .port(settings.port)
         .timeout(Some(Duration::from_secs(10)));
     if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose_secret().to_owned(),
+        ));
     }
     Ok(builder.build())
 }

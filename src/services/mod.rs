@@ -11,6 +11,7 @@ pub mod mfa;
 pub mod passwords;
 pub mod sessions;
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 
 pub use error::{ServiceError, ServiceResult};
@@ -79,7 +80,7 @@ impl Services {
             templates.clone(),
         )?;
         Ok(Arc::new(Self {
-            keys: KeyRing::new(&settings.encryption_key),
+            keys: KeyRing::new(settings.encryption_key.expose_secret()),
             settings,
             db,
             store,

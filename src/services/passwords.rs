@@ -1,5 +1,6 @@
 //! Password rules (API.md §4) and hashing with a bounded number of hashes in flight.
 
+use secrecy::ExposeSecret;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -109,8 +110,8 @@ impl PasswordHashing {
             settings.argon2_memory_kib,
             settings.argon2_iterations,
             settings.argon2_parallelism,
-            settings.pepper.as_deref(),
-            &settings.old_peppers,
+            settings.pepper.as_ref().map(ExposeSecret::expose_secret),
+            &crate::configuration::exposed(&settings.old_peppers),
         )?;
         let dummy = hasher.hash(&crate::crypto::random_token())?;
         Ok(Self {

@@ -10,6 +10,7 @@
 mod passkeys;
 pub mod totp;
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,9 +140,15 @@ impl Mfa {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             webauthn: Arc::new(passkeys::build_webauthn(settings)?),
-            secrets: SecretBox::new(&settings.encryption_key, &settings.old_encryption_keys),
+            secrets: SecretBox::new(
+                settings.encryption_key.expose_secret(),
+                &crate::configuration::exposed(&settings.old_encryption_keys),
+            ),
             issuer: settings.rp_name.replace(':', " "),
-            decoy_key: crate::crypto::derive_key(&settings.encryption_key, b"passkey-decoy-ids"),
+            decoy_key: crate::crypto::derive_key(
+                settings.encryption_key.expose_secret(),
+                b"passkey-decoy-ids",
+            ),
             step_up_max_age: settings.session.step_up_max_age,
             db,
             store,
