@@ -98,6 +98,7 @@ impl Accounts {
 
     /// Registers an account, or — when the email is taken — emails its owner a notice.
     /// Both paths hash the password and answer the same, so the response reveals nothing.
+    #[tracing::instrument(skip_all)]
     pub async fn register(
         &self,
         email: &EmailAddress,
@@ -183,6 +184,7 @@ impl Accounts {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn verify_email(&self, token: &str, ctx: &RequestContext) -> ServiceResult<()> {
         if !is_verify_token_shape(token) {
             return Err(ServiceError::InvalidToken);
@@ -201,6 +203,7 @@ impl Accounts {
 
     /// Sends a fresh verification email when the account exists and is unverified;
     /// otherwise does nothing. The caller answers 202 either way.
+    #[tracing::instrument(skip_all)]
     pub async fn resend_verification(
         &self,
         email: &EmailAddress,
@@ -221,6 +224,7 @@ impl Accounts {
     /// The password step of a login. Each attempt first reserves a slot against the
     /// account's lockout, so racing attempts cannot exceed the threshold. Unknown emails
     /// cost the same Argon2 run (against a dummy hash) and fail the same way.
+    #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
         email: &EmailAddress,
@@ -359,6 +363,7 @@ impl Accounts {
     /// `POST /auth/password/reset/request`: emails a reset link when the account exists
     /// (and is enabled); a new request retires older tokens. The caller answers 202 at
     /// once and runs this in the background, so timing says nothing either.
+    #[tracing::instrument(skip_all)]
     pub async fn request_password_reset(
         &self,
         email: &EmailAddress,
@@ -398,6 +403,7 @@ impl Accounts {
     /// `POST /auth/password/reset/confirm`: a valid token sets a new password (if it passes
     /// the policy — a weak one leaves the token usable), revokes every session, clears the
     /// lockout and tells the owner. Returns how many sessions were revoked.
+    #[tracing::instrument(skip_all)]
     pub async fn confirm_password_reset(
         &self,
         token: &str,
@@ -437,6 +443,7 @@ impl Accounts {
 
     /// `POST /auth/password/change`: the current password must be right (a wrong one
     /// counts toward the lockout); other sessions are revoked. Returns how many.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn change_password(
         &self,
         session: &CurrentSession,
@@ -482,6 +489,7 @@ impl Accounts {
     /// collect the recovery codes and outlive a password reset (issue 11, item 1). When a
     /// factor exists, fresh MFA (checked by the route's guard) is the proof instead.
     /// A wrong password counts toward the lockout like a wrong login.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn prove_for_first_factor(
         &self,
         session: &CurrentSession,
@@ -576,6 +584,7 @@ impl Accounts {
 
     /// Creates a verified account with a role (the CLI's `create-user`: how the first
     /// admin is made).
+    #[tracing::instrument(skip_all)]
     pub async fn create_user(
         &self,
         email: &EmailAddress,

@@ -64,6 +64,7 @@ impl Admin {
     }
 
     /// A page of users in creation order, and the cursor of the next page.
+    #[tracing::instrument(skip_all)]
     pub async fn users(
         &self,
         filter: UserFilter,
@@ -89,6 +90,7 @@ impl Admin {
     /// Changes a user's role and/or status. Disabling revokes every session of theirs;
     /// a role change applies at their sessions' next request. The last active admin can
     /// be neither demoted nor disabled.
+    #[tracing::instrument(skip_all, fields(admin_id = %admin.user_id))]
     pub async fn update_user(
         &self,
         admin: &CurrentSession,
@@ -142,6 +144,7 @@ impl Admin {
     }
 
     /// Clears the lockout of a user's account.
+    #[tracing::instrument(skip_all)]
     pub async fn unlock(
         &self,
         staff: &CurrentSession,

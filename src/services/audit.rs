@@ -177,6 +177,7 @@ impl AuditTrail {
     }
 
     /// A page, newest first, and the cursor of the next page (None at the end).
+    #[tracing::instrument(skip_all)]
     pub async fn page(
         &self,
         filter: AuditFilter,
@@ -202,6 +203,7 @@ impl AuditTrail {
     /// Verifies the chain and every checkpoint (stored, and `external` ones kept elsewhere,
     /// e.g. exported to a SIEM); when it is intact, signs a checkpoint of the head it
     /// verified, so that what was just verified can no longer be cut off unnoticed.
+    #[tracing::instrument(skip_all)]
     pub async fn verify(
         &self,
         external: Vec<CheckpointRow>,
@@ -219,12 +221,14 @@ impl AuditTrail {
 
     /// Signs a checkpoint of the current head, unless one covers it already (the
     /// background task, graceful shutdown).
+    #[tracing::instrument(skip_all)]
     pub async fn checkpoint(&self) -> ServiceResult<Option<CheckpointRow>> {
         let keys = self.db.audit_keys()?;
         Ok(audit::write_checkpoint(self.db.connection(), keys, None).await?)
     }
 
     /// Writes every checkpoint created from `since` on as JSON lines; returns how many.
+    #[tracing::instrument(skip_all)]
     pub async fn export_checkpoints(
         &self,
         since: i64,
@@ -247,6 +251,7 @@ impl AuditTrail {
     }
 
     /// Writes every record from `since` on as JSON lines; returns how many.
+    #[tracing::instrument(skip_all)]
     pub async fn export(&self, since: i64, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
         let mut after = 0;
         let mut written = 0;

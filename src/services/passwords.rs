@@ -165,7 +165,10 @@ impl PasswordHashing {
         // The permit travels with the hash: when a client gives up, the request future is
         // dropped but the blocking hash runs on, and it must keep its slot until it ends —
         // otherwise abandoned logins start unbounded hashes (and memory).
+        // The blocking thread logs under the request's span (request id, route).
+        let span = tracing::Span::current();
         let outcome = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let outcome = job(&hasher);
             drop(permit);
             outcome

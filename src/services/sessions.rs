@@ -159,6 +159,7 @@ impl Sessions {
     }
 
     /// Adds a new session for `user` to the unit of work (audited as `session.created`).
+    #[tracing::instrument(skip_all)]
     pub async fn create(
         &self,
         uow: &mut UnitOfWork,
@@ -205,6 +206,7 @@ impl Sessions {
 
     /// Second factor done: the pending session becomes active under a new token (the old
     /// one dies at once), with `mfa_verified_at` = now (audited as `session.rotated`).
+    #[tracing::instrument(skip_all, fields(user_id = %current.user_id))]
     pub async fn upgrade(
         &self,
         uow: &mut UnitOfWork,
@@ -249,6 +251,7 @@ impl Sessions {
     /// The user's role changed since this active session's token was issued: give it a
     /// new token (the old one dies at once), keeping everything else. Returns the session
     /// under its new token; the caller hands the token to the client (new cookies).
+    #[tracing::instrument(skip_all, fields(user_id = %current.user_id))]
     pub async fn rotate_for_role_change(
         &self,
         current: &CurrentSession,
@@ -292,6 +295,7 @@ impl Sessions {
 
     /// A second factor was just verified on this session (step-up), or a first factor was
     /// enrolled on it (`MfaMethod::Enrollment`).
+    #[tracing::instrument(skip_all, fields(user_id = %current.user_id))]
     pub async fn mark_mfa_verified(
         &self,
         uow: &mut UnitOfWork,
@@ -460,6 +464,7 @@ impl Sessions {
     /// change to the session or its user, such as a role change). The marker is unique,
     /// so a load that started before this call cannot replace it, and it never replaces
     /// a tombstone.
+    #[tracing::instrument(skip_all)]
     pub async fn refresh_cache(&self, token_hash: &str) -> ServiceResult<()> {
         let marker = format!("{STALE_PREFIX}{}", Uuid::new_v4());
         self.store
@@ -473,6 +478,7 @@ impl Sessions {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = %current.user_id))]
     pub async fn list(&self, current: &CurrentSession) -> ServiceResult<Vec<SessionSummary>> {
         let rows = session_rows::list_for_user(self.db.connection(), current.user_id).await?;
         let idle = millis(self.settings.idle_timeout);
@@ -488,6 +494,7 @@ impl Sessions {
             .collect())
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = %current.user_id))]
     pub async fn logout(
         &self,
         current: &CurrentSession,
@@ -506,6 +513,7 @@ impl Sessions {
     }
 
     /// Revokes one of the caller's own sessions; any other id is `NotFound`.
+    #[tracing::instrument(skip_all, fields(user_id = %current.user_id))]
     pub async fn revoke(
         &self,
         current: &CurrentSession,
@@ -530,6 +538,7 @@ impl Sessions {
     }
 
     /// Revokes every session of a user except `keep` (a token hash); returns how many.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn revoke_all(
         &self,
         user_id: Uuid,
@@ -547,6 +556,7 @@ impl Sessions {
 
     /// The same, inside the caller's unit of work (a password reset, a disable). The
     /// tombstones are written first, so the sessions are dead even if the commit fails.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn revoke_all_in(
         &self,
         uow: &mut UnitOfWork,
@@ -571,6 +581,7 @@ impl Sessions {
     }
 
     /// The user's role or status changed: every cached session of theirs re-reads it.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn refresh_user(&self, user_id: Uuid) -> ServiceResult<()> {
         for row in session_rows::list_for_user(self.db.connection(), user_id).await? {
             self.refresh_cache(&row.token_hash).await?;
@@ -579,6 +590,7 @@ impl Sessions {
     }
 
     /// Deletes durable copies that expired (the store forgets them by itself).
+    #[tracing::instrument(skip_all)]
     pub async fn purge_expired(&self) -> ServiceResult<u64> {
         let now = now_millis();
         let idle_cutoff = now - millis(self.settings.idle_timeout);

@@ -168,6 +168,7 @@ impl Mfa {
 
     /// After a password reset, the logins until one completes list every second factor,
     /// so an owner asked for a factor they never had can see it (issue 11, item 1).
+    #[tracing::instrument(skip_all)]
     pub async fn factor_review(&self, user: &UserRow) -> ServiceResult<Option<FactorReview>> {
         let Some(since) = user.factor_review_since else {
             return Ok(None);
@@ -197,6 +198,7 @@ impl Mfa {
     /// The step-up rule (API.md §7 order, after session, CSRF and role): a user with no
     /// second factor gets `mfa_enrollment_required`; one whose last verification is older
     /// than `STEP_UP_MAX_AGE_SECONDS` gets `mfa_step_up_required` (audited).
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn require_fresh(
         &self,
         session: &CurrentSession,
@@ -237,6 +239,7 @@ impl Mfa {
     }
 
     /// `POST /auth/step-up/confirm`: the guard already proved freshness; record it.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn confirm_step_up(
         &self,
         session: &CurrentSession,
@@ -369,6 +372,7 @@ impl Mfa {
     }
 
     /// `POST /auth/mfa/recovery/regenerate` (fresh MFA): a new set replaces the old.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn regenerate_recovery_codes(
         &self,
         session: &CurrentSession,
@@ -393,6 +397,7 @@ impl Mfa {
     }
 
     /// `POST /auth/mfa/recovery/verify`: like TOTP verify, each code once.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn verify_recovery_code(
         &self,
         session: &CurrentSession,

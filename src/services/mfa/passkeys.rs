@@ -206,6 +206,7 @@ impl Mfa {
             .collect()
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn list_passkeys(&self, user_id: Uuid) -> ServiceResult<Vec<PasskeyView>> {
         let rows = factors_db::webauthn_for_user(self.db.connection(), user_id).await?;
         Ok(rows.iter().map(PasskeyView::from).collect())
@@ -213,6 +214,7 @@ impl Mfa {
 
     /// Options for a new passkey: resident key preferred, user verification required, the
     /// user's existing credentials excluded.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn passkey_registration_start(
         &self,
         session: &CurrentSession,
@@ -250,6 +252,7 @@ impl Mfa {
 
     /// Verifies the attestation and stores the passkey (encrypted). Registering is itself
     /// a verification (step-up fresh); the first second factor brings recovery codes.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn passkey_registration_finish(
         &self,
         session: &CurrentSession,
@@ -350,6 +353,7 @@ impl Mfa {
     /// (second factor or step-up). Without: passwordless — the email's passkeys, or a
     /// discoverable ceremony when no email is given or it has none (so the answer does not
     /// tell whether an account exists).
+    #[tracing::instrument(skip_all)]
     pub async fn passkey_login_start(
         &self,
         session: Option<&CurrentSession>,
@@ -424,6 +428,7 @@ impl Mfa {
     /// `POST /auth/webauthn/login/finish`: verifies the assertion (signature, challenge,
     /// origin, RP ID, user verification, counter) and then logs in, completes the pending
     /// login, or refreshes step-up.
+    #[tracing::instrument(skip_all)]
     pub async fn passkey_login_finish(
         &self,
         session: Option<&CurrentSession>,
@@ -611,6 +616,7 @@ impl Mfa {
     }
 
     /// `DELETE /auth/webauthn/credentials/{id}` (fresh MFA); only the caller's own.
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn delete_passkey(
         &self,
         session: &CurrentSession,

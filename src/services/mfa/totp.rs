@@ -50,6 +50,7 @@ impl Mfa {
             .map_err(|e| anyhow::anyhow!("TOTP parameters: {e}").into())
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn totp_setup(
         &self,
         session: &CurrentSession,
@@ -95,6 +96,7 @@ impl Mfa {
 
     /// Confirms an enrollment, completes a pending login, or refreshes step-up — which
     /// one depends on the TOTP row and the session (see the module docs).
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn totp_verify(
         &self,
         session: &CurrentSession,
@@ -191,6 +193,7 @@ impl Mfa {
     }
 
     /// `DELETE /auth/mfa/totp` (fresh MFA).
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn totp_disable(
         &self,
         session: &CurrentSession,
@@ -224,6 +227,7 @@ impl Mfa {
 
     /// Re-seals every stored secret under the current key. Each row is replaced only if
     /// unchanged since it was read, so the command can be interrupted and run again.
+    #[tracing::instrument(skip_all)]
     pub async fn rotate_keys(&self) -> ServiceResult<(u64, u64)> {
         let conn = self.db.connection();
         let (mut rotated, mut current) = (0, 0);
