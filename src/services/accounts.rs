@@ -454,19 +454,9 @@ impl Accounts {
         let user = self.find_user(session.user_id).await?;
         let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotAuthenticated)?;
         let password = self.acceptable_password(new_password, &email)?;
-        let attempt = self.abuse.reserve(&email).await?;
-        let stored = StoredPassword {
-            phc: user.password_hash.clone(),
-            pepper_id: user.password_pepper_id.clone(),
-        };
-        let check = self
-            .hashing
-            .verify(&normalize(current_password), Some(stored))
+        let attempt = self
+            .confirm_password(&user, &email, current_password, ctx)
             .await?;
-        if !check.valid {
-            self.record_failure(Some(&user), &attempt, ctx).await?;
-            return Err(ServiceError::InvalidCredentials);
-        }
         let fresh = self.hashing.hash(&password).await?;
         let uow = self.db.begin().await?;
         let revoked = self
@@ -510,7 +500,22 @@ impl Accounts {
         };
         let user = self.find_user(session.user_id).await?;
         let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotAuthenticated)?;
-        let attempt = self.abuse.reserve(&email).await?;
+        let attempt = self.confirm_password(&user, &email, password, ctx).await?;
+        self.abuse.release(attempt).await?;
+        Ok(())
+    }
+
+    /// A signed-in user re-enters their password: the check reserves a lockout attempt
+    /// first, and a wrong password is recorded like a wrong login. The caller releases
+    /// the returned attempt once its change is done.
+    async fn confirm_password(
+        &self,
+        user: &UserRow,
+        email: &EmailAddress,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<Attempt> {
+        let attempt = self.abuse.reserve(email).await?;
         let stored = StoredPassword {
             phc: user.password_hash.clone(),
             pepper_id: user.password_pepper_id.clone(),
@@ -520,11 +525,10 @@ impl Accounts {
             .verify(&normalize(password), Some(stored))
             .await?;
         if !check.valid {
-            self.record_failure(Some(&user), &attempt, ctx).await?;
+            self.record_failure(Some(user), &attempt, ctx).await?;
             return Err(ServiceError::InvalidCredentials);
         }
-        self.abuse.release(attempt).await?;
-        Ok(())
+        Ok(attempt)
     }
 
     /// Stores a new password hash, ends the user's sessions (all, or all but `keep`),

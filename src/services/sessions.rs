@@ -217,28 +217,16 @@ impl Sessions {
         let now = now_millis();
         let token = random_token();
         let absolute = now + millis(self.settings.absolute_timeout);
-        self.forget(&current.token_hash).await?;
-        let rotated = session_rows::rotate(
-            uow.conn(),
-            &current.token_hash,
-            session_rows::Rotation {
-                new_token_hash: &token_hash(&token),
-                state: SessionState::Active.as_str(),
-                mfa_verified_at: Some(now),
-                mfa_method: Some(method.as_str()),
-                absolute_expires_at: absolute,
-                now,
-            },
-        )
-        .await?;
-        if !rotated {
-            return Err(ServiceError::NotAuthenticated);
-        }
-        uow.audit(ctx.record(
-            AuditEvent::SessionRotated,
-            Some(current.user_id),
-            json!({"session_id": current.id, "reason": "mfa_completed"}),
-        ));
+        let to = session_rows::Rotation {
+            new_token_hash: &token_hash(&token),
+            state: SessionState::Active.as_str(),
+            mfa_verified_at: Some(now),
+            mfa_method: Some(method.as_str()),
+            absolute_expires_at: absolute,
+            now,
+        };
+        self.replace_token(uow, current, to, "mfa_completed", ctx)
+            .await?;
         Ok(IssuedSession {
             token,
             id: current.id,
@@ -246,6 +234,28 @@ impl Sessions {
             absolute_expires_at: absolute,
             idle_expires_at: self.idle_expires_at(now, absolute),
         })
+    }
+
+    /// Kills the current token everywhere (tombstone first), gives the session its new
+    /// token and state in `uow`, and audits `session.rotated` with `reason`.
+    async fn replace_token(
+        &self,
+        uow: &mut UnitOfWork,
+        current: &CurrentSession,
+        to: session_rows::Rotation<'_>,
+        reason: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        self.forget(&current.token_hash).await?;
+        if !session_rows::rotate(uow.conn(), &current.token_hash, to).await? {
+            return Err(ServiceError::NotAuthenticated);
+        }
+        uow.audit(ctx.record(
+            AuditEvent::SessionRotated,
+            Some(current.user_id),
+            json!({"session_id": current.id, "reason": reason}),
+        ));
+        Ok(())
     }
 
     /// The user's role changed since this active session's token was issued: give it a
@@ -260,30 +270,18 @@ impl Sessions {
         let now = now_millis();
         let token = random_token();
         let new_hash = token_hash(&token);
-        self.forget(&current.token_hash).await?;
         let mut uow = self.db.begin().await?;
-        let rotated = session_rows::rotate(
-            uow.conn(),
-            &current.token_hash,
-            session_rows::Rotation {
-                new_token_hash: &new_hash,
-                state: current.state.as_str(),
-                mfa_verified_at: current.mfa_verified_at,
-                mfa_method: current.mfa_method.map(MfaMethod::as_str),
-                absolute_expires_at: current.absolute_expires_at,
-                now,
-            },
-        )
-        .await?;
-        if !rotated {
-            // A concurrent request rotated it first: this token is dead.
-            return Err(ServiceError::NotAuthenticated);
-        }
-        uow.audit(ctx.record(
-            AuditEvent::SessionRotated,
-            Some(current.user_id),
-            json!({"session_id": current.id, "reason": "role_changed"}),
-        ));
+        let to = session_rows::Rotation {
+            new_token_hash: &new_hash,
+            state: current.state.as_str(),
+            mfa_verified_at: current.mfa_verified_at,
+            mfa_method: current.mfa_method.map(MfaMethod::as_str),
+            absolute_expires_at: current.absolute_expires_at,
+            now,
+        };
+        // Fails (401) when a concurrent request rotated it first: this token is dead.
+        self.replace_token(&mut uow, current, to, "role_changed", ctx)
+            .await?;
         uow.commit().await?;
         Ok(CurrentSession {
             token,
