@@ -157,3 +157,45 @@ error_responses!(
     /// `Fresh<Staff>`: session, CSRF, role, then a second factor really used recently.
     pub StaffFreshErrors = ACTIVE, CSRF, STAFF_ROLE, STEP_UP, ENROLLMENT
 );
+
+#[cfg(test)]
+mod tests {
+    use utoipa::IntoResponses;
+    use utoipa::openapi::RefOr;
+
+    use super::*;
+
+    fn descriptions<T: IntoResponses>() -> Vec<(String, String)> {
+        T::responses()
+            .into_iter()
+            .map(|(status, response)| match response {
+                RefOr::T(response) => (status, response.description),
+                RefOr::Ref(_) => panic!("inline responses only"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_sharing_a_status_become_one_response_listing_every_code() {
+        error_responses!(Both = ACTIVE, CSRF, FRESH_TEST, &[(409, "`x`")]);
+        const FRESH_TEST: &[Row] = &[(401, "`mfa_step_up_required`"), (503, UNAVAILABLE[0].1)];
+        assert_eq!(
+            descriptions::<Both>(),
+            vec![
+                (
+                    "401".to_owned(),
+                    "`not_authenticated`: no valid session; `mfa_required` for an mfa_pending session; `mfa_step_up_required`".to_owned()
+                ),
+                (
+                    "403".to_owned(),
+                    "`csrf_failed`: missing or wrong `X-CSRF-Token`".to_owned()
+                ),
+                ("409".to_owned(), "`x`".to_owned()),
+                (
+                    "503".to_owned(),
+                    "`service_unavailable`: a dependency is down".to_owned()
+                ),
+            ]
+        );
+    }
+}
