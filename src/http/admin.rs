@@ -10,6 +10,10 @@ use super::AppState;
 use super::auth::CodeOnly;
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
+use super::error_docs::{
+    ACTIVE, ADMIN_ROLE, AdminReadErrors, BODY, CSRF, ENROLLMENT, STEP_UP, StaffFreshErrors,
+    StaffReadErrors, error_responses,
+};
 use super::extract::{Admin, Authorized, ClientContext, Fresh, JsonBody, Staff};
 use crate::domain::Role;
 use crate::domain::parse_rfc3339_millis;
@@ -28,9 +32,7 @@ pub const MAX_PAGE: u64 = 200;
     summary = "Admin role check",
     responses(
         (status = 200, description = "`pong`", body = CodeOnly),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        AdminReadErrors,
     ),
     security(("session_cookie" = [])),
 )]
@@ -85,10 +87,8 @@ fn parse_time(name: &str, raw: Option<&str>) -> ApiResult<Option<i64>> {
     params(AuditQuery),
     responses(
         (status = 200, description = "`ok` with `events` and `next_cursor` (null at the end)", body = AuditPage),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 403, description = "`forbidden`: not staff", body = ErrorBody),
+        StaffReadErrors,
         (status = 422, description = "`validation_error` for a bad filter, cursor or limit", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [])),
 )]
@@ -164,10 +164,8 @@ pub struct UsersPage {
     params(UsersQuery),
     responses(
         (status = 200, description = "`ok` with `users` and `next_cursor`", body = UsersPage),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 403, description = "`forbidden`: not staff", body = ErrorBody),
+        StaffReadErrors,
         (status = 422, description = "`validation_error` for a bad filter, cursor or limit", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [])),
 )]
@@ -242,6 +240,22 @@ pub struct UserUpdated {
     pub user: AdminUserView,
 }
 
+error_responses!(
+    UpdateUserErrors = ACTIVE,
+    CSRF,
+    ADMIN_ROLE,
+    STEP_UP,
+    ENROLLMENT,
+    BODY,
+    &[
+        (404, "`not_found`"),
+        (
+            409,
+            "`last_admin`: the last active admin cannot be demoted or disabled",
+        ),
+    ]
+);
+
 /// Checks run in API.md §7's order: session, CSRF, role and fresh MFA (the extractor),
 /// then the body, then the id.
 #[utoipa::path(
@@ -253,12 +267,7 @@ pub struct UserUpdated {
     request_body = UserPatch,
     responses(
         (status = 200, description = "`user_updated`", body = UserUpdated),
-        (status = 401, description = "`not_authenticated`, `mfa_required` or `mfa_step_up_required`", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`, `forbidden` or `mfa_enrollment_required`", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`last_admin`: the last active admin cannot be demoted or disabled", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        UpdateUserErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -299,10 +308,8 @@ pub async fn update_user(
     params(("id" = String, Path, description = "User id (UUID)")),
     responses(
         (status = 200, description = "`user_unlocked`", body = CodeOnly),
-        (status = 401, description = "`not_authenticated`, `mfa_required` or `mfa_step_up_required`", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`, `forbidden` or `mfa_enrollment_required`", body = ErrorBody),
+        StaffFreshErrors,
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]

@@ -10,8 +10,11 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::cookies;
-use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
+use super::error_docs::{
+    AnySessionErrors, AnySessionReadErrors, BODY, PRE_AUTH, PreAuthErrors, SessionReadErrors,
+    error_responses,
+};
 use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody, PreAuthRateLimit};
 use crate::domain::{EmailAddress, Role, millis_to_rfc3339};
 use crate::services::sessions::IssuedSession;
@@ -216,6 +219,15 @@ pub fn parse_email(raw: &str) -> ApiResult<EmailAddress> {
         .ok_or_else(|| ApiError::field("email", "must be a valid email address"))
 }
 
+error_responses!(
+    RegisterErrors = PRE_AUTH,
+    BODY,
+    &[(
+        422,
+        "`weak_password` (with `reasons`: `too_short`, `too_long`, `banned`, `too_guessable`, `contains_email`)",
+    )]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/register",
@@ -224,10 +236,7 @@ pub fn parse_email(raw: &str) -> ApiResult<EmailAddress> {
     request_body = Credentials,
     responses(
         (status = 201, description = "`verification_email_sent` — also when the email is taken (its owner gets a notice instead)", body = CodeOnly),
-        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 422, description = "`validation_error` (with `fields`) or `weak_password` (with `reasons`: `too_short`, `too_long`, `banned`, `too_guessable`, `contains_email`)", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        RegisterErrors,
     ),
 )]
 pub async fn register(
@@ -249,6 +258,12 @@ pub async fn register(
     ))
 }
 
+error_responses!(
+    VerifyEmailErrors = PRE_AUTH,
+    BODY,
+    &[(400, "`invalid_token`: unknown, used or expired")]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/verify-email",
@@ -257,10 +272,7 @@ pub async fn register(
     request_body = TokenBody,
     responses(
         (status = 200, description = "`email_verified`", body = CodeOnly),
-        (status = 400, description = "`invalid_token` (unknown, used or expired), or `malformed_request`", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        VerifyEmailErrors,
     ),
 )]
 pub async fn verify_email(
@@ -283,10 +295,7 @@ pub async fn verify_email(
     request_body = EmailBody,
     responses(
         (status = 202, description = "`verification_email_sent`, answered before any look-up: the same body and timing whether or not the account exists (only an unverified account gets an email)", body = CodeOnly),
-        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        PreAuthErrors,
     ),
 )]
 pub async fn resend_verification(
@@ -311,6 +320,22 @@ pub async fn resend_verification(
     ))
 }
 
+error_responses!(
+    LoginErrors = PRE_AUTH,
+    BODY,
+    &[
+        (
+            401,
+            "`invalid_credentials`: same body and timing whether or not the email exists",
+        ),
+        (403, "`email_not_verified` or `account_disabled`"),
+        (
+            429,
+            "`account_locked` (with `retry_after` and a `Retry-After` header)"
+        ),
+    ]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/login",
@@ -319,12 +344,7 @@ pub async fn resend_verification(
     request_body = Credentials,
     responses(
         (status = 200, description = "`login_ok` (active session: `LoginOk`) or `mfa_required` (mfa_pending session: `MfaRequired`); sets the session and `csrf_token` cookies", body = LoginAnswer),
-        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 401, description = "`invalid_credentials`: same body and timing whether or not the email exists", body = ErrorBody),
-        (status = 403, description = "`email_not_verified` or `account_disabled`", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`account_locked` or `rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        LoginErrors,
     ),
 )]
 pub async fn login(
@@ -415,8 +435,7 @@ fn login_ok_response(
     summary = "The caller's account",
     responses(
         (status = 200, description = "`ok`", body = MeResponse),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        SessionReadErrors,
     ),
     security(("session_cookie" = [])),
 )]
@@ -435,8 +454,7 @@ pub async fn me(ActiveSession(session): ActiveSession) -> ApiResult<Json<MeRespo
     summary = "The session's CSRF token (pending or active session)",
     responses(
         (status = 200, description = "`ok`", body = CsrfResponse),
-        (status = 401, description = "`not_authenticated`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        AnySessionReadErrors,
     ),
     security(("session_cookie" = [])),
 )]
@@ -457,9 +475,7 @@ pub async fn csrf(
     summary = "Log out (pending or active session); clears the cookies",
     responses(
         (status = 200, description = "`logged_out`", body = CodeOnly),
-        (status = 401, description = "`not_authenticated`", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        AnySessionErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]

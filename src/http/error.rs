@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
 
 use crate::services::ServiceError;
 use crate::services::passwords::WeakPasswordReason;
@@ -34,44 +33,50 @@ impl ApiError {
         ApiError::Validation(BTreeMap::from([(name.to_owned(), reason.to_owned())]))
     }
 
-    /// Status, `code`, message and any extra body fields.
-    fn parts(&self) -> (StatusCode, &'static str, String, Map<String, Value>) {
-        let mut extra = Map::new();
-        let (status, code, message) = match self {
+    /// Status and the JSON body.
+    fn parts(&self) -> (StatusCode, ErrorBody) {
+        let (status, body) = match self {
             ApiError::MalformedRequest(detail) => (
                 StatusCode::BAD_REQUEST,
-                "malformed_request",
-                format!(
-                    "The request body is not valid JSON or not sent as application/json: {detail}"
+                ErrorBody::new(
+                    "malformed_request",
+                    format!(
+                        "The request body is not valid JSON or not sent as application/json: {detail}"
+                    ),
                 ),
             ),
-            ApiError::Validation(fields) => {
-                extra.insert("fields".into(), json!(fields));
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_error",
-                    "Some fields are missing or invalid.".into(),
-                )
-            }
+            ApiError::Validation(fields) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorBody {
+                    fields: Some(fields.clone()),
+                    ..ErrorBody::new("validation_error", "Some fields are missing or invalid.")
+                },
+            ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "The request body is larger than 64 KiB.".into(),
+                ErrorBody::new(
+                    "payload_too_large",
+                    "The request body is larger than 64 KiB.",
+                ),
             ),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found.".into()),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                ErrorBody::new("not_found", "Not found."),
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "This method is not allowed on this route.".into(),
+                ErrorBody::new(
+                    "method_not_allowed",
+                    "This method is not allowed on this route.",
+                ),
             ),
-            ApiError::Service(error) => return service_parts(error),
+            ApiError::Service(error) => service_parts(error),
         };
-        (status, code, message, extra)
+        (status, body)
     }
 }
 
-fn service_parts(error: &ServiceError) -> (StatusCode, &'static str, String, Map<String, Value>) {
-    let mut extra = Map::new();
+fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
     let (status, code, message): (StatusCode, &'static str, &str) = match error {
         ServiceError::InvalidCredentials => (
             StatusCode::UNAUTHORIZED,
@@ -88,30 +93,21 @@ fn service_parts(error: &ServiceError) -> (StatusCode, &'static str, String, Map
             "account_disabled",
             "This account is disabled.",
         ),
-        ServiceError::AccountLocked { retry_after_secs } => {
-            extra.insert("retry_after".into(), json!(retry_after_secs));
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                "account_locked",
-                "Too many failed attempts; the account is locked for a while.",
-            )
-        }
-        ServiceError::RateLimited { retry_after_secs } => {
-            extra.insert("retry_after".into(), json!(retry_after_secs));
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests; try again later.",
-            )
-        }
-        ServiceError::WeakPassword(reasons) => {
-            extra.insert("reasons".into(), json!(reasons));
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "weak_password",
-                weak_password_message(reasons),
-            )
-        }
+        ServiceError::AccountLocked { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "account_locked",
+            "Too many failed attempts; the account is locked for a while.",
+        ),
+        ServiceError::RateLimited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests; try again later.",
+        ),
+        ServiceError::WeakPassword(reasons) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+            weak_password_message(reasons),
+        ),
         ServiceError::InvalidToken => (
             StatusCode::BAD_REQUEST,
             "invalid_token",
@@ -169,26 +165,16 @@ fn service_parts(error: &ServiceError) -> (StatusCode, &'static str, String, Map
             "mfa_method_not_enrolled",
             "This second factor is not enrolled for the account.",
         ),
-        ServiceError::StepUpRequired {
-            max_age_secs,
-            methods,
-        } => {
-            extra.insert("max_age".into(), json!(max_age_secs));
-            extra.insert("methods".into(), json!(methods));
-            (
-                StatusCode::UNAUTHORIZED,
-                "mfa_step_up_required",
-                "Confirm with a second factor to continue.",
-            )
-        }
-        ServiceError::ReauthenticationRequired { max_age_secs } => {
-            extra.insert("max_age".into(), json!(max_age_secs));
-            (
-                StatusCode::UNAUTHORIZED,
-                "reauthentication_required",
-                "Confirm your password (send current_password) to set up your first second factor.",
-            )
-        }
+        ServiceError::StepUpRequired { .. } => (
+            StatusCode::UNAUTHORIZED,
+            "mfa_step_up_required",
+            "Confirm with a second factor to continue.",
+        ),
+        ServiceError::ReauthenticationRequired { .. } => (
+            StatusCode::UNAUTHORIZED,
+            "reauthentication_required",
+            "Confirm your password (send current_password) to set up your first second factor.",
+        ),
         ServiceError::LastAdmin => (
             StatusCode::CONFLICT,
             "last_admin",
@@ -216,7 +202,26 @@ fn service_parts(error: &ServiceError) -> (StatusCode, &'static str, String, Map
             )
         }
     };
-    (status, code, message.to_owned(), extra)
+    let mut body = ErrorBody::new(code, message);
+    match error {
+        ServiceError::AccountLocked { retry_after_secs }
+        | ServiceError::RateLimited { retry_after_secs } => {
+            body.retry_after = Some(*retry_after_secs);
+        }
+        ServiceError::WeakPassword(reasons) => body.reasons = Some(reasons.clone()),
+        ServiceError::StepUpRequired {
+            max_age_secs,
+            methods,
+        } => {
+            body.max_age = Some(*max_age_secs);
+            body.methods = Some(methods.iter().map(|&m| m.to_owned()).collect());
+        }
+        ServiceError::ReauthenticationRequired { max_age_secs } => {
+            body.max_age = Some(*max_age_secs);
+        }
+        _ => {}
+    }
+    (status, body)
 }
 
 fn weak_password_message(reasons: &[WeakPasswordReason]) -> &'static str {
@@ -230,28 +235,42 @@ fn weak_password_message(reasons: &[WeakPasswordReason]) -> &'static str {
     }
 }
 
+impl ApiError {
+    /// `Retry-After`: seconds to wait, for the variants that carry them.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Service(
+                ServiceError::AccountLocked { retry_after_secs }
+                | ServiceError::RateLimited { retry_after_secs },
+            ) => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// `WWW-Authenticate` (RFC 9470 style) for a step-up challenge.
+    fn www_authenticate(&self) -> Option<HeaderValue> {
+        match self {
+            ApiError::Service(ServiceError::StepUpRequired { max_age_secs, .. }) => {
+                HeaderValue::from_str(&format!(
+                    "Session error=\"insufficient_user_authentication\", max_age={max_age_secs}"
+                ))
+                .ok()
+            }
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message, extra) = self.parts();
-        let retry_after = extra.get("retry_after").and_then(Value::as_u64);
-        let step_up_max_age = (code == "mfa_step_up_required")
-            .then(|| extra.get("max_age").and_then(Value::as_u64))
-            .flatten();
-        let mut body = Map::new();
-        body.insert("code".into(), json!(code));
-        body.insert("message".into(), json!(message));
-        body.extend(extra);
-        let mut response = (status, Json(Value::Object(body))).into_response();
-        if let Some(seconds) = retry_after {
+        let (status, body) = self.parts();
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if let Some(max_age) = step_up_max_age
-            && let Ok(value) = HeaderValue::from_str(&format!(
-                "Session error=\"insufficient_user_authentication\", max_age={max_age}"
-            ))
-        {
+        if let Some(value) = self.www_authenticate() {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
@@ -269,21 +288,119 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// The JSON body of every error (documentation only; built by `IntoResponse` above).
-#[derive(serde::Serialize, utoipa::ToSchema)]
+// `IntoResponse` above serializes exactly this. Fields are declared in alphabetical
+// order: the body used to be a `serde_json::Map` (sorted keys, serde_json without
+// `preserve_order`), and keeping that order keeps every error body byte-for-byte the same.
+/// The JSON body of every error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable, snake_case (API.md §1).
     pub code: String,
+    /// `validation_error`: field name → reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+    /// `mfa_step_up_required`, `reauthentication_required`: the freshness required, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
     /// For people; never internal details.
     pub message: String,
-    /// `validation_error`: field name → reason.
-    pub fields: Option<std::collections::BTreeMap<String, String>>,
+    /// `mfa_step_up_required`: the second factors the user can use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
     /// `weak_password`: every rule the password broke.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasons: Option<Vec<WeakPasswordReason>>,
     /// `rate_limited`, `account_locked`: seconds to wait (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
-    /// `mfa_step_up_required`: the freshness required, in seconds.
-    pub max_age: Option<u64>,
-    /// `mfa_step_up_required`: the second factors the user can use.
-    pub methods: Option<Vec<String>>,
+}
+
+impl ErrorBody {
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code: code.to_owned(),
+            fields: None,
+            max_age: None,
+            message: message.into(),
+            methods: None,
+            reasons: None,
+            retry_after: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(error: ApiError) -> (StatusCode, axum::http::HeaderMap, String) {
+        let response = error.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn bodies_keep_their_bytes_and_headers_follow_the_variant() {
+        let (status, headers, body) = answer(
+            ServiceError::StepUpRequired {
+                max_age_secs: 300,
+                methods: vec!["totp", "webauthn"],
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            body,
+            r#"{"code":"mfa_step_up_required","max_age":300,"message":"Confirm with a second factor to continue.","methods":["totp","webauthn"]}"#
+        );
+        assert_eq!(
+            headers[header::WWW_AUTHENTICATE],
+            "Session error=\"insufficient_user_authentication\", max_age=300"
+        );
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+
+        let (_, headers, body) = answer(
+            ServiceError::RateLimited {
+                retry_after_secs: 7,
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(
+            body,
+            r#"{"code":"rate_limited","message":"Too many requests; try again later.","retry_after":7}"#
+        );
+        assert_eq!(headers[header::RETRY_AFTER], "7");
+
+        // Same `max_age` field, but no challenge header: not a step-up.
+        let (_, headers, body) =
+            answer(ServiceError::ReauthenticationRequired { max_age_secs: 60 }.into()).await;
+        assert!(body.starts_with(r#"{"code":"reauthentication_required","max_age":60,"message":"#));
+        assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+
+        let (_, _, body) = answer(ApiError::field("email", "is required")).await;
+        assert_eq!(
+            body,
+            r#"{"code":"validation_error","fields":{"email":"is required"},"message":"Some fields are missing or invalid."}"#
+        );
+
+        let (_, _, body) = answer(
+            ServiceError::WeakPassword(vec![
+                WeakPasswordReason::TooShort,
+                WeakPasswordReason::Banned,
+            ])
+            .into(),
+        )
+        .await;
+        assert_eq!(
+            body,
+            r#"{"code":"weak_password","message":"The password is too short.","reasons":["too_short","banned"]}"#
+        );
+    }
 }

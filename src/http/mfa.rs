@@ -10,6 +10,9 @@ use super::AppState;
 use super::auth::{CodeOnly, FactorAnswer, login_ok};
 use super::error::ApiResult;
 use super::error::ErrorBody;
+use super::error_docs::{
+    ACTIVE, BODY, CSRF, ENROLLMENT_PROOF, FreshErrors, SESSION, STEP_UP, error_responses,
+};
 use super::extract::{
     AnySession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, OptionalJsonBody,
 };
@@ -70,6 +73,16 @@ pub async fn factor_response(
     }
 }
 
+error_responses!(
+    /// `FreshIfEnrolled` + an optional body + the first-factor proof.
+    TotpSetupErrors = ACTIVE,
+    CSRF,
+    STEP_UP,
+    BODY,
+    ENROLLMENT_PROOF,
+    &[(409, "`totp_already_enabled`")]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/mfa/totp/setup",
@@ -79,13 +92,7 @@ pub async fn factor_response(
     request_body(content = Option<EnrollmentProof>, description = "optional; `current_password` when the first factor needs it"),
     responses(
         (status = 200, description = "`totp_setup_started`", body = TotpSetupResponse),
-        (status = 400, description = "`malformed_request`: a body that is not JSON", body = ErrorBody),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, `mfa_step_up_required` when the user already has a second factor that is not fresh, `reauthentication_required` (with `max_age`) when the first factor needs `current_password`, or `invalid_credentials` when it is wrong", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 409, description = "`totp_already_enabled`", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`account_locked` (wrong passwords), or `rate_limited`: too many enrollments started on this session", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        TotpSetupErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -108,6 +115,24 @@ pub async fn totp_setup(
     }))
 }
 
+error_responses!(
+    TotpVerifyErrors = SESSION,
+    CSRF,
+    BODY,
+    &[
+        (401, "`invalid_mfa_code` (wrong, expired or replayed)"),
+        (
+            401,
+            "`mfa_step_up_required` when finishing the setup of a further factor after freshness expired",
+        ),
+        (
+            409,
+            "`mfa_method_not_enrolled`: nothing to verify, or no TOTP setup pending for this session (another session started it, or it is older than 10 minutes)",
+        ),
+        (429, "`account_locked`"),
+    ]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/mfa/totp/verify",
@@ -116,13 +141,7 @@ pub async fn totp_setup(
     request_body = CodeBody,
     responses(
         (status = 200, description = "`totp_enabled` with `recovery_codes` (finishing an enrollment; the first factor counts as a verification for the user's own sensitive actions, never for staff or admin routes), `login_ok` (mfa_pending session: rotated, new cookies and `csrf_token`), or `mfa_verified` (active session: step-up refreshed)", body = TotpAnswer),
-        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 401, description = "`invalid_mfa_code` (wrong, expired or replayed), `not_authenticated`, or `mfa_step_up_required` when finishing the setup of a further factor after freshness expired", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 409, description = "`mfa_method_not_enrolled`: nothing to verify, or no TOTP setup pending for this session (another session started it, or it is older than 10 minutes)", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`account_locked`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        TotpVerifyErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -143,6 +162,17 @@ pub async fn totp_verify(
     }
 }
 
+error_responses!(
+    RecoveryVerifyErrors = SESSION,
+    CSRF,
+    BODY,
+    &[
+        (401, "`invalid_mfa_code`"),
+        (409, "`mfa_method_not_enrolled`: no recovery codes left"),
+        (429, "`account_locked`"),
+    ]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/mfa/recovery/verify",
@@ -151,13 +181,7 @@ pub async fn totp_verify(
     request_body = CodeBody,
     responses(
         (status = 200, description = "`login_ok` (mfa_pending session) or `mfa_verified` (active session)", body = FactorAnswer),
-        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 401, description = "`invalid_mfa_code` or `not_authenticated`", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 409, description = "`mfa_method_not_enrolled`: no recovery codes left", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`account_locked`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        RecoveryVerifyErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -182,9 +206,7 @@ pub async fn recovery_verify(
     summary = "Replace all recovery codes (fresh MFA)",
     responses(
         (status = 200, description = "`recovery_codes_regenerated` with 10 new codes, shown once", body = RecoveryCodes),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        FreshErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -207,10 +229,8 @@ pub async fn recovery_regenerate(
     summary = "Disable TOTP (fresh MFA)",
     responses(
         (status = 200, description = "`totp_disabled`", body = CodeOnly),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
+        FreshErrors,
         (status = 409, description = "`mfa_method_not_enrolled`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -232,9 +252,7 @@ pub async fn totp_disable(
     summary = "Example sensitive action (fresh MFA)",
     responses(
         (status = 200, description = "`step_up_confirmed`", body = CodeOnly),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        FreshErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]

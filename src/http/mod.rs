@@ -7,6 +7,7 @@ mod client_ip;
 mod cookies;
 mod demo;
 pub mod error;
+mod error_docs;
 mod extract;
 mod health;
 mod mfa;

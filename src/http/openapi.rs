@@ -27,6 +27,7 @@ Checks run in this order: session → CSRF → role → MFA freshness → body."
 #[openapi(
     info(title = "Logicredit Auth", description = DESCRIPTION),
     modifiers(&SecuritySchemes),
+    components(schemas(super::error::ErrorBody)),
     tags(
         (name = "registration", description = "Accounts and email verification"),
         (name = "sessions", description = "Login, sessions, CSRF"),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::{CodeOnly, EmailBody, parse_email};
 use super::error::ApiResult;
-use super::error::ErrorBody;
+use super::error_docs::{ACTIVE, BODY, CSRF, PRE_AUTH, PreAuthErrors, STEP_UP, error_responses};
 use super::extract::{ClientContext, FreshIfEnrolled, JsonBody, PreAuthRateLimit};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -41,9 +41,7 @@ pub struct PasswordReset {
     request_body = EmailBody,
     responses(
         (status = 202, description = "`reset_email_sent`, answered before any look-up: the same body and timing whether or not the account exists", body = CodeOnly),
-        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
+        PreAuthErrors,
     ),
 )]
 pub async fn request_reset(
@@ -66,6 +64,15 @@ pub async fn request_reset(
     ))
 }
 
+error_responses!(
+    ConfirmResetErrors = PRE_AUTH,
+    BODY,
+    &[
+        (400, "`invalid_token`: unknown, used or expired"),
+        (422, "`weak_password` (with `reasons`)"),
+    ]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/password/reset/confirm",
@@ -74,10 +81,7 @@ pub async fn request_reset(
     request_body = ResetConfirm,
     responses(
         (status = 200, description = "`password_reset` with `sessions_revoked`", body = PasswordReset),
-        (status = 400, description = "`invalid_token` or `malformed_request`", body = ErrorBody),
-        (status = 422, description = "`weak_password` (with `reasons`) or `validation_error`", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        ConfirmResetErrors,
     ),
 )]
 pub async fn confirm_reset(
@@ -96,6 +100,22 @@ pub async fn confirm_reset(
     }))
 }
 
+error_responses!(
+    /// `FreshIfEnrolled`: no enrollment check, so no `mfa_enrollment_required`.
+    ChangeErrors = ACTIVE,
+    CSRF,
+    STEP_UP,
+    BODY,
+    &[
+        (
+            401,
+            "`invalid_credentials`: wrong current password (counts toward the lockout)",
+        ),
+        (422, "`weak_password` (with `reasons`)"),
+        (429, "`account_locked` (with `retry_after` and a `Retry-After` header)"),
+    ]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/password/change",
@@ -104,11 +124,7 @@ pub async fn confirm_reset(
     request_body = PasswordChange,
     responses(
         (status = 200, description = "`password_changed` with `sessions_revoked`", body = PasswordReset),
-        (status = 401, description = "`invalid_credentials` (wrong current password; counts toward the lockout), `not_authenticated`, `mfa_required` or `mfa_step_up_required`", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 422, description = "`weak_password` or `validation_error`", body = ErrorBody),
-        (status = 429, description = "`account_locked`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        ChangeErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]

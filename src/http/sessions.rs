@@ -11,6 +11,7 @@ use super::AppState;
 use super::auth::CodeOnly;
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
+use super::error_docs::{SessionErrors, SessionReadErrors};
 use super::extract::{ActiveSession, ClientContext};
 use crate::domain::millis_to_rfc3339;
 
@@ -45,8 +46,7 @@ pub struct Revoked {
     summary = "The caller's sessions",
     responses(
         (status = 200, description = "`ok`", body = SessionList),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        SessionReadErrors,
     ),
     security(("session_cookie" = [])),
 )]
@@ -83,9 +83,7 @@ pub async fn list(
     summary = "End all of the caller's other sessions",
     responses(
         (status = 200, description = "`sessions_revoked` with `revoked`", body = Revoked),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        SessionErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -119,10 +117,8 @@ pub async fn revoke_others(
     params(("id" = String, Path, description = "Public session id (UUID)")),
     responses(
         (status = 200, description = "`session_revoked`", body = CodeOnly),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
+        SessionErrors,
         (status = 404, description = "`not_found`: unknown, malformed or another user's session id", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]

@@ -16,6 +16,10 @@ use super::AppState;
 use super::auth::{CodeOnly, FactorAnswer, parse_email};
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
+use super::error_docs::{
+    ACTIVE, BODY, CSRF, ENROLLMENT_PROOF, FreshErrors, STEP_UP, SessionReadErrors, UNAVAILABLE,
+    error_responses,
+};
 use super::extract::{
     ActiveSession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, MaybeSession, OptionalJsonBody,
 };
@@ -78,6 +82,15 @@ pub struct CredentialList {
     pub credentials: Vec<PasskeyView>,
 }
 
+error_responses!(
+    /// `FreshIfEnrolled` + an optional body + the first-factor proof.
+    RegisterStartErrors = ACTIVE,
+    CSRF,
+    STEP_UP,
+    BODY,
+    ENROLLMENT_PROOF
+);
+
 #[utoipa::path(
     post,
     path = "/auth/webauthn/register/start",
@@ -87,12 +100,7 @@ pub struct CredentialList {
     request_body(content = Option<EnrollmentProof>, description = "optional; `current_password` when the first factor needs it"),
     responses(
         (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required", body = CeremonyOptions),
-        (status = 400, description = "`malformed_request`: a body that is not JSON", body = ErrorBody),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, `mfa_step_up_required` when the user already has a second factor that is not fresh, `reauthentication_required` (with `max_age`) when the first factor needs `current_password`, or `invalid_credentials` when it is wrong", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`account_locked` (wrong passwords), or `rate_limited`: too many enrollments started on this session", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        RegisterStartErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -110,6 +118,22 @@ pub async fn register_start(
     Ok(CeremonyOptions::new("webauthn_registration_options", start))
 }
 
+error_responses!(
+    RegisterFinishErrors = ACTIVE,
+    CSRF,
+    BODY,
+    &[
+        (
+            400,
+            "`invalid_ceremony` (unknown, used, expired or another session's — which leaves it usable by its own session), `webauthn_failed` (attestation refused, `type` not `public-key`, or `id` ≠ `rawId`)",
+        ),
+        (
+            401,
+            "`mfa_step_up_required` when the user already has a second factor and freshness expired since the start",
+        ),
+    ]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/webauthn/register/finish",
@@ -118,11 +142,7 @@ pub async fn register_start(
     request_body = RegisterFinish,
     responses(
         (status = 201, description = "`webauthn_registered`; `recovery_codes` when this is the first second factor (which then counts as a verification for the user's own sensitive actions, never for staff or admin routes). Control characters are removed from `name`.", body = Registered),
-        (status = 400, description = "`invalid_ceremony` (unknown, used, expired or another session's — which leaves it usable by its own session), `webauthn_failed` (attestation refused, `type` not `public-key`, or `id` ≠ `rawId`), or `malformed_request`", body = ErrorBody),
-        (status = 401, description = "`not_authenticated`, `mfa_required` for an mfa_pending session, or `mfa_step_up_required` when the user already has a second factor and freshness expired since the start", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        RegisterFinishErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
@@ -155,6 +175,20 @@ pub async fn register_finish(
     ))
 }
 
+error_responses!(
+    /// `MaybeSession` (CSRF when a session is sent) + an optional body.
+    LoginStartErrors = CSRF,
+    UNAVAILABLE,
+    BODY,
+    &[
+        (409, "`mfa_method_not_enrolled`: the session user has no passkey"),
+        (
+            429,
+            "`rate_limited` (with `retry_after` and a `Retry-After` header)",
+        ),
+    ]
+);
+
 /// Without a session this is a pre-authentication route, rate-limited like login.
 #[utoipa::path(
     post,
@@ -164,12 +198,7 @@ pub async fn register_finish(
     request_body = LoginStart,
     responses(
         (status = 200, description = "`webauthn_authentication_options`: `options` is PublicKeyCredentialRequestOptions JSON; without a session and email (or for an unknown email) a discoverable ceremony", body = CeremonyOptions),
-        (status = 400, description = "`malformed_request`: not JSON or not sent as application/json", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`: missing or wrong `X-CSRF-Token`", body = ErrorBody),
-        (status = 409, description = "`mfa_method_not_enrolled`: the session user has no passkey", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (with `retry_after` and a `Retry-After` header)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        LoginStartErrors,
     ),
 )]
 pub async fn login_start(
@@ -195,6 +224,22 @@ pub async fn login_start(
     ))
 }
 
+error_responses!(
+    /// `MaybeSession` (CSRF when a session is sent) + body.
+    LoginFinishErrors = CSRF,
+    UNAVAILABLE,
+    BODY,
+    &[
+        (400, "`invalid_ceremony`"),
+        (
+            401,
+            "`webauthn_failed`: signature, challenge, origin, RP ID, user verification or sign counter refused (audited)",
+        ),
+        (403, "`account_disabled`"),
+        (429, "`rate_limited` (no session) or `account_locked`"),
+    ]
+);
+
 #[utoipa::path(
     post,
     path = "/auth/webauthn/login/finish",
@@ -203,12 +248,7 @@ pub async fn login_start(
     request_body = LoginFinish,
     responses(
         (status = 200, description = "`login_ok` (passwordless or mfa_pending session; new cookies) or `mfa_verified` (active session)", body = FactorAnswer),
-        (status = 400, description = "`invalid_ceremony` or `malformed_request`", body = ErrorBody),
-        (status = 401, description = "`webauthn_failed`: signature, challenge, origin, RP ID, user verification or sign counter refused (audited)", body = ErrorBody),
-        (status = 403, description = "`csrf_failed` or `account_disabled`", body = ErrorBody),
-        (status = 422, description = "`validation_error` with `fields`", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (no session) or `account_locked`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        LoginFinishErrors,
     ),
 )]
 pub async fn login_finish(
@@ -235,8 +275,7 @@ pub async fn login_finish(
     summary = "The caller's passkeys",
     responses(
         (status = 200, description = "`ok`", body = CredentialList),
-        (status = 401, description = "`not_authenticated`, or `mfa_required` for an mfa_pending session", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
+        SessionReadErrors,
     ),
     security(("session_cookie" = [])),
 )]
@@ -258,10 +297,8 @@ pub async fn list(
     params(("id" = String, Path, description = "Credential id from the list (UUID)")),
     responses(
         (status = 200, description = "`webauthn_credential_deleted`", body = CodeOnly),
-        (status = 401, description = "`not_authenticated`, `mfa_required`, or `mfa_step_up_required` (with `max_age`, `methods` and a `WWW-Authenticate` header)", body = ErrorBody),
-        (status = 403, description = "`csrf_failed`, or `mfa_enrollment_required` when the user has no second factor", body = ErrorBody),
+        FreshErrors,
         (status = 404, description = "`not_found`: unknown or another user's credential", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`: a dependency is down", body = ErrorBody),
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
 )]
