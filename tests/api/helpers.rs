@@ -34,25 +34,22 @@ pub enum Backend {
     PostgresRedis,
 }
 
-/// Declares scenarios that run once per backend: `mod name { embedded, postgres_redis }`.
+/// Runs each named scenario — a plain `async fn name(backend: Backend)` in the calling
+/// module, where rustfmt can reach it — once per backend, as the tests
+/// `name::embedded` and `name::postgres_redis`.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+    ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                async fn scenario($backend: Backend) $body
-
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn embedded() {
-                    scenario(Backend::Embedded).await
+                    super::$name($crate::helpers::Backend::Embedded).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres_redis() {
-                    scenario(Backend::PostgresRedis).await
+                    super::$name($crate::helpers::Backend::PostgresRedis).await
                 }
             }
         )*
