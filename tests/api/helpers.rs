@@ -34,25 +34,22 @@ pub enum Backend {
     PostgresRedis,
 }
 
-/// Declares scenarios that run once per backend: `mod name { embedded, postgres_redis }`.
+/// Runs each named scenario — a plain `async fn name(backend: Backend)` in the calling
+/// module, where rustfmt can reach it — once per backend, as the tests
+/// `name::embedded` and `name::postgres_redis`.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+    ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                async fn scenario($backend: Backend) $body
-
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn embedded() {
-                    scenario(Backend::Embedded).await
+                    super::$name($crate::helpers::Backend::Embedded).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres_redis() {
-                    scenario(Backend::PostgresRedis).await
+                    super::$name($crate::helpers::Backend::PostgresRedis).await
                 }
             }
         )*
@@ -76,46 +73,129 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A fresh PostgreSQL database. Databases left by earlier runs (older than an hour) are
-/// dropped first, so repeated runs do not pile up.
-async fn fresh_postgres_database() -> String {
+/// Test databases are named `lcauth_test_{unix seconds}_{pid}_{uuid}`: the creation time
+/// lets the start-of-suite sweep find leftovers, the pid tells whose they are.
+const TEST_DATABASE_PREFIX: &str = "lcauth_test_";
+
+/// Leftovers older than this (from runs that were killed before their guards ran) are
+/// dropped when a test process creates its first database.
+const STALE_AFTER_SECS: u64 = 24 * 3600;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A test's PostgreSQL database. Dropping the guard drops the database (`WITH (FORCE)`,
+/// so connections the app still holds do not keep it alive) — also when the test fails
+/// or panics. Siblings and restarts share the guard through an `Arc`, so the database
+/// goes when the last instance using it does.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await, and it may run inside (or outside) any runtime: a thread of
+        // its own with a small runtime of its own does the work, and is waited for so
+        // that the process cannot exit first.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(drop_database(&admin_url, &name))
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop test database {}: {error}", self.name),
+            Err(_) => eprintln!(
+                "could not drop test database {}: the thread panicked",
+                self.name
+            ),
+        }
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(admin_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dropped = admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    admin.close().await.ok();
+    dropped
+}
+
+/// Drops `lcauth_test_*` databases older than `STALE_AFTER_SECS`: what killed runs left.
+async fn sweep_stale_databases(admin: &sea_orm::DatabaseConnection) {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let now = unix_now();
+    let Ok(rows) = admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT datname FROM pg_database WHERE datname LIKE '{TEST_DATABASE_PREFIX}%'"),
+        ))
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let created: u64 = name
+            .strip_prefix(TEST_DATABASE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(created) > STALE_AFTER_SECS {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// A fresh PostgreSQL database, dropped when the returned guard is. The first call in a
+/// process sweeps leftovers older than a day first.
+async fn fresh_postgres_database() -> TestDatabase {
+    use sea_orm::ConnectionTrait;
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let admin_url = admin_database_url();
     let admin = sea_orm::Database::connect(&admin_url)
         .await
         .expect("PostgreSQL must be reachable for the tests (TEST_DATABASE_URL)");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let stale = admin
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT datname FROM pg_database WHERE datname LIKE 'lcauth_test_%'",
-        ))
-        .await
-        .unwrap();
-    for row in stale {
-        let name: String = row.try_get("", "datname").unwrap();
-        let created: u64 = name
-            .split('_')
-            .nth(2)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(now);
-        if now.saturating_sub(created) > 3600 {
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\""))
-                .await;
-        }
+    if !SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        sweep_stale_databases(&admin).await;
     }
-    let name = format!("lcauth_test_{now}_{}", uuid::Uuid::new_v4().simple());
+    let name = format!(
+        "{TEST_DATABASE_PREFIX}{}_{}_{}",
+        unix_now(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
     admin
         .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await
         .unwrap();
     admin.close().await.ok();
     let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap();
-    format!("{base}/{name}")
+    TestDatabase {
+        url: format!("{base}/{name}"),
+        admin_url,
+        name,
+    }
 }
 
 pub struct TestApp {
@@ -130,6 +210,9 @@ pub struct TestApp {
     _data_dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The PostgreSQL database, shared with siblings and restarts; declared last so that
+    /// it is dropped after this instance's own connections.
+    database: Option<Arc<TestDatabase>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -170,6 +253,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    let mut database = None;
     match backend {
         Backend::Embedded => {
             vars.insert(
@@ -178,14 +262,16 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
             );
         }
         Backend::PostgresRedis => {
-            vars.insert("DATABASE_URL".into(), fresh_postgres_database().await);
+            let fresh = fresh_postgres_database().await;
+            vars.insert("DATABASE_URL".into(), fresh.url.clone());
+            database = Some(Arc::new(fresh));
             vars.insert("REDIS_URL".into(), redis_url());
         }
     }
     for (key, value) in overrides {
         vars.insert((*key).to_owned(), (*value).to_owned());
     }
-    start(backend, vars, smtp, Arc::new(TempDir(dir))).await
+    start(backend, vars, smtp, Arc::new(TempDir(dir)), database).await
 }
 
 async fn start(
@@ -193,6 +279,7 @@ async fn start(
     vars: HashMap<String, String>,
     smtp: SmtpSink,
     dir: Arc<TempDir>,
+    database: Option<Arc<TestDatabase>>,
 ) -> TestApp {
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
     let application = Application::build(settings).await.expect("the app starts");
@@ -216,6 +303,7 @@ async fn start(
         _data_dir: dir,
         stop: Some(stop),
         server: Some(server),
+        database,
     }
 }
 
@@ -243,6 +331,7 @@ impl TestApp {
             vars,
             self.smtp.clone(),
             Arc::clone(&self._data_dir),
+            self.database.clone(),
         )
         .await
     }
@@ -269,6 +358,7 @@ impl TestApp {
             self.vars.clone(),
             self.smtp.clone(),
             Arc::clone(&self._data_dir),
+            self.database.clone(),
         )
         .await
     }
