@@ -6,6 +6,7 @@ mod smtp_sink;
 
 mod abuse;
 mod admin;
+mod api_reference;
 mod audit;
 mod authenticators;
 mod cli;
