@@ -1,5 +1,5 @@
 //! Black-box scenarios against the real service, each on both deployments (see
-//! `on_both_backends!`). Read them against API.md: one module per area of the contract.
+//! `on_both_backends!`). Read them against docs/API.md: one module per area of the contract.
 
 mod helpers;
 mod smtp_sink;

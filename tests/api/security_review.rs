@@ -112,7 +112,7 @@ on_both_backends! {
 
     // Item 1: enrolling TOTP on an admin's stolen session satisfied the fresh-MFA check of
     // PATCH /auth/admin/users/{id}. Enrollment still counts for the user's own step-up
-    // (API.md §7), never for a privileged route.
+    // (docs/API.md §7), never for a privileged route.
     async fn enrolling_a_first_factor_is_not_an_admins_step_up(backend: Backend) {
         let app = spawn_app(backend).await;
         let admin = with_role(&app, "root@example.com", "admin").await;
@@ -303,7 +303,7 @@ on_both_backends! {
         assert!(refused.body["retry_after"].as_u64().is_some_and(|s| s > 0));
     }
 
-    // Item 12: a role change rotates the session token (API.md §2: the token changes when
+    // Item 12: a role change rotates the session token (docs/API.md §2: the token changes when
     // the session's privilege does).
     async fn a_role_change_rotates_the_session_token(backend: Backend) {
         let app = spawn_app(backend).await;
