@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Contract check (API.md §7, OpenAPI): schemathesis generates requests from /openapi.json
+# Contract check (docs/API.md §7, OpenAPI): schemathesis generates requests from /openapi.json
 # and sends them to a running instance; any 5xx, or a response that does not match the
 # document, fails the run. The seed is fixed so a failure reproduces; change it to explore.
 set -euo pipefail

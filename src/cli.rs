@@ -1,4 +1,4 @@
-//! The command line (API.md §6).
+//! The command line (docs/API.md §6).
 
 use secrecy::ExposeSecret;
 use std::io::Read;

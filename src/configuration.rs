@@ -1,4 +1,4 @@
-//! Settings read from the environment (and an optional `.env`), per API.md §5.
+//! Settings read from the environment (and an optional `.env`), per docs/API.md §5.
 //!
 //! Development defaults make `cargo run --release` work on a fresh machine; production
 //! (`APP_ENV=production`) refuses every insecure setting at once, naming them all.
@@ -171,7 +171,7 @@ impl Settings {
         Ok(())
     }
 
-    /// Everything production mode refuses (API.md §7), all at once.
+    /// Everything production mode refuses (docs/API.md §7), all at once.
     fn insecure_settings(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.encryption_key.expose_secret().chars().count() < 32 {

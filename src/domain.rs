@@ -80,7 +80,7 @@ impl Role {
 }
 
 /// How a session's second factor was last proven (`sessions.mfa_method`). Enrollment
-/// counts for a user's own sensitive actions (API.md §7) but never for privileged routes:
+/// counts for a user's own sensitive actions (docs/API.md §7) but never for privileged routes:
 /// a stolen session that enrolls a first factor must not become an admin's step-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

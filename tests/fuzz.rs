@@ -1,4 +1,4 @@
-//! Property tests of every decoder of client input (API.md §1: "Nothing a client sends
+//! Property tests of every decoder of client input (docs/API.md §1: "Nothing a client sends
 //! may produce a 5xx"), against the real service: one app per test function, bounded
 //! case counts, a fixed seed by default (`FUZZ_SEED=<u64>` explores others,
 //! `FUZZ_CASES_PERCENT=<n>` scales every case count), and the seed corpus in
@@ -208,7 +208,7 @@ impl Client {
     }
 }
 
-/// API.md §1 for any answer: never a 5xx; a JSON object with a string `code`; errors add
+/// docs/API.md §1 for any answer: never a 5xx; a JSON object with a string `code`; errors add
 /// a string `message`; every answer has a well-formed `X-Request-Id`.
 fn contract(what: &str, raw: &Raw) -> Result<(), TestCaseError> {
     prop_assert!(raw.status < 500, "{what}: a client caused a 5xx: {raw}");
@@ -287,7 +287,7 @@ struct World {
     routes: Vec<(Method, String)>,
 }
 
-/// The POST/PATCH routes of the contract (API.md §3); the OpenAPI document must list at
+/// The POST/PATCH routes of the contract (docs/API.md §3); the OpenAPI document must list at
 /// least these, so the fuzzer cannot silently lose a route.
 const KNOWN_WRITE_ROUTES: &[&str] = &[
     "POST /auth/register",

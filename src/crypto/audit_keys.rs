@@ -1,4 +1,4 @@
-//! Keys of the audit chain (API.md §4): HMAC-SHA256 under a key derived from
+//! Keys of the audit chain (docs/API.md §4): HMAC-SHA256 under a key derived from
 //! `TOTP_ENCRYPTION_KEY` with HKDF (info `logicredit-auth/audit-chain/v1`, a label no other
 //! purpose uses).
 //!

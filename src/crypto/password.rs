@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn default_parameters_are_the_contract_ones() {
-        // m = 64 MiB, t = 3, p = 1 (API.md §4): the one test that pays for the real cost.
+        // m = 64 MiB, t = 3, p = 1 (docs/API.md §4): the one test that pays for the real cost.
         let hasher = PasswordHasher::new(65_536, 3, 1, None, &[]).unwrap();
         let stored = hasher.hash("a long passphrase here").unwrap();
         assert!(stored.phc.starts_with("$argon2id$v=19$m=65536,t=3,p=1$"));

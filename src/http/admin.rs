@@ -1,4 +1,4 @@
-//! The admin API (API.md §3): staff read, admins change.
+//! The admin API (docs/API.md §3): staff read, admins change.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -256,7 +256,7 @@ error_responses!(
     ]
 );
 
-/// Checks run in API.md §7's order: session, CSRF, role and fresh MFA (the extractor),
+/// Checks run in docs/API.md §7's order: session, CSRF, role and fresh MFA (the extractor),
 /// then the body, then the id.
 #[utoipa::path(
     patch,

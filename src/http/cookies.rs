@@ -1,4 +1,4 @@
-//! The session and CSRF cookies (API.md §2).
+//! The session and CSRF cookies (docs/API.md §2).
 
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 

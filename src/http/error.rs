@@ -1,4 +1,4 @@
-//! The HTTP layer's one error type, mapped once to API.md's JSON bodies and statuses.
+//! The HTTP layer's one error type, mapped once to docs/API.md's JSON bodies and statuses.
 
 use std::collections::BTreeMap;
 
@@ -294,7 +294,7 @@ impl From<JsonRejection> for ApiError {
 /// The JSON body of every error.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable, snake_case (API.md §1).
+    /// Machine-readable, snake_case (docs/API.md §1).
     pub code: String,
     /// `validation_error`: field name → reason.
     #[serde(skip_serializing_if = "Option::is_none")]

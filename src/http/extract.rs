@@ -160,7 +160,7 @@ pub fn session_token(parts: &Parts, state: &AppState) -> Option<String> {
 }
 
 /// Validates the session and, on state-changing methods, the CSRF token — in the order
-/// API.md §7 fixes: session (401) before CSRF (403).
+/// docs/API.md §7 fixes: session (401) before CSRF (403).
 async fn guard(parts: &Parts, state: &AppState, require_active: bool) -> ApiResult<CurrentSession> {
     let token = session_token(parts, state).ok_or(ServiceError::NotAuthenticated)?;
     let session = state.sessions.authenticate(&token).await?;
@@ -171,7 +171,7 @@ async fn guard(parts: &Parts, state: &AppState, require_active: bool) -> ApiResu
     rotate_if_required(parts, state, session).await
 }
 
-/// After a role change the session's next request gets a new token (API.md §2): the
+/// After a role change the session's next request gets a new token (docs/API.md §2): the
 /// rotation happens here, and `middleware::session_rotation` sets the new cookies on
 /// whatever the handler answers. A pending session is rotated when its MFA completes.
 async fn rotate_if_required(
@@ -257,7 +257,7 @@ impl FromRequestParts<AppState> for MaybeSession {
     }
 }
 
-/// A pending or active session (the "P" routes of API.md §3), CSRF-checked on writes.
+/// A pending or active session (the "P" routes of docs/API.md §3), CSRF-checked on writes.
 pub struct AnySession(pub CurrentSession);
 
 impl FromRequestParts<AppState> for AnySession {
@@ -285,7 +285,7 @@ impl FromRequestParts<AppState> for ActiveSession {
     }
 }
 
-/// The per-IP rate limit of the pre-authentication routes (API.md §4, §7): one bucket per
+/// The per-IP rate limit of the pre-authentication routes (docs/API.md §4, §7): one bucket per
 /// client shared by all of them. Put it first among a handler's extractors, so that even
 /// malformed requests are counted.
 pub struct PreAuthRateLimit;
@@ -326,7 +326,7 @@ impl RequiredRole for Admin {
 }
 
 /// An active session whose user has at least role `R`: session (401) → CSRF (403) →
-/// role (`403 forbidden`), in API.md §7's order. The role is read per request, so a role
+/// role (`403 forbidden`), in docs/API.md §7's order. The role is read per request, so a role
 /// change applies at the next request.
 pub struct Authorized<R: RequiredRole>(pub CurrentSession, pub PhantomData<R>);
 
@@ -347,7 +347,7 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Authorized<R> {
 
 /// `S+MFA` routes: an active session of a user with at least role `R` whose second factor
 /// was verified within `STEP_UP_MAX_AGE_SECONDS` — checked after session, CSRF and role
-/// (API.md §7): `403 mfa_enrollment_required` without a factor, else
+/// (docs/API.md §7): `403 mfa_enrollment_required` without a factor, else
 /// `401 mfa_step_up_required`.
 pub struct Fresh<R: RequiredRole = User>(pub CurrentSession, pub PhantomData<R>);
 

@@ -1,4 +1,4 @@
-//! TOTP, recovery codes and step-up (API.md §3).
+//! TOTP, recovery codes and step-up (docs/API.md §3).
 
 use axum::Json;
 use axum::extract::State;

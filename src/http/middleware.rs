@@ -24,7 +24,7 @@ const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// API.md §7: a client's id is kept when it is 1–64 characters of `[A-Za-z0-9._-]`.
+/// docs/API.md §7: a client's id is kept when it is 1–64 characters of `[A-Za-z0-9._-]`.
 fn acceptable_request_id(value: &str) -> bool {
     (1..=64).contains(&value.len())
         && value
@@ -88,7 +88,7 @@ pub async fn request_id_and_trace(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Security headers on every response (API.md §4). A route may set its own
+/// Security headers on every response (docs/API.md §4). A route may set its own
 /// Content-Security-Policy (the docs page); everything else gets the strictest one.
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;

@@ -107,7 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::swagger_ui())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound });
-    // The passkey demo page exists only in development (API.md §5 APP_ENV).
+    // The passkey demo page exists only in development (docs/API.md §5 APP_ENV).
     let routes = if state.settings.is_production() {
         routes
     } else {

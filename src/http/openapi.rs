@@ -11,7 +11,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
-const DESCRIPTION: &str = "Authentication service for banking workloads. The binding contract is API.md; this \
+const DESCRIPTION: &str = "Authentication service for banking workloads. The HTTP reference is docs/API.md in the repository; this \
 document is generated from the code.\n\n\
 Every response is a JSON object with a string `code`; errors add `message` (and `fields`, `reasons`, \
 `retry_after`, `max_age`, `methods` where relevant). Every response carries `X-Request-Id`.\n\n\

@@ -1,4 +1,4 @@
-//! Password reset (by email) and change (API.md §3).
+//! Password reset (by email) and change (docs/API.md §3).
 
 use axum::Json;
 use axum::extract::State;

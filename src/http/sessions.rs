@@ -108,7 +108,7 @@ pub async fn revoke_others(
 }
 
 /// Guard first, then the id: an unauthenticated caller learns nothing about ids, and an
-/// id that is malformed, unknown or someone else's is `404 not_found` (API.md §7).
+/// id that is malformed, unknown or someone else's is `404 not_found` (docs/API.md §7).
 #[utoipa::path(
     delete,
     path = "/auth/sessions/{id}",

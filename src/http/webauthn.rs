@@ -1,4 +1,4 @@
-//! Passkeys (API.md §3): registration, login (passwordless, second factor, step-up),
+//! Passkeys (docs/API.md §3): registration, login (passwordless, second factor, step-up),
 //! listing and deletion.
 
 use axum::Json;

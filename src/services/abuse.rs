@@ -1,4 +1,4 @@
-//! Abuse control shared by every instance through the store (API.md §4): a per-IP rate
+//! Abuse control shared by every instance through the store (docs/API.md §4): a per-IP rate
 //! limit on the pre-authentication routes and a per-account lockout.
 
 use serde_json::json;

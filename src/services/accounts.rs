@@ -55,7 +55,7 @@ enum PasswordReplacement {
     Change,
 }
 
-/// A verification token has exactly the shape API.md §7 gives it.
+/// A verification token has exactly the shape docs/API.md §7 gives it.
 fn is_verify_token_shape(token: &str) -> bool {
     token.len() == VERIFY_TOKEN_LEN && token.chars().all(|c| c.is_ascii_alphanumeric())
 }
@@ -282,7 +282,7 @@ impl Accounts {
         }
         let factors = factors_db::factors(uow.conn(), user.id).await?;
         if factors.any_second_factor() {
-            // The password step passed: no failure, but no reset either (API.md §7).
+            // The password step passed: no failure, but no reset either (docs/API.md §7).
             let methods = super::mfa::methods(&factors);
             let session = self
                 .sessions

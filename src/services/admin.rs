@@ -1,4 +1,4 @@
-//! The admin API's use cases (API.md §3): listing users, changing roles and status,
+//! The admin API's use cases (docs/API.md §3): listing users, changing roles and status,
 //! unlocking accounts.
 
 use serde::Serialize;
@@ -121,7 +121,7 @@ impl Admin {
             0
         };
         if role != old_role {
-            // A privilege change rotates the session (API.md §2): each of the user's
+            // A privilege change rotates the session (docs/API.md §2): each of the user's
             // sessions gets a new token at its next request.
             session_rows::require_rotation(uow.conn(), user.id).await?;
         }

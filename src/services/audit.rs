@@ -1,4 +1,4 @@
-//! Audit events (API.md §4) and who/where they came from.
+//! Audit events (docs/API.md §4) and who/where they came from.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -11,7 +11,7 @@ use crate::storage::db::audit::{
     self, AuditFilter, AuditRow, ChainReport, CheckpointRow, NewAuditRecord,
 };
 
-/// Every auditable event, named exactly as API.md §4 lists them.
+/// Every auditable event, named exactly as docs/API.md §4 lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditEvent {
     UserRegistered,
@@ -130,7 +130,7 @@ impl RequestContext {
     }
 }
 
-/// One record as clients and SIEMs see it (API.md §7).
+/// One record as clients and SIEMs see it (docs/API.md §7).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEventView {
     pub id: Uuid,

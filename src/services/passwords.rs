@@ -1,4 +1,4 @@
-//! Password rules (API.md §4) and hashing with a bounded number of hashes in flight.
+//! Password rules (docs/API.md §4) and hashing with a bounded number of hashes in flight.
 
 use secrecy::ExposeSecret;
 use std::collections::HashSet;
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn guessable_passwords_outside_the_list_fail() {
-        // API.md §4: these are not in a top-10k list, yet must fail.
+        // docs/API.md §4: these are not in a top-10k list, yet must fail.
         assert!(reasons("password1234").contains(&TooGuessable));
         assert!(reasons("123456789012").contains(&TooGuessable));
     }

@@ -1,4 +1,4 @@
-//! Server-side sessions (API.md §2).
+//! Server-side sessions (docs/API.md §2).
 //!
 //! The database holds the durable copy of every session, so sessions survive restarts;
 //! the ephemeral store caches it under the token's hash with a time-to-live equal to the

@@ -1,4 +1,4 @@
-//! API.md §4 rate limits and lockout, §7 their clarifications.
+//! docs/API.md §4 rate limits and lockout, §7 their clarifications.
 
 use std::time::Duration;
 

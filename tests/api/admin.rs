@@ -1,4 +1,4 @@
-//! API.md §3 roles and the admin API: every role boundary, fresh MFA, the last-admin rule.
+//! docs/API.md §3 roles and the admin API: every role boundary, fresh MFA, the last-admin rule.
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! API.md §4 audit trail: keyed hash chain, signed checkpoints, CLI verify/export, and the
+//! docs/API.md §4 audit trail: keyed hash chain, signed checkpoints, CLI verify/export, and the
 //! staff query route.
 
 use std::process::Command;

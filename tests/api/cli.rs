@@ -1,4 +1,4 @@
-//! API.md §6: the binary's commands.
+//! docs/API.md §6: the binary's commands.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

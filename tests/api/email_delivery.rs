@@ -1,4 +1,4 @@
-//! API.md §4 email: the transactional outbox, SMTP outages, exactly-once delivery.
+//! docs/API.md §4 email: the transactional outbox, SMTP outages, exactly-once delivery.
 
 use serde_json::json;
 

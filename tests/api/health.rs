@@ -1,4 +1,4 @@
-//! `/healthz`, `/readyz` and failing closed when a dependency is down (API.md §1, §3).
+//! `/healthz`, `/readyz` and failing closed when a dependency is down (docs/API.md §1, §3).
 
 use serde_json::json;
 

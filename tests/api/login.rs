@@ -1,4 +1,4 @@
-//! API.md §3 login, §2 cookies, §4 password hashing and enumeration safety.
+//! docs/API.md §3 login, §2 cookies, §4 password hashing and enumeration safety.
 
 use logicredit_auth::storage::db::audit::{ChainCheck, verify_chain};
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! Black-box scenarios against the real service, each on both deployments (see
-//! `on_both_backends!`). Read them against API.md: one module per area of the contract.
+//! `on_both_backends!`). Read them against docs/API.md: one module per area of the contract.
 
 // Tests stop loudly: unwrap, expect and panic are how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -9,6 +9,7 @@ mod smtp_sink;
 
 mod abuse;
 mod admin;
+mod api_reference;
 mod audit;
 mod authenticators;
 mod cli;

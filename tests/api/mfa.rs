@@ -1,4 +1,4 @@
-//! API.md §2 mfa_pending sessions, §3 TOTP / recovery codes / step-up, §7 their rules.
+//! docs/API.md §2 mfa_pending sessions, §3 TOTP / recovery codes / step-up, §7 their rules.
 
 use std::time::Duration;
 

@@ -1,11 +1,11 @@
-//! The OpenAPI document (API.md §7: version 3.1, every route listed) matches the router:
+//! The OpenAPI document (docs/API.md §7: version 3.1, every route listed) matches the router:
 //! every route of the contract is in the document, and every route in the document exists.
 
 use serde_json::Value;
 
 use crate::helpers::{Backend, Browser, Csrf, spawn_app};
 
-/// API.md §3, in full.
+/// docs/API.md §3, in full.
 const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/auth/register"),
     ("POST", "/auth/verify-email"),

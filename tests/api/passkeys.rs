@@ -1,4 +1,4 @@
-//! API.md §3 WebAuthn routes with full ceremonies against a software authenticator.
+//! docs/API.md §3 WebAuthn routes with full ceremonies against a software authenticator.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! API.md §3 password reset and change.
+//! docs/API.md §3 password reset and change.
 
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! API.md §1 conventions and §4 headers: error bodies, request ids, security headers,
+//! docs/API.md §1 conventions and §4 headers: error bodies, request ids, security headers,
 //! CORS, body limits, and graceful shutdown.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! API.md §3 register / verify-email / resend, and the password rules of §4.
+//! docs/API.md §3 register / verify-email / resend, and the password rules of §4.
 
 use serde_json::json;
 

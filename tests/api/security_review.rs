@@ -141,7 +141,7 @@ async fn a_stolen_session_cannot_enroll_a_first_factor_without_the_password(back
 
 // Item 1: enrolling TOTP on an admin's stolen session satisfied the fresh-MFA check of
 // PATCH /auth/admin/users/{id}. Enrollment still counts for the user's own step-up
-// (API.md §7), never for a privileged route.
+// (docs/API.md §7), never for a privileged route.
 async fn enrolling_a_first_factor_is_not_an_admins_step_up(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = with_role(&app, "root@example.com", "admin").await;
@@ -469,7 +469,7 @@ async fn one_session_cannot_flood_the_audit_trail_or_the_store(backend: Backend)
     assert!(refused.body["retry_after"].as_u64().is_some_and(|s| s > 0));
 }
 
-// Item 12: a role change rotates the session token (API.md §2: the token changes when
+// Item 12: a role change rotates the session token (docs/API.md §2: the token changes when
 // the session's privilege does).
 async fn a_role_change_rotates_the_session_token(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -1,4 +1,4 @@
-//! API.md §2 sessions and CSRF, §3 session routes.
+//! docs/API.md §2 sessions and CSRF, §3 session routes.
 
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ async fn writes_need_the_sessions_csrf_token(backend: Backend) {
     let alice = app.logged_in("alice@example.com").await;
     let token = alice.csrf_token().unwrap();
 
-    // Session is checked before CSRF (API.md §7): no session → 401 even without CSRF.
+    // Session is checked before CSRF (docs/API.md §7): no session → 401 even without CSRF.
     app.browser()
         .send(Method::POST, "/auth/logout", None, Csrf::None)
         .await

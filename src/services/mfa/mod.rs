@@ -1,4 +1,4 @@
-//! Second factors (API.md §2–§4): TOTP, recovery codes and passkeys, the MFA-pending
+//! Second factors (docs/API.md §2–§4): TOTP, recovery codes and passkeys, the MFA-pending
 //! login step and step-up. One service, one file per factor:
 //! `totp` (TOTP and recovery codes) and `passkeys` (WebAuthn).
 //!
@@ -93,7 +93,7 @@ impl Factor {
     }
 }
 
-/// The methods a user can use now, in API.md's order.
+/// The methods a user can use now, in docs/API.md's order.
 pub fn methods(factors: &Factors) -> Vec<&'static str> {
     let mut methods = Vec::new();
     if factors.totp {
@@ -195,7 +195,7 @@ impl Mfa {
         recent && counts
     }
 
-    /// The step-up rule (API.md §7 order, after session, CSRF and role): a user with no
+    /// The step-up rule (docs/API.md §7 order, after session, CSRF and role): a user with no
     /// second factor gets `mfa_enrollment_required`; one whose last verification is older
     /// than `STEP_UP_MAX_AGE_SECONDS` gets `mfa_step_up_required` (audited).
     #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]

@@ -161,7 +161,7 @@ impl Mfa {
                 .map(TotpVerified::Factor);
         }
         // Recovery codes come with the first second factor. Enrolling the first factor
-        // counts as a verification (API.md §7) — but only as `enrollment`, which
+        // counts as a verification (docs/API.md §7) — but only as `enrollment`, which
         // privileged routes refuse; a further factor leaves the session's freshness as
         // its real verification made it.
         let first_factor = factors_db::webauthn_for_user(uow.conn(), user.id)

@@ -142,7 +142,7 @@ fn ensure_sqlite_folder(url: &str) -> StorageResult<()> {
 }
 
 /// One change: its rows, the emails it causes and the audit records that describe it
-/// commit together or not at all (API.md §4: same transaction as the change).
+/// commit together or not at all (docs/API.md §4: same transaction as the change).
 pub struct UnitOfWork {
     txn: DatabaseTransaction,
     audit_keys: Option<Arc<AuditKeys>>,

@@ -12,7 +12,7 @@ enum Sessions {
     /// How `mfa_verified_at` was earned: `totp`, `webauthn`, `recovery_code`, or
     /// `enrollment` (a first factor just set up — never enough for privileged routes).
     MfaMethod,
-    /// The user's role changed: the next request rotates the token (API.md §2: a
+    /// The user's role changed: the next request rotates the token (docs/API.md §2: a
     /// privilege change rotates the session).
     RotateRequired,
 }
