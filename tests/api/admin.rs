@@ -2,19 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Browser, PASSWORD, TestApp, spawn_app};
+use crate::helpers::{Backend, Browser, PASSWORD, spawn_app};
 use crate::mfa::enroll_verified_totp;
 use crate::on_both_backends;
-
-/// A logged-in browser of a new verified user with `role`.
-async fn with_role(app: &TestApp, email: &str, role: &str) -> Browser {
-    app.verified_user(email).await;
-    app.execute(&format!(
-        "UPDATE users SET role = '{role}' WHERE email = '{email}'"
-    ))
-    .await;
-    app.login(email).await
-}
 
 async fn id_of(browser: &Browser) -> String {
     browser.get("/auth/me").await.body["user"]["id"]
@@ -25,9 +15,9 @@ async fn id_of(browser: &Browser) -> String {
 
 async fn each_admin_route_admits_exactly_its_roles(backend: Backend) {
     let app = spawn_app(backend).await;
-    let user = with_role(&app, "user@example.com", "user").await;
-    let staff = with_role(&app, "staff@example.com", "staff").await;
-    let admin = with_role(&app, "admin@example.com", "admin").await;
+    let user = app.logged_in_as("user@example.com", "user").await;
+    let staff = app.logged_in_as("staff@example.com", "staff").await;
+    let admin = app.logged_in_as("admin@example.com", "admin").await;
     let target = id_of(&user).await;
     let patch = |browser: &Browser| {
         let browser = browser.clone();
@@ -97,9 +87,9 @@ async fn each_admin_route_admits_exactly_its_roles(backend: Backend) {
 
 async fn role_and_status_changes_apply_to_existing_sessions(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = with_role(&app, "root@example.com", "admin").await;
+    let admin = app.logged_in_as("root@example.com", "admin").await;
     enroll_verified_totp(&admin).await;
-    let alice = with_role(&app, "alice@example.com", "user").await;
+    let alice = app.logged_in_as("alice@example.com", "user").await;
     let alice_id = id_of(&alice).await;
     let path = format!("/auth/admin/users/{alice_id}");
     let send = |body: Value| {
@@ -165,7 +155,7 @@ async fn role_and_status_changes_apply_to_existing_sessions(backend: Backend) {
 
 async fn the_last_active_admin_stays(backend: Backend) {
     let app = spawn_app(backend).await;
-    let root = with_role(&app, "root@example.com", "admin").await;
+    let root = app.logged_in_as("root@example.com", "admin").await;
     enroll_verified_totp(&root).await;
     let root_id = id_of(&root).await;
     let own = format!("/auth/admin/users/{root_id}");
@@ -180,7 +170,7 @@ async fn the_last_active_admin_stays(backend: Backend) {
         .assert_error(409, "last_admin");
     }
     // With a second admin, the first may step down.
-    let second = with_role(&app, "second@example.com", "admin").await;
+    let second = app.logged_in_as("second@example.com", "admin").await;
     let demoted = root
         .send(
             reqwest::Method::PATCH,
@@ -205,7 +195,7 @@ async fn the_last_active_admin_stays(backend: Backend) {
 
 async fn staff_page_through_users_with_filters(backend: Backend) {
     let app = spawn_app(backend).await;
-    let staff = with_role(&app, "staff@example.com", "staff").await;
+    let staff = app.logged_in_as("staff@example.com", "staff").await;
     for n in 0..4 {
         app.verified_user(&format!("client{n}@example.com")).await;
     }
@@ -249,7 +239,7 @@ async fn staff_page_through_users_with_filters(backend: Backend) {
 
 async fn staff_unlock_a_locked_account(backend: Backend) {
     let app = spawn_app(backend).await;
-    let staff = with_role(&app, "staff@example.com", "staff").await;
+    let staff = app.logged_in_as("staff@example.com", "staff").await;
     enroll_verified_totp(&staff).await;
     app.verified_user("locked@example.com").await;
     let browser = app.browser();

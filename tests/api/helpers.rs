@@ -397,6 +397,16 @@ impl TestApp {
         self.login(email).await
     }
 
+    /// A browser logged in as a new verified user whose role is set in the database.
+    pub async fn logged_in_as(&self, email: &str, role: &str) -> Browser {
+        self.verified_user(email).await;
+        self.execute(&format!(
+            "UPDATE users SET role = '{role}' WHERE email = '{email}'"
+        ))
+        .await;
+        self.login(email).await
+    }
+
     pub async fn login(&self, email: &str) -> Browser {
         let browser = self.browser();
         let response = browser

@@ -48,16 +48,6 @@ async fn user_id(browser: &Browser) -> String {
         .to_owned()
 }
 
-/// A logged-in browser of a verified user whose role is set in the database.
-async fn with_role(app: &TestApp, email: &str, role: &str) -> Browser {
-    app.verified_user(email).await;
-    app.execute(&format!(
-        "UPDATE users SET role = '{role}' WHERE email = '{email}'"
-    ))
-    .await;
-    app.login(email).await
-}
-
 /// Waits (up to 10 s) for an email to `to` whose content contains `needle`.
 async fn email_containing(
     app: &TestApp,
@@ -144,8 +134,8 @@ async fn a_stolen_session_cannot_enroll_a_first_factor_without_the_password(back
 // (docs/API.md §7), never for a privileged route.
 async fn enrolling_a_first_factor_is_not_an_admins_step_up(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = with_role(&app, "root@example.com", "admin").await;
-    let other = with_role(&app, "other@example.com", "user").await;
+    let admin = app.logged_in_as("root@example.com", "admin").await;
+    let other = app.logged_in_as("other@example.com", "user").await;
     let path = format!("/auth/admin/users/{}", user_id(&other).await);
     let (phone, _) = enroll_totp(&admin).await;
 
@@ -473,9 +463,9 @@ async fn one_session_cannot_flood_the_audit_trail_or_the_store(backend: Backend)
 // the session's privilege does).
 async fn a_role_change_rotates_the_session_token(backend: Backend) {
     let app = spawn_app(backend).await;
-    let admin = with_role(&app, "root@example.com", "admin").await;
+    let admin = app.logged_in_as("root@example.com", "admin").await;
     enroll_verified_totp(&admin).await;
-    let kim = with_role(&app, "kim@example.com", "user").await;
+    let kim = app.logged_in_as("kim@example.com", "user").await;
     let old_token = kim.cookie(SESSION_COOKIE).unwrap();
     let path = format!("/auth/admin/users/{}", user_id(&kim).await);
     let promoted = admin
