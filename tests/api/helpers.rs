@@ -549,6 +549,10 @@ impl Browser {
         self.send(Method::POST, path, Some(body), Csrf::Auto).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> TestResponse {
+        self.send(Method::PATCH, path, Some(body), Csrf::Auto).await
+    }
+
     pub async fn delete(&self, path: &str) -> TestResponse {
         self.send(Method::DELETE, path, None, Csrf::Auto).await
     }

@@ -139,14 +139,7 @@ async fn enrolling_a_first_factor_is_not_an_admins_step_up(backend: Backend) {
     let path = format!("/auth/admin/users/{}", user_id(&other).await);
     let (phone, _) = enroll_totp(&admin).await;
 
-    let patch = admin
-        .send(
-            Method::PATCH,
-            &path,
-            Some(json!({"role": "staff"})),
-            Csrf::Auto,
-        )
-        .await;
+    let patch = admin.patch(&path, json!({"role": "staff"})).await;
     patch.assert_error(401, "mfa_step_up_required");
     assert_eq!(
         admin.post("/auth/step-up/confirm", json!({})).await.body,
@@ -157,14 +150,7 @@ async fn enrolling_a_first_factor_is_not_an_admins_step_up(backend: Backend) {
         .post("/auth/mfa/totp/verify", json!({"code": phone.code(1)}))
         .await;
     assert_eq!(verified.body, json!({"code": "mfa_verified"}));
-    let patch = admin
-        .send(
-            Method::PATCH,
-            &path,
-            Some(json!({"role": "staff"})),
-            Csrf::Auto,
-        )
-        .await;
+    let patch = admin.patch(&path, json!({"role": "staff"})).await;
     assert_eq!(patch.body["code"], "user_updated", "{patch:?}");
 }
 
@@ -468,14 +454,7 @@ async fn a_role_change_rotates_the_session_token(backend: Backend) {
     let kim = app.logged_in_as("kim@example.com", "user").await;
     let old_token = kim.cookie(SESSION_COOKIE).unwrap();
     let path = format!("/auth/admin/users/{}", user_id(&kim).await);
-    let promoted = admin
-        .send(
-            Method::PATCH,
-            &path,
-            Some(json!({"role": "staff"})),
-            Csrf::Auto,
-        )
-        .await;
+    let promoted = admin.patch(&path, json!({"role": "staff"})).await;
     assert_eq!(promoted.body["code"], "user_updated", "{promoted:?}");
 
     let me = kim.get("/auth/me").await;
