@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# End-to-end: the /demo passkey page in headless Chromium with a virtual authenticator,
-# against the real binary (SQLite, in-process store, emails to the log). Installs Chromium
-# (Debian package) and playwright-core (npm, tests/e2e) when missing, builds the binary when
-# missing or older than the sources, starts it on a free port, runs tests/e2e/demo.spec.mjs, and stops it on exit.
+# End-to-end in headless Chromium with a virtual authenticator, against the real binary:
+#   - tests/e2e/ui.spec.mjs: the hosted pages (/ui/), the whole story of a customer, on both
+#     deployments (it starts its own services, SQLite and PostgreSQL + Redis, with an SMTP
+#     sink); screenshots of every page in target/e2e-artifacts/ (kept: CI's artifacts);
+#   - tests/e2e/docs.spec.mjs: /docs (Swagger UI) renders with no network.
+# Installs Chromium (Debian package) and the test's npm packages (tests/e2e) when missing,
+# builds the binary when missing or older than the sources, and stops everything on exit.
 #
 #   .ci/e2e.sh                 # exit 0 when every scenario passed
 #   E2E_REBUILD=1 .ci/e2e.sh   # run `cargo build` even when the binary looks up to date
@@ -23,14 +26,15 @@ if [ ! -x "$CHROMIUM" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium
 fi
 command -v node >/dev/null || { echo "e2e: FATAL: node (>= 18) is required" >&2; exit 1; }
-if [ ! -d tests/e2e/node_modules/playwright-core ]; then
-    echo "e2e: installing playwright-core (npm)"
+if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/smtp-server ] \
+    || [ ! -d tests/e2e/node_modules/axe-core ]; then
+    echo "e2e: installing playwright-core, smtp-server, mailparser, axe-core (npm)"
     # Chromium comes from Debian; Playwright must not try to download its own browsers.
     (cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 # Missing, or older than the sources and the embedded page: build.
 if [ ! -x "$BIN" ] || [ -n "${E2E_REBUILD:-}" ] \
-    || [ -n "$(find src assets Cargo.toml Cargo.lock -newer "$BIN" -print -quit 2>/dev/null)" ]; then
+    || [ -n "$(find src assets clients/js/dist Cargo.toml Cargo.lock -newer "$BIN" -print -quit 2>/dev/null)" ]; then
     echo "e2e: building the binary"
     cargo build --bin logicredit-auth
 fi
@@ -100,11 +104,12 @@ curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" || { echo "e2e: FATAL: t
 echo "e2e: service up at $BASE_URL (log: $WORK/server.log) after $(( $(date +%s) - started )) s"
 
 # --- the browser test ------------------------------------------------------------------
-E2E_BASE_URL="$BASE_URL" \
-E2E_SERVER_LOG="$WORK/server.log" \
-E2E_ARTIFACTS="$WORK/artifacts" \
+ARTIFACTS="$ROOT/target/e2e-artifacts"
+rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
+E2E_BINARY="$BIN" \
+E2E_ARTIFACTS="$ARTIFACTS" \
 E2E_CHROMIUM="$CHROMIUM" \
-    node tests/e2e/demo.spec.mjs
+    node tests/e2e/ui.spec.mjs
 E2E_BASE_URL="$BASE_URL" \
 E2E_ARTIFACTS="$WORK/artifacts" \
 E2E_CHROMIUM="$CHROMIUM" \

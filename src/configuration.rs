@@ -107,6 +107,16 @@ pub struct Settings {
     pub allow_sqlite_in_production: bool,
     pub single_instance: bool,
     pub data_dir: PathBuf,
+    /// The hosted pages under `/ui/` (docs/API.md §10).
+    pub ui: UiSettings,
+}
+
+/// `UI_ENABLED` (default true) and `UI_THEME_DIR` (templates and `ui.css` that replace the
+/// built-in ones, file by file).
+#[derive(Debug, Clone)]
+pub struct UiSettings {
+    pub enabled: bool,
+    pub theme_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -489,6 +499,10 @@ impl VarReader<'_> {
             audit_checkpoint_interval: self.seconds("AUDIT_CHECKPOINT_INTERVAL_SECONDS", 60),
             allow_sqlite_in_production: self.bool("ALLOW_SQLITE_IN_PRODUCTION", false),
             single_instance: self.bool("SINGLE_INSTANCE", false),
+            ui: UiSettings {
+                enabled: self.bool("UI_ENABLED", true),
+                theme_dir: self.raw("UI_THEME_DIR").map(PathBuf::from),
+            },
             data_dir,
         }
     }

@@ -1,7 +1,8 @@
 //! Logicredit Auth: an authentication service for banking workloads.
 //!
-//! Layers, outside in: `http` (routes, extractors, errors) → `services` (use cases and
-//! rules) → `storage` (database and ephemeral store) and `crypto`. `configuration`,
+//! Layers, outside in: `http` (routes, extractors, errors) and `ui` (the hosted pages, which
+//! use only the JSON API) → `services` (use cases and rules) → `storage` (database and
+//! ephemeral store) and `crypto`. `configuration`,
 //! `startup` and `telemetry` wire them together; `cli` is the binary's front door.
 
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod services;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod ui;
 
 /// rustls may see more than one crypto provider in the dependency graph; pick ring once.
 pub fn install_crypto_provider() {

@@ -37,6 +37,8 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     services: Arc<Services>,
     delivery: EmailDelivery,
+    /// The hosted pages, loaded (and the theme checked) before anything is served.
+    pages: Option<Arc<crate::ui::Pages>>,
 }
 
 impl Application {
@@ -62,12 +64,17 @@ impl Application {
             settings.outbox_poll_interval,
             settings.outbox_retry_base,
         )?;
+        let pages = match settings.ui.enabled {
+            true => Some(Arc::new(crate::ui::Pages::load(&settings)?)),
+            false => None,
+        };
         let services = Services::build(settings, db, store).await?;
         Ok(Self {
             listener,
             metrics_listener,
             services,
             delivery,
+            pages,
         })
     }
 
@@ -104,7 +111,7 @@ impl Application {
             stop_rx.clone(),
         ));
         let maintenance = tokio::spawn(maintenance(Arc::clone(&self.services), stop_rx));
-        let app = crate::http::router(Arc::clone(&self.services));
+        let app = crate::http::router(Arc::clone(&self.services), self.pages.clone());
         // One shutdown signal for both listeners.
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let signalled = |mut rx: watch::Receiver<bool>| async move {

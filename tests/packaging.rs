@@ -264,269 +264,12 @@ fn compose_api_configuration_is_a_coherent_development_stack() {
 
 // --- Routes -------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    /// `routes!(handler)` in `api_routes()`: path and method from `#[utoipa::path]`.
-    Api,
-    /// `routes!(handler)` in `metrics_routes()`: served on the metrics listener
-    /// (`METRICS_ADDR`) only, never on the public one.
-    Metrics,
-    /// An axum `.route(…)` call.
-    Axum,
-    /// Mounted by `SwaggerUi::new(…)`.
-    SwaggerUi,
-}
+use logicredit_auth::http::{RouteEntry, RouteKind};
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Route {
-    method: String,
-    path: String,
-    kind: Kind,
-    /// Where the route was found (for messages).
-    source: String,
-}
-
-/// Source text without its `#[cfg(test)]` module (whose routes are not served).
-fn without_tests(text: &str) -> &str {
-    text.find("#[cfg(test)]").map_or(text, |at| &text[..at])
-}
-
-/// The contents of the balanced parentheses that open at `open` (the index of `(`).
-fn balanced(text: &str, open: usize) -> &str {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in text[open..].char_indices() {
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return &text[open + 1..open + i];
-                }
-            }
-            _ => {}
-        }
-    }
-    panic!("unbalanced parentheses in {}", &text[open..]);
-}
-
-fn first_string_literal(text: &str) -> Option<&str> {
-    let start = text.find('"')? + 1;
-    let end = start + text[start..].find('"')?;
-    Some(&text[start..end])
-}
-
-/// The body of `fn name` in `text` (from its signature to its closing brace).
-fn function_body<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    let start = text.find(&format!("fn {name}("))?;
-    let open = start + text[start..].find('{')?;
-    let mut depth = 0usize;
-    for (i, c) in text[open..].char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(&text[open..=open + i]);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Every `.route("/path", get(..).post(..))` in `text` (axum's own routing), also across
-/// lines; the methods are the `get(`/`post(`/… calls in the method router argument.
-fn axum_routes(text: &str, source: &str) -> Vec<Route> {
-    let mut routes = Vec::new();
-    let mut from = 0;
-    while let Some(found) = text[from..].find(".route(") {
-        let open = from + found + ".route".len();
-        let args = balanced(text, open);
-        from = open + args.len();
-        let path = first_string_literal(args)
-            .unwrap_or_else(|| panic!("{source}: a .route( without a literal path: {args}"));
-        let after_path = &args[args.find(path).unwrap_or(0) + path.len() + 1..];
-        let mut methods = Vec::new();
-        for method in HTTP_METHODS.iter().chain(&["any"]) {
-            let needle = format!("{method}(");
-            let mut at = 0;
-            while let Some(pos) = after_path[at..].find(&needle) {
-                let index = at + pos;
-                let before = after_path[..index].chars().next_back();
-                if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_')) {
-                    methods.push(*method);
-                }
-                at = index + needle.len();
-            }
-        }
-        assert!(
-            !methods.is_empty(),
-            "{source}: cannot tell the methods of .route({args})"
-        );
-        for method in methods {
-            assert_ne!(
-                method, "any",
-                "{source}: .route({path:?}, any(..)): list the methods explicitly"
-            );
-            routes.push(Route {
-                method: method.to_uppercase(),
-                path: path.to_owned(),
-                kind: Kind::Axum,
-                source: source.to_owned(),
-            });
-        }
-    }
-    routes
-}
-
-/// The `#[utoipa::path(method, path = "…")]` annotation of handler `function` in `file`.
-fn annotated_route(file: &str, function: &str) -> Route {
-    let text = read(file);
-    let signature = [
-        format!("pub async fn {function}("),
-        format!("async fn {function}("),
-        format!("pub fn {function}("),
-        format!("fn {function}("),
-    ]
-    .iter()
-    .find_map(|s| text.find(s.as_str()))
-    .unwrap_or_else(|| panic!("{file}: no handler fn {function}"));
-    let attribute = text[..signature]
-        .rfind("#[utoipa::path(")
-        .unwrap_or_else(|| panic!("{file}: {function} has no #[utoipa::path] annotation"));
-    let args = balanced(&text, attribute + "#[utoipa::path".len());
-    let attribute_end = attribute + "#[utoipa::path(".len() + args.len();
-    assert!(
-        !text[attribute_end..signature].contains("fn "),
-        "{file}: the #[utoipa::path] before {function} belongs to another function"
-    );
-    let method = args
-        .split(',')
-        .next()
-        .map(str::trim)
-        .filter(|m| HTTP_METHODS.contains(m))
-        .unwrap_or_else(|| {
-            panic!("{file}: {function}: no method first in #[utoipa::path({args})]")
-        });
-    let path_at = args
-        .find("path = ")
-        .unwrap_or_else(|| panic!("{file}: {function}: no path = in #[utoipa::path]"));
-    let path = first_string_literal(&args[path_at..]).expect("a path literal");
-    Route {
-        method: method.to_uppercase(),
-        path: path.to_owned(),
-        kind: Kind::Api,
-        source: format!("{file} {function}"),
-    }
-}
-
-/// Routes a merged module contributes: its own `.route(…)` calls and a Swagger UI mount
-/// (`SwaggerUi::new("/docs")` serves GET /docs (a redirect), /docs/ and /docs/{*rest}).
-fn merged_routes(module: &str) -> Vec<Route> {
-    let file = format!("src/http/{module}.rs");
-    let full = read(&file);
-    let text = without_tests(&full);
-    let mut routes = axum_routes(text, &file);
-    if let Some(at) = text.find("SwaggerUi::new(") {
-        let args = balanced(text, at + "SwaggerUi::new".len());
-        let base = first_string_literal(args).expect("SwaggerUi::new(\"/path\")");
-        let base = base.trim_end_matches('/');
-        for path in [
-            base.to_owned(),
-            format!("{base}/"),
-            format!("{base}/{{*rest}}"),
-        ] {
-            routes.push(Route {
-                method: "GET".to_owned(),
-                path,
-                kind: Kind::SwaggerUi,
-                source: format!("{file} SwaggerUi::new"),
-            });
-        }
-        assert!(
-            !text.contains(".url("),
-            "{file}: SwaggerUi .url(…) adds a route this parser does not model"
-        );
-    }
-    routes
-}
-
-/// Every route the service serves, read from the text of src/http/mod.rs: `routes!(…)` in
-/// `api_routes()` (paths from the handlers' #[utoipa::path]), `.route(…)` calls, and
-/// `.merge(module::function())` of other modules' routers. Anything it cannot model fails.
-fn router_routes() -> Vec<Route> {
-    let full = read("src/http/mod.rs");
-    let text = without_tests(&full);
-    let mut routes = axum_routes(text, "src/http/mod.rs");
-    let metrics =
-        function_body(text, "metrics_routes").expect("src/http/mod.rs has fn metrics_routes");
-    let metrics_start = metrics.as_ptr() as usize - text.as_ptr() as usize;
-    let metrics_body = metrics_start..metrics_start + metrics.len();
-    let mut from = 0;
-    while let Some(found) = text[from..].find("routes!(") {
-        let open = from + found + "routes!".len();
-        let kind = if metrics_body.contains(&open) {
-            Kind::Metrics
-        } else {
-            Kind::Api
-        };
-        let args = balanced(text, open);
-        from = open + args.len();
-        for handler in args.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-            let (module, function) = handler
-                .rsplit_once("::")
-                .unwrap_or_else(|| panic!("routes!({handler}): expected module::handler"));
-            let module = module
-                .trim_start_matches("self::")
-                .trim_start_matches("super::");
-            assert!(
-                !module.contains("::"),
-                "routes!({handler}): nested modules are not modelled"
-            );
-            let mut route = annotated_route(&format!("src/http/{module}.rs"), function);
-            route.kind = kind;
-            routes.push(route);
-        }
-    }
-    let router = function_body(text, "router").expect("src/http/mod.rs has fn router");
-    assert!(
-        !router.contains(".nest(")
-            && !router.contains(".nest_service(")
-            && !router.contains(".route_service("),
-        "router() nests or mounts a service: extend tests/packaging.rs to model it"
-    );
-    let mut from = 0;
-    while let Some(found) = router[from..].find(".merge(") {
-        let open = from + found + ".merge".len();
-        let args = balanced(router, open).trim();
-        from = open + args.len();
-        let call = args
-            .strip_suffix("()")
-            .unwrap_or_else(|| panic!("router(): .merge({args}) is not a module::function()"));
-        let (module, _) = call
-            .rsplit_once("::")
-            .unwrap_or_else(|| panic!("router(): .merge({args}) is not a module::function()"));
-        routes.extend(merged_routes(module));
-    }
-    assert!(
-        text.contains("api_routes().split_for_parts()"),
-        "router() no longer builds on api_routes(): update tests/packaging.rs"
-    );
-    routes.sort();
-    routes
+/// Every route the service serves, as the library lists it (`http::route_table()`, built
+/// from the same lists as the routers).
+fn router_routes() -> Vec<RouteEntry> {
+    logicredit_auth::http::route_table()
 }
 
 /// A path with its parameters normalised: `{id}`, `:id` and `{{VAR}}` segments become
@@ -645,8 +388,8 @@ fn postman_requests(items: &Value, folder: &str, out: &mut Vec<PostmanRequest>) 
 
 /// A request reaches a route only on the route's listener: `/metrics` on METRICS_URL,
 /// everything else on BASE_URL.
-fn same_listener(route: &Route, request: &PostmanRequest) -> bool {
-    (route.kind == Kind::Metrics) == (request.listener == "METRICS_URL")
+fn same_listener(route: &RouteEntry, request: &PostmanRequest) -> bool {
+    (route.kind == RouteKind::Metrics) == (request.listener == "METRICS_URL")
 }
 
 fn all_postman_requests() -> Vec<PostmanRequest> {
@@ -656,49 +399,13 @@ fn all_postman_requests() -> Vec<PostmanRequest> {
 }
 
 #[test]
-fn router_parser_agrees_with_the_registered_api_routes() {
-    // The text parser must see exactly what api_routes() really registers (the same list
-    // the OpenAPI document is built from), so it cannot drift from the code.
-    let registered = |router: utoipa_axum::router::OpenApiRouter<_>| {
-        let document =
-            serde_json::to_value(router.into_openapi()).expect("the OpenAPI document serialises");
-        let mut actual = BTreeSet::new();
-        for (path, item) in document["paths"].as_object().expect("paths") {
-            for method in HTTP_METHODS {
-                if item.get(*method).is_some() {
-                    actual.insert((method.to_uppercase(), path.clone()));
-                }
-            }
-        }
-        actual
-    };
-    let parsed = |kind: Kind| -> BTreeSet<(String, String)> {
-        router_routes()
-            .into_iter()
-            .filter(|r| r.kind == kind)
-            .map(|r| (r.method, r.path))
-            .collect()
-    };
-    assert_eq!(
-        parsed(Kind::Api),
-        registered(logicredit_auth::http::api_routes()),
-        "tests/packaging.rs parses src/http/mod.rs differently from what api_routes() registers"
-    );
-    assert_eq!(
-        parsed(Kind::Metrics),
-        registered(logicredit_auth::http::metrics_routes()),
-        "tests/packaging.rs parses src/http/mod.rs differently from what metrics_routes() registers"
-    );
-    assert_eq!(
-        parsed(Kind::Metrics),
-        BTreeSet::from([("GET".to_owned(), "/metrics".to_owned())]),
-        "only /metrics belongs on the metrics listener"
-    );
-}
-
-#[test]
 fn postman_collection_has_one_request_per_route_and_no_others() {
-    let routes = router_routes();
+    // The hosted pages are for browsers, driven by tests/e2e/ui.spec.mjs; the collection
+    // is for the API.
+    let routes: Vec<RouteEntry> = router_routes()
+        .into_iter()
+        .filter(|r| r.kind != RouteKind::Ui)
+        .collect();
     assert!(routes.len() >= 30, "too few routes parsed: {routes:#?}");
     let requests = all_postman_requests();
 
@@ -740,8 +447,8 @@ fn postman_collection_has_one_request_per_route_and_no_others() {
         });
         if !covered && !excluded {
             errors.push(format!(
-                "route {} {} ({}) has no request in postman_collection.json",
-                route.method, route.path, route.source
+                "route {} {} ({:?}) has no request in postman_collection.json",
+                route.method, route.path, route.kind
             ));
         }
     }
@@ -903,19 +610,6 @@ fn path_normalisation_and_matching() {
     assert!(route_matches("/docs/{*}", "/docs/swagger-ui.css"));
     assert!(!route_matches("/docs/{*}", "/docs/"));
     assert!(!route_matches("/docs/", "/docs"));
-    let parsed = axum_routes(
-        "Router::new()\n  .route(\"/a/{id}\", get(show).post(update))\n  .route(\n    \"/b\",\n    routing::delete(remove),\n  )",
-        "example",
-    );
-    let parsed: Vec<(String, String)> = parsed.into_iter().map(|r| (r.method, r.path)).collect();
-    assert_eq!(
-        parsed,
-        [
-            ("GET".to_owned(), "/a/{id}".to_owned()),
-            ("POST".to_owned(), "/a/{id}".to_owned()),
-            ("DELETE".to_owned(), "/b".to_owned()),
-        ]
-    );
 }
 
 // --- Dockerfile ---------------------------------------------------------------------------
@@ -1170,6 +864,26 @@ fn start_like_the_image(scratch: &Scratch) -> (Server, u16, PathBuf) {
 fn the_binary_started_like_the_image_serves_healthz_and_stops_cleanly_on_sigterm() {
     let scratch = Scratch::new();
     let (mut server, port, log) = start_like_the_image(&scratch);
+
+    // Every GET route the library lists is served by the binary: the route table the
+    // Postman checks rely on names no route the router lacks.
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    for route in router_routes()
+        .iter()
+        .filter(|r| r.method == "GET" && r.kind != RouteKind::Metrics)
+    {
+        let path = route
+            .path
+            .replace("{id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{*rest}", "index.html");
+        let status = http_status(address, &path);
+        assert!(
+            status.is_some_and(|s| s != 404 && s != 405),
+            "GET {path} ({:?}) answered {status:?}:\n{}",
+            route.kind,
+            log_of(&log)
+        );
+    }
 
     // The image's HEALTHCHECK works against it (the container binds 0.0.0.0:<port>).
     assert!(

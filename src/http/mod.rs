@@ -5,7 +5,6 @@ mod admin;
 mod auth;
 mod client_ip;
 mod cookies;
-mod demo;
 pub mod error;
 mod error_docs;
 mod extract;
@@ -62,6 +61,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webauthn::login_start))
         .routes(routes!(webauthn::login_finish))
         .routes(routes!(webauthn::list))
+        .routes(routes!(webauthn::rename))
         .routes(routes!(webauthn::delete))
         .routes(routes!(passwords::request_reset))
         .routes(routes!(passwords::confirm_reset))
@@ -74,6 +74,72 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::spec))
+}
+
+/// How a route is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteKind {
+    /// An API route of `api_routes()` (in the OpenAPI document).
+    Api,
+    /// `/metrics`, on the metrics listener (`METRICS_ADDR`) only, never the public one.
+    Metrics,
+    /// The Swagger UI (`/docs`).
+    Docs,
+    /// A hosted page or its asset (`ui::ROUTES`), unless `UI_ENABLED=false`.
+    Ui,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteEntry {
+    pub method: String,
+    /// Parameters as `{id}`, a catch-all as `{*rest}`.
+    pub path: String,
+    pub kind: RouteKind,
+}
+
+/// Every route the service serves, from the same lists the routers are built from (the
+/// packaging checks hold the Postman collection and the image against it).
+pub fn route_table() -> Vec<RouteEntry> {
+    let mut table = Vec::new();
+    let mut from_document = |router: OpenApiRouter<AppState>, kind: RouteKind| {
+        let (_, document) = router.split_for_parts();
+        for (path, item) in document.paths.paths {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ];
+            for (method, present) in methods {
+                if present {
+                    table.push(RouteEntry {
+                        method: method.to_owned(),
+                        path: path.clone(),
+                        kind,
+                    });
+                }
+            }
+        }
+    };
+    from_document(api_routes(), RouteKind::Api);
+    from_document(metrics_routes(), RouteKind::Metrics);
+    for path in openapi::docs_paths() {
+        table.push(RouteEntry {
+            method: "GET".to_owned(),
+            path,
+            kind: RouteKind::Docs,
+        });
+    }
+    for (path, _) in crate::ui::ROUTES {
+        table.push(RouteEntry {
+            method: "GET".to_owned(),
+            path: (*path).to_owned(),
+            kind: RouteKind::Ui,
+        });
+    }
+    table.sort();
+    table
 }
 
 /// The routes of the metrics listener (`METRICS_ADDR`), never of the public one: metrics
@@ -101,18 +167,16 @@ pub fn metrics_router(state: AppState) -> Router {
 
 /// Every route of the service with its middleware, in the order requests pass them:
 /// request id + log span → security headers → CORS → panic guard → timeout → body limit.
-pub fn router(state: AppState) -> Router {
+/// `pages` are the hosted pages (`/ui/`, docs/API.md §10); None when `UI_ENABLED=false`.
+pub fn router(state: AppState, pages: Option<Arc<crate::ui::Pages>>) -> Router {
     let (routes, _) = api_routes().split_for_parts();
-    let routes = routes
+    let mut routes = routes
         .merge(openapi::swagger_ui())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound });
-    // The passkey demo page exists only in development (docs/API.md §5 APP_ENV).
-    let routes = if state.settings.is_production() {
-        routes
-    } else {
-        routes.merge(demo::routes())
-    };
+    if let Some(pages) = pages {
+        routes = routes.merge(crate::ui::routes(pages));
+    }
 
     let mut app = routes
         .layer(axum::middleware::from_fn(middleware::buffer_body))

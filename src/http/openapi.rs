@@ -118,9 +118,22 @@ img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none
 
 /// Swagger UI at `/docs` (vendored into the binary), loading the document from
 /// `/openapi.json`; the validator is off (it would call out to the internet).
+/// Where the Swagger UI is mounted.
+pub const DOCS_PATH: &str = "/docs";
+
+/// The paths `SwaggerUi::new(DOCS_PATH)` serves (GET): the bare path (a redirect), the
+/// page, and its files.
+pub fn docs_paths() -> [String; 3] {
+    [
+        DOCS_PATH.to_owned(),
+        format!("{DOCS_PATH}/"),
+        format!("{DOCS_PATH}/{{*rest}}"),
+    ]
+}
+
 pub fn swagger_ui() -> axum::Router<super::AppState> {
     let config = utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none");
-    let router: axum::Router<super::AppState> = utoipa_swagger_ui::SwaggerUi::new("/docs")
+    let router: axum::Router<super::AppState> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
         .config(config)
         .into();
     router.layer(axum::middleware::map_response(

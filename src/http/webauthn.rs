@@ -289,6 +289,58 @@ pub async fn list(
     }))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RenamePasskey {
+    /// The new name; control characters are removed and at most 64 characters kept (an
+    /// empty name becomes "Passkey").
+    pub name: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Renamed {
+    pub code: &'static str,
+    pub credential: PasskeyView,
+}
+
+error_responses!(
+    RenameErrors = ACTIVE,
+    CSRF,
+    BODY,
+    &[(404, "`not_found`: unknown or another user's credential")]
+);
+
+#[utoipa::path(
+    patch,
+    path = "/auth/webauthn/credentials/{id}",
+    tag = "passkeys",
+    summary = "Rename a passkey",
+    description = "Extension (docs/API.md §10): the hosted account page lets people tell their passkeys apart. A session is enough: a name grants nothing. Audited as `mfa.webauthn.renamed`.",
+    params(("id" = String, Path, description = "Credential id from the list (UUID)")),
+    request_body = RenamePasskey,
+    responses(
+        (status = 200, description = "`webauthn_credential_renamed`", body = Renamed),
+        RenameErrors,
+    ),
+    security(("session_cookie" = [], "csrf_header" = [])),
+)]
+pub async fn rename(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    ActiveSession(session): ActiveSession,
+    id: Result<Path<Uuid>, PathRejection>,
+    JsonBody(body): JsonBody<RenamePasskey>,
+) -> ApiResult<Json<Renamed>> {
+    let Path(id) = id.map_err(|_| ApiError::NotFound)?;
+    let credential = state
+        .mfa
+        .rename_passkey(&session, id, &body.name, &ctx)
+        .await?;
+    Ok(Json(Renamed {
+        code: "webauthn_credential_renamed",
+        credential,
+    }))
+}
+
 #[utoipa::path(
     delete,
     path = "/auth/webauthn/credentials/{id}",

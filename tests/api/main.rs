@@ -24,3 +24,4 @@ mod protocol;
 mod registration;
 mod security_review;
 mod sessions;
+mod ui;

@@ -352,7 +352,82 @@ async fn deleting_a_passkey_needs_fresh_mfa_and_only_touches_your_own(backend: B
     assert!(notice.content.contains("removed"), "{notice:?}");
 }
 
+/// Extension (docs/API.md §10): a passkey's name can be changed by its owner only; it is
+/// cleaned like a name given at registration, and the change is audited.
+async fn a_passkey_can_be_renamed_by_its_owner_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gil = app.logged_in("gil@example.com").await;
+    let registered = register(&gil, &Passkey::new(), "Phone").await;
+    let id = registered["credential"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/auth/webauthn/credentials/{id}");
+
+    let renamed = gil
+        .patch(&path, json!({"name": "  Work\u{0007} laptop  "}))
+        .await;
+    assert_eq!(renamed.status, 200, "{renamed:?}");
+    assert_eq!(renamed.body["code"], "webauthn_credential_renamed");
+    assert_eq!(renamed.body["credential"]["name"], "Work laptop");
+    assert_eq!(renamed.body["credential"]["id"], id.as_str());
+    let listed = gil.get("/auth/webauthn/credentials").await;
+    assert_eq!(listed.body["credentials"][0]["name"], "Work laptop");
+    let too_long = gil.patch(&path, json!({"name": "x".repeat(200)})).await;
+    assert_eq!(
+        too_long.body["credential"]["name"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        64
+    );
+
+    // Someone else's id, an unknown one and a malformed one are all 404; nothing changes.
+    let other = app.logged_in("hal@example.com").await;
+    other
+        .patch(&path, json!({"name": "Mine now"}))
+        .await
+        .assert_error(404, "not_found");
+    gil.patch(
+        &format!("/auth/webauthn/credentials/{}", uuid::Uuid::new_v4()),
+        json!({"name": "x"}),
+    )
+    .await
+    .assert_error(404, "not_found");
+    gil.patch(
+        "/auth/webauthn/credentials/not-a-uuid",
+        json!({"name": "x"}),
+    )
+    .await
+    .assert_error(404, "not_found");
+    // A write without the CSRF token, and a body without a name, are refused.
+    gil.send(
+        reqwest::Method::PATCH,
+        &path,
+        Some(json!({"name": "x"})),
+        crate::helpers::Csrf::None,
+    )
+    .await
+    .assert_error(403, "csrf_failed");
+    gil.patch(&path, json!({}))
+        .await
+        .assert_error(422, "validation_error");
+    let listed = gil.get("/auth/webauthn/credentials").await;
+    assert_eq!(
+        listed.body["credentials"][0]["name"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert!(
+        app.audit_events()
+            .await
+            .iter()
+            .any(|e| e == "mfa.webauthn.renamed")
+    );
+}
+
 on_both_backends!(
+    a_passkey_can_be_renamed_by_its_owner_only,
     a_passkey_registers_and_completes_a_password_login,
     passkeys_sign_in_without_a_password,
     assertions_from_the_wrong_origin_or_a_cloned_key_are_refused,

@@ -617,6 +617,29 @@ impl Mfa {
 
     /// `DELETE /auth/webauthn/credentials/{id}` (fresh MFA); only the caller's own.
     #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
+    /// Renames one of the caller's passkeys (the name cleaned as at registration).
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
+    pub async fn rename_passkey(
+        &self,
+        session: &CurrentSession,
+        id: Uuid,
+        name: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<PasskeyView> {
+        let name = clean_name(Some(name));
+        let mut uow = self.db.begin().await?;
+        let row = factors_db::rename_webauthn(uow.conn(), session.user_id, id, &name)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaWebauthnRenamed,
+            Some(session.user_id),
+            json!({"credential": id}),
+        ));
+        uow.commit().await?;
+        Ok(PasskeyView::from(&row))
+    }
+
     pub async fn delete_passkey(
         &self,
         session: &CurrentSession,

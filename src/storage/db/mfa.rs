@@ -251,6 +251,33 @@ pub async fn delete_webauthn(conn: &impl Conn, user_id: Uuid, id: Uuid) -> Stora
     Ok(result.rows_affected == 1)
 }
 
+/// Renames one of the user's passkeys; the row as it now is, or None when the user has no
+/// passkey of that id.
+pub async fn rename_webauthn(
+    conn: &impl Conn,
+    user_id: Uuid,
+    id: Uuid,
+    name: &str,
+) -> StorageResult<Option<WebauthnRow>> {
+    let result = webauthn_credential::Entity::update_many()
+        .col_expr(
+            webauthn_credential::Column::Name,
+            sea_orm::sea_query::Expr::value(name),
+        )
+        .filter(webauthn_credential::Column::Id.eq(id))
+        .filter(webauthn_credential::Column::UserId.eq(user_id))
+        .exec(conn)
+        .await
+        .storage()?;
+    if result.rows_affected != 1 {
+        return Ok(None);
+    }
+    webauthn_credential::Entity::find_by_id(id)
+        .one(conn)
+        .await
+        .storage()
+}
+
 // --- Key rotation -----------------------------------------------------------------------
 
 /// Every stored ciphertext as (table, key, ciphertext), for `rotate-keys`.

@@ -1,0 +1,648 @@
+/**
+ * Behaviour of the hosted pages under /ui/ (docs/API.md §10), built on the SDK.
+ *
+ * The server renders each page (labels, hints and the texts this script shows, in the
+ * person's language); this script only wires forms and buttons to the SDK and shows the
+ * answers. The pages' Content-Security-Policy allows no inline script and, through
+ * `require-trusted-types-for 'script'`, no HTML strings: the DOM is changed with
+ * `textContent` and element methods only.
+ */
+import { AuthClient, type Factor, type Failure, type FactorOutcome, type Result } from "./sdk.js";
+
+// ----------------------------------------------------------------------------------------
+// Texts and small DOM helpers
+// ----------------------------------------------------------------------------------------
+
+const texts: Record<string, string> = readTexts();
+
+function readTexts(): Record<string, string> {
+  try {
+    return JSON.parse(document.getElementById("ui-text")?.textContent ?? "{}") as Record<string, string>;
+  } catch {
+    return {};
+  }
+}
+
+/** A text of the page's language, with `{name}` placeholders filled. */
+function t(key: string, args: Record<string, string | number> = {}): string {
+  let text = texts[key] ?? texts["error-unknown"] ?? key;
+  for (const [name, value] of Object.entries(args)) text = text.split(`{${name}}`).join(String(value));
+  return text;
+}
+
+function $(id: string): HTMLElement {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`the page has no #${id}`);
+  return element;
+}
+
+function input(id: string): HTMLInputElement {
+  return $(id) as HTMLInputElement;
+}
+
+function show(id: string, visible = true): void {
+  $(id).hidden = !visible;
+}
+
+/** A polite announcement (success, progress). Clears the alert. */
+function announce(message: string): void {
+  const alert = $("alert");
+  alert.hidden = true;
+  alert.textContent = "";
+  $("status").textContent = message;
+}
+
+const dateFormat = new Intl.DateTimeFormat(document.documentElement.lang || "en", {
+  dateStyle: "medium",
+  timeStyle: "short",
+});
+
+function date(iso: string | null | undefined): string {
+  if (!iso) return "";
+  const parsed = new Date(iso);
+  return Number.isNaN(parsed.getTime()) ? iso : dateFormat.format(parsed);
+}
+
+/** Where to go after signing in: a same-origin path from `?return=`, else the account page. */
+function returnTarget(): string {
+  const target = new URLSearchParams(location.search).get("return") ?? "";
+  const safe = target.startsWith("/") && !target.startsWith("//") && !target.includes("\\");
+  return safe ? target : "/ui/account";
+}
+
+function go(path: string): void {
+  location.assign(path);
+}
+
+// ----------------------------------------------------------------------------------------
+// Errors next to the fields, in plain language
+// ----------------------------------------------------------------------------------------
+
+/** The API's field names → the inputs that hold them on these pages. */
+const FIELD_INPUTS: Record<string, string[]> = {
+  email: ["email"],
+  password: ["password"],
+  new_password: ["new-password", "password"],
+  current_password: ["current-password", "step-up-password"],
+  code: ["totp-code", "recovery-code", "totp-enroll-code", "step-up-code"],
+  name: ["passkey-name"],
+};
+
+function setFieldError(field: HTMLInputElement, message: string): void {
+  field.setAttribute("aria-invalid", "true");
+  const slot = document.getElementById(`${field.id}-error`);
+  if (slot) {
+    slot.textContent = message;
+    slot.hidden = false;
+  }
+}
+
+function clearErrors(scope: ParentNode = document): void {
+  for (const field of Array.from(scope.querySelectorAll("[aria-invalid]"))) field.removeAttribute("aria-invalid");
+  for (const slot of Array.from(scope.querySelectorAll<HTMLElement>(".field-error"))) {
+    slot.textContent = "";
+    slot.hidden = true;
+  }
+  const alert = $("alert");
+  alert.hidden = true;
+  alert.textContent = "";
+}
+
+/** The plain-language text of a failure (its details filled in). */
+function describe(failure: Failure): string {
+  const key = `error-${failure.code}`;
+  const known = key in texts ? key : failure.status >= 500 ? "error-service_unavailable" : "error-unknown";
+  return t(known, { seconds: failure.retryAfter ?? 60 });
+}
+
+/**
+ * Shows a failure: in the alert (announced by screen readers), and next to the fields it
+ * names within `form`; focus moves to the first field in error.
+ */
+function showFailure(failure: Failure, form?: HTMLElement): void {
+  const alert = $("alert");
+  alert.textContent = describe(failure);
+  alert.hidden = false;
+  $("status").textContent = "";
+  if (!form) return;
+  const marked: HTMLInputElement[] = [];
+  const mark = (apiField: string, message: string) => {
+    for (const id of FIELD_INPUTS[apiField] ?? [apiField]) {
+      const field = form.querySelector<HTMLInputElement>(`#${CSS.escape(id)}`);
+      if (field) {
+        setFieldError(field, message);
+        marked.push(field);
+        return;
+      }
+    }
+  };
+  for (const [name, reason] of Object.entries(failure.fields ?? {})) mark(name, `${reason}`);
+  if (failure.code === "weak_password") {
+    mark("new_password", (failure.reasons ?? []).map((r) => t(`reason-${r}`)).join(" "));
+  }
+  if (["invalid_mfa_code"].includes(failure.code)) mark("code", describe(failure));
+  (marked[0] ?? alert).focus?.();
+}
+
+/** Checks the required and email inputs of a form before sending; marks what is missing. */
+function validate(form: HTMLFormElement): boolean {
+  clearErrors(form);
+  let first: HTMLInputElement | null = null;
+  for (const field of Array.from(form.querySelectorAll<HTMLInputElement>("input:not([hidden])"))) {
+    const value = field.value.trim();
+    let message = "";
+    if (field.required && value === "") message = t("field-required");
+    else if (field.type === "email" && value !== "" && !/^[^@\s]+@[^@\s]+$/.test(value)) message = t("field-email");
+    if (message) {
+      setFieldError(field, message);
+      first ??= field;
+    }
+  }
+  first?.focus();
+  return first === null;
+}
+
+/** Runs `work` with the form's buttons disabled and the page marked busy. */
+async function busy<T>(scope: HTMLElement, work: () => Promise<T>): Promise<T> {
+  const buttons = Array.from(scope.querySelectorAll<HTMLButtonElement>("button"));
+  if (scope instanceof HTMLButtonElement) buttons.push(scope);
+  for (const button of buttons) button.disabled = true;
+  document.body.setAttribute("aria-busy", "true");
+  $("status").textContent = t("status-working");
+  try {
+    return await work();
+  } finally {
+    for (const button of buttons) button.disabled = false;
+    document.body.removeAttribute("aria-busy");
+    if ($("status").textContent === t("status-working")) $("status").textContent = "";
+  }
+}
+
+function onSubmit(id: string, handler: (form: HTMLFormElement) => Promise<void>): void {
+  const form = $(id) as HTMLFormElement;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!validate(form)) return;
+    void busy(form, () => handler(form));
+  });
+}
+
+function onClick(id: string, handler: (button: HTMLButtonElement) => Promise<void>): void {
+  const button = $(id) as HTMLButtonElement;
+  button.addEventListener("click", () => {
+    void busy(button, () => handler(button));
+  });
+}
+
+// ----------------------------------------------------------------------------------------
+// The step-up prompt (a modal dialog), shared by every page that changes the account
+// ----------------------------------------------------------------------------------------
+
+type Prompt = { kind: "factor"; methods: Factor[] } | { kind: "password" };
+
+/**
+ * Opens the step-up dialog and resolves when the person has confirmed (`true`, or the
+ * password typed) or cancelled (`false`/`null`).
+ */
+function openPrompt(client: AuthClient, prompt: Prompt): Promise<string | boolean | null> {
+  const dialog = $("step-up") as HTMLDialogElement;
+  const alert = $("step-up-alert");
+  alert.hidden = true;
+  $("step-up-intro").textContent = prompt.kind === "password" ? t("step-up-password") : t("step-up-intro");
+  const methods = prompt.kind === "factor" ? prompt.methods : [];
+  show("step-up-password-form", prompt.kind === "password");
+  show("step-up-totp-form", methods.includes("totp"));
+  show("step-up-passkey", methods.includes("webauthn") && AuthClient.webauthnAvailable());
+  input("step-up-password").value = "";
+  input("step-up-code").value = "";
+
+  return new Promise((resolve) => {
+    const controller = new AbortController();
+    const { signal } = controller;
+    const finish = (value: string | boolean | null) => {
+      controller.abort();
+      if (dialog.open) dialog.close();
+      resolve(value);
+    };
+    const failed = (failure: Failure) => {
+      alert.textContent = describe(failure);
+      alert.hidden = false;
+    };
+    const verified = (answer: Result<FactorOutcome>) => (answer.ok ? finish(true) : failed(answer));
+    $("step-up-password-form").addEventListener(
+      "submit",
+      (event) => {
+        event.preventDefault();
+        const password = input("step-up-password").value;
+        if (password) finish(password);
+      },
+      { signal },
+    );
+    $("step-up-totp-form").addEventListener(
+      "submit",
+      (event) => {
+        event.preventDefault();
+        void client.verifyTotp(input("step-up-code").value).then(verified);
+      },
+      { signal },
+    );
+    $("step-up-passkey").addEventListener("click", () => void client.authenticateWithPasskey().then(verified), {
+      signal,
+    });
+    $("step-up-cancel").addEventListener("click", () => finish(prompt.kind === "password" ? null : false), { signal });
+    dialog.addEventListener("cancel", () => finish(prompt.kind === "password" ? null : false), { signal });
+    dialog.showModal();
+  });
+}
+
+/**
+ * Runs an enrollment that may answer `reauthentication_required` (a first second factor
+ * with a stale login): asks for the password and runs it once more with it.
+ */
+async function withPassword<T>(
+  client: AuthClient,
+  run: (password?: string) => Promise<Result<T>>,
+): Promise<Result<T> | null> {
+  const first = await run();
+  if (first.ok || first.code !== "reauthentication_required") return first;
+  const password = await openPrompt(client, { kind: "password" });
+  return typeof password === "string" ? run(password) : null;
+}
+
+// ----------------------------------------------------------------------------------------
+// Pages
+// ----------------------------------------------------------------------------------------
+
+/** After a factor: signed in → where the person was going; otherwise show the failure. */
+function afterSignIn(answer: Result<unknown>, form?: HTMLElement): void {
+  if (answer.ok) {
+    announce(t("done-signed-in"));
+    go(returnTarget());
+  } else if (answer.code !== "webauthn_cancelled") {
+    showFailure(answer, form);
+  }
+}
+
+function loginPage(client: AuthClient): void {
+  // Passkey autofill: the browser offers passkeys in the email field's suggestions.
+  let autofill: AbortController | null = null;
+  const stopAutofill = () => {
+    autofill?.abort();
+    autofill = null;
+  };
+  void AuthClient.conditionalMediationAvailable().then((available) => {
+    if (!available) return;
+    autofill = new AbortController();
+    void client.authenticateWithPasskey({ conditional: true, signal: autofill.signal }).then((answer) => {
+      if (answer.ok || (answer.code !== "webauthn_cancelled" && answer.status !== 0)) afterSignIn(answer);
+    });
+  });
+
+  onSubmit("login-form", async (form) => {
+    stopAutofill();
+    const answer = await client.login(input("email").value.trim(), input("password").value);
+    if (!answer.ok) {
+      showFailure(answer, form);
+      return;
+    }
+    if (answer.data.code === "mfa_required") {
+      const query = new URLSearchParams({ methods: answer.data.methods.join(","), return: returnTarget() });
+      go(`/ui/mfa?${query.toString()}`);
+      return;
+    }
+    afterSignIn(answer);
+  });
+  onClick("passkey-sign-in", async () => {
+    stopAutofill();
+    clearErrors();
+    afterSignIn(await client.authenticateWithPasskey());
+  });
+}
+
+function registerPage(client: AuthClient): void {
+  onSubmit("register-form", async (form) => {
+    const answer = await client.register(input("email").value.trim(), input("password").value);
+    if (!answer.ok) {
+      showFailure(answer, form);
+      return;
+    }
+    form.hidden = true;
+    show("registered");
+    announce(t("registered-check-email"));
+  });
+  onClick("resend", async () => {
+    const answer = await client.resendVerification(input("email").value.trim());
+    if (answer.ok) announce(t("done-verification-sent"));
+    else showFailure(answer);
+  });
+}
+
+function tokenOf(id: string): string | null {
+  const token = $(id).dataset.token ?? "";
+  if (token) return token;
+  showFailure({ ok: false, status: 400, code: "missing_token", message: "" });
+  $("alert").textContent = t("missing-token");
+  return null;
+}
+
+function verifyPage(client: AuthClient): void {
+  if (!tokenOf("verify")) {
+    ($("verify-button") as HTMLButtonElement).disabled = true;
+    return;
+  }
+  onClick("verify-button", async (button) => {
+    const answer = await client.verifyEmail(tokenOf("verify") ?? "");
+    if (!answer.ok) {
+      showFailure(answer);
+      return;
+    }
+    button.hidden = true;
+    announce(t("done-email-verified"));
+  });
+}
+
+function forgotPage(client: AuthClient): void {
+  onSubmit("forgot-form", async (form) => {
+    const answer = await client.requestPasswordReset(input("email").value.trim());
+    if (answer.ok) announce(t("done-reset-sent"));
+    else showFailure(answer, form);
+  });
+}
+
+function resetPage(client: AuthClient): void {
+  if (!tokenOf("reset-form")) return;
+  onSubmit("reset-form", async (form) => {
+    const answer = await client.resetPassword(tokenOf("reset-form") ?? "", input("new-password").value);
+    if (!answer.ok) {
+      showFailure(answer, form);
+      return;
+    }
+    form.hidden = true;
+    announce(t("done-password-reset"));
+  });
+}
+
+function mfaPage(client: AuthClient): void {
+  const listed = (new URLSearchParams(location.search).get("methods") ?? "").split(",").filter(Boolean);
+  const methods = listed.length ? listed : ["totp", "webauthn", "recovery_code"];
+  show("mfa-totp", methods.includes("totp"));
+  show("mfa-webauthn", methods.includes("webauthn"));
+  show("mfa-recovery", methods.includes("recovery_code"));
+  const signInAgain = (answer: Result<unknown>) => {
+    if (!answer.ok && answer.code === "not_authenticated") go("/ui/login");
+  };
+  onSubmit("totp-form", async (form) => {
+    const answer = await client.verifyTotp(input("totp-code").value);
+    signInAgain(answer);
+    afterSignIn(answer, form);
+  });
+  onSubmit("recovery-form", async (form) => {
+    const answer = await client.verifyRecoveryCode(input("recovery-code").value);
+    signInAgain(answer);
+    afterSignIn(answer, form);
+  });
+  onClick("mfa-passkey", async () => {
+    clearErrors();
+    afterSignIn(await client.authenticateWithPasskey());
+  });
+  onClick("cancel-sign-in", async () => {
+    await client.logout();
+    go("/ui/login");
+  });
+}
+
+function accountPage(client: AuthClient): void {
+  const refresh = async () => {
+    const me = await client.me();
+    if (!me.ok) {
+      if (me.code === "not_authenticated") go(`/ui/login?return=${encodeURIComponent("/ui/account")}`);
+      else if (me.code === "mfa_required") go(`/ui/mfa?return=${encodeURIComponent("/ui/account")}`);
+      else showFailure(me);
+      return;
+    }
+    const user = me.data.user;
+    $("profile-email").textContent = user.email;
+    $("profile-role").textContent = t(`role-${user.role}`);
+    const totpOn = user.mfa?.totp ?? false;
+    $("totp-state").textContent = totpOn ? t("totp-on") : t("totp-off");
+    show("totp-enable", !totpOn);
+    show("totp-disable", totpOn);
+    const left = user.mfa?.recovery_codes_left ?? 0;
+    const anyFactor = totpOn || (user.mfa?.webauthn_credentials ?? 0) > 0;
+    $("recovery-left").textContent = t("recovery-left", { count: left });
+    show("recovery-regenerate", anyFactor);
+    await Promise.all([listPasskeys(), listSessions()]);
+  };
+
+  const showCodes = (codes: string[] | undefined) => {
+    if (!codes?.length) return;
+    const list = $("recovery-list");
+    list.replaceChildren(
+      ...codes.map((code) => {
+        const item = document.createElement("li");
+        item.textContent = code;
+        return item;
+      }),
+    );
+    show("recovery-codes");
+  };
+
+  const button = (label: string, action: () => Promise<void>, accessibleName?: string) => {
+    const element = document.createElement("button");
+    element.type = "button";
+    element.textContent = label;
+    if (accessibleName) element.setAttribute("aria-label", accessibleName);
+    element.addEventListener("click", () => void busy(element, action));
+    return element;
+  };
+
+  const listPasskeys = async () => {
+    const answer = await client.passkeys();
+    if (!answer.ok) return showFailure(answer);
+    const list = $("passkey-list");
+    if (!answer.data.credentials.length) {
+      const empty = document.createElement("li");
+      empty.textContent = t("passkeys-none");
+      list.replaceChildren(empty);
+      return;
+    }
+    list.replaceChildren(
+      ...answer.data.credentials.map((passkey) => {
+        const name = passkey.name || t("passkey-unnamed");
+        const item = document.createElement("li");
+        const title = document.createElement("span");
+        title.className = "item-title";
+        title.textContent = name;
+        const details = document.createElement("span");
+        details.className = "item-details";
+        details.textContent = t("passkey-details", {
+          created: date(passkey.created_at),
+          used: passkey.last_used_at ? date(passkey.last_used_at) : t("passkey-never-used"),
+        });
+        const rename = button(
+          t("action-rename"),
+          async () => {
+            const field = document.createElement("input");
+            field.value = passkey.name ?? "";
+            field.maxLength = 64;
+            field.setAttribute("aria-label", t("label-passkey-name"));
+            const save = button(t("action-save"), async () => {
+              const renamed = await client.renamePasskey(passkey.id, field.value.trim());
+              if (!renamed.ok) return showFailure(renamed);
+              announce(t("done-passkey-renamed"));
+              await listPasskeys();
+            });
+            title.replaceWith(field);
+            rename.replaceWith(save);
+            field.focus();
+          },
+          `${t("action-rename")}: ${name}`,
+        );
+        const remove = button(
+          t("action-delete"),
+          async () => {
+            const deleted = await client.deletePasskey(passkey.id);
+            if (!deleted.ok) return showFailure(deleted);
+            announce(t("done-passkey-deleted"));
+            await refresh();
+          },
+          `${t("action-delete")}: ${name}`,
+        );
+        item.append(title, details, rename, remove);
+        return item;
+      }),
+    );
+  };
+
+  const listSessions = async () => {
+    const answer = await client.sessions();
+    if (!answer.ok) return showFailure(answer);
+    $("session-list").replaceChildren(
+      ...answer.data.sessions.map((session) => {
+        const item = document.createElement("li");
+        item.dataset.sessionId = session.id;
+        const title = document.createElement("span");
+        title.className = "item-title";
+        title.textContent = session.current ? t("session-current") : (session.user_agent ?? "");
+        const details = document.createElement("span");
+        details.className = "item-details";
+        details.textContent = t("session-details", {
+          created: date(session.created_at),
+          seen: date(session.last_seen_at),
+          ip: session.ip ?? t("session-unknown-ip"),
+        });
+        item.append(title, details);
+        if (!session.current) {
+          item.append(
+            button(
+              t("action-revoke"),
+              async () => {
+                const revoked = await client.revokeSession(session.id);
+                if (!revoked.ok) return showFailure(revoked);
+                announce(t("done-session-revoked"));
+                await listSessions();
+              },
+              `${t("action-revoke")}: ${title.textContent}`,
+            ),
+          );
+        }
+        return item;
+      }),
+    );
+  };
+
+  onClick("sign-out", async () => {
+    await client.logout();
+    go("/ui/login");
+  });
+
+  onClick("totp-enable", async () => {
+    const answer = await withPassword(client, (password) => client.setupTotp(password));
+    if (!answer) return;
+    if (!answer.ok) return showFailure(answer);
+    (input("totp-qr") as unknown as HTMLImageElement).src =
+      `data:image/svg+xml;charset=utf-8,${encodeURIComponent(answer.data.qr_svg)}`;
+    $("totp-secret").textContent = answer.data.secret;
+    show("totp-enroll");
+    input("totp-enroll-code").focus();
+  });
+  onSubmit("totp-enroll-form", async (form) => {
+    const answer = await client.verifyTotp(input("totp-enroll-code").value);
+    if (!answer.ok) return showFailure(answer, form);
+    show("totp-enroll", false);
+    form.reset();
+    announce(t("done-totp-enabled"));
+    if (answer.data.code === "totp_enabled") showCodes(answer.data.recovery_codes);
+    await refresh();
+  });
+  onClick("totp-disable", async () => {
+    const answer = await client.disableTotp();
+    if (!answer.ok) return showFailure(answer);
+    announce(t("done-totp-disabled"));
+    await refresh();
+  });
+  onClick("recovery-regenerate", async () => {
+    const answer = await client.regenerateRecoveryCodes();
+    if (!answer.ok) return showFailure(answer);
+    announce(t("done-codes-regenerated"));
+    showCodes(answer.data.recovery_codes);
+    await refresh();
+  });
+  onSubmit("passkey-add-form", async (form) => {
+    const name = input("passkey-name").value.trim();
+    const answer = await withPassword(client, (password) =>
+      client.registerPasskey({ name: name || undefined, currentPassword: password }),
+    );
+    if (!answer) return;
+    if (!answer.ok) {
+      if (answer.code !== "webauthn_cancelled") showFailure(answer, form);
+      return;
+    }
+    form.reset();
+    announce(t("done-passkey-added"));
+    showCodes(answer.data.recovery_codes);
+    await refresh();
+  });
+  onClick("sessions-revoke-others", async () => {
+    const answer = await client.revokeOtherSessions();
+    if (!answer.ok) return showFailure(answer);
+    announce(t("done-sessions-revoked", { count: answer.data.revoked }));
+    await listSessions();
+  });
+  onSubmit("password-form", async (form) => {
+    const answer = await client.changePassword(input("current-password").value, input("new-password").value);
+    if (!answer.ok) return showFailure(answer, form);
+    form.reset();
+    announce(t("done-password-changed"));
+    await listSessions();
+  });
+
+  void refresh();
+}
+
+// ----------------------------------------------------------------------------------------
+
+const PAGES: Record<string, (client: AuthClient) => void> = {
+  login: loginPage,
+  register: registerPage,
+  verify: verifyPage,
+  forgot: forgotPage,
+  reset: resetPage,
+  mfa: mfaPage,
+  account: accountPage,
+};
+
+function start(): void {
+  const page = document.body.dataset.page ?? "";
+  const client: AuthClient = new AuthClient({
+    onStepUpRequired: async (failure) =>
+      document.getElementById("step-up")
+        ? (await openPrompt(client, { kind: "factor", methods: failure.methods ?? ["totp", "webauthn"] })) === true
+        : false,
+  });
+  PAGES[page]?.(client);
+  // Land keyboard and screen-reader users on the page's title, not the browser chrome.
+  $("page-title").setAttribute("tabindex", "-1");
+}
+
+start();

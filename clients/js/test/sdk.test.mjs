@@ -1,0 +1,270 @@
+// Unit tests of the browser SDK (node --test), against the compiled module the service
+// serves. The service is replaced by a scripted fetch; the browser's WebAuthn API by
+// stand-ins that record what they were given.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  AuthClient,
+  creationOptions,
+  credentialJson,
+  fromBase64url,
+  readCookie,
+  requestOptions,
+  toBase64url,
+} from "../dist/sdk.js";
+
+/** A fetch that answers from a script, one entry per request, and records the requests. */
+function scripted(...answers) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ url, method: init.method, headers: init.headers, body: init.body && JSON.parse(init.body) });
+    const next = answers.shift();
+    if (!next) throw new Error(`unexpected request ${init.method} ${url}`);
+    if (next instanceof Error) throw next;
+    const [status, body, raw] = next;
+    return new Response(raw ?? JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+  };
+  return { fetch, calls };
+}
+
+test("writes carry the CSRF token from the readable cookie; reads carry none", async () => {
+  const { fetch, calls } = scripted([200, { code: "ok", user: {} }], [200, { code: "revoked", revoked: 2 }]);
+  const client = new AuthClient({ fetch, cookies: () => "other=1; csrf_token=abc%3D" });
+  await client.me();
+  await client.revokeOtherSessions();
+  assert.equal(calls[0].headers["X-CSRF-Token"], undefined);
+  assert.equal(calls[1].method, "POST");
+  assert.equal(calls[1].url, "/auth/sessions/revoke-others");
+  assert.equal(calls[1].headers["X-CSRF-Token"], "abc=");
+});
+
+test("without the cookie, the token of the last answer that carried one is sent", async () => {
+  const { fetch, calls } = scripted(
+    [200, { code: "mfa_required", methods: ["totp"], csrf_token: "from-json" }],
+    [200, { code: "login_ok", csrf_token: "rotated" }],
+    [200, { code: "logged_out" }],
+  );
+  const client = new AuthClient({ fetch, cookies: () => "" });
+  const login = await client.login("a@example.com", "pw");
+  assert.ok(login.ok);
+  assert.equal(login.code, "mfa_required");
+  assert.deepEqual(login.data.methods, ["totp"]);
+  await client.verifyTotp(" 123 456 ");
+  assert.deepEqual(calls[1].body, { code: "123456" });
+  assert.equal(calls[1].headers["X-CSRF-Token"], "from-json");
+  await client.logout();
+  assert.equal(calls[2].headers["X-CSRF-Token"], "rotated");
+});
+
+test("a rotated CSRF token is fetched again and the write is retried once", async () => {
+  // The server rotated the session (e.g. a role change): the cookie the SDK read is stale
+  // until GET /auth/csrf answers and the browser stores the new cookie.
+  let cookie = "csrf_token=old";
+  const { fetch, calls } = scripted(
+    [403, { code: "csrf_failed", message: "CSRF token missing or wrong" }],
+    [200, { code: "ok", csrf_token: "new" }],
+    [200, { code: "session_revoked" }],
+  );
+  const browser = async (url, init) => {
+    const answer = await fetch(url, init);
+    if (url === "/auth/csrf") cookie = "csrf_token=new";
+    return answer;
+  };
+  const answer = await new AuthClient({ fetch: browser, cookies: () => cookie }).revokeSession("5f0c/x");
+  assert.ok(answer.ok, JSON.stringify(answer));
+  assert.equal(calls.length, 3);
+  assert.equal(calls[0].url, "/auth/sessions/5f0c%2Fx");
+  assert.equal(calls[0].headers["X-CSRF-Token"], "old");
+  assert.equal(calls[1].url, "/auth/csrf");
+  assert.equal(calls[2].headers["X-CSRF-Token"], "new");
+});
+
+test("a second csrf_failed is returned, not retried forever", async () => {
+  const { fetch, calls } = scripted(
+    [403, { code: "csrf_failed", message: "no" }],
+    [200, { code: "ok", csrf_token: "t" }],
+    [403, { code: "csrf_failed", message: "no" }],
+  );
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).revokeOtherSessions();
+  assert.equal(answer.ok, false);
+  assert.equal(answer.code, "csrf_failed");
+  assert.equal(calls.length, 3);
+});
+
+test("error bodies keep their code, message and details", async () => {
+  const { fetch } = scripted(
+    [422, { code: "weak_password", message: "weak", reasons: ["too_short"] }],
+    [422, { code: "validation_error", message: "bad", fields: { email: "not an email" } }],
+    [429, { code: "account_locked", message: "locked", retry_after: 60 }],
+  );
+  const client = new AuthClient({ fetch, cookies: () => "" });
+  const weak = await client.register("a@example.com", "x");
+  assert.deepEqual(weak, { ok: false, status: 422, code: "weak_password", message: "weak", reasons: ["too_short"] });
+  const bad = await client.register("nope", "x");
+  assert.deepEqual(bad.fields, { email: "not an email" });
+  const locked = await client.login("a@example.com", "x");
+  assert.equal(locked.status, 429);
+  assert.equal(locked.retryAfter, 60);
+});
+
+test("a step-up answer goes to the hook; the call is retried once when it resolves true", async () => {
+  const stepUp = [401, { code: "mfa_step_up_required", message: "fresh MFA", max_age: 300, methods: ["totp", "webauthn"] }];
+  const { fetch, calls } = scripted(stepUp, [200, { code: "totp_disabled" }], stepUp);
+  const seen = [];
+  let allow = true;
+  const client = new AuthClient({
+    fetch,
+    cookies: () => "csrf_token=t",
+    onStepUpRequired: async (failure) => {
+      seen.push(failure);
+      return allow;
+    },
+  });
+  const done = await client.disableTotp();
+  assert.ok(done.ok);
+  assert.equal(done.code, "totp_disabled");
+  assert.equal(seen[0].maxAge, 300);
+  assert.deepEqual(seen[0].methods, ["totp", "webauthn"]);
+  allow = false;
+  const refused = await client.disableTotp();
+  assert.equal(refused.code, "mfa_step_up_required");
+  assert.equal(calls.length, 3);
+});
+
+test("without a hook, a step-up answer is a typed failure", async () => {
+  const { fetch } = scripted([401, { code: "mfa_step_up_required", message: "m", max_age: 300, methods: ["totp"] }]);
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).confirmStepUp();
+  assert.equal(answer.ok, false);
+  assert.equal(answer.code, "mfa_step_up_required");
+  assert.equal(answer.maxAge, 300);
+});
+
+test("network failures and non-JSON answers are failures with status 0 or the status", async () => {
+  const { fetch } = scripted(new TypeError("Failed to fetch"), [502, null, "<html>bad gateway</html>"]);
+  const client = new AuthClient({ fetch, cookies: () => "" });
+  const down = await client.me();
+  assert.deepEqual([down.ok, down.status, down.code], [false, 0, "network_error"]);
+  const html = await client.me();
+  assert.deepEqual([html.ok, html.status, html.code], [false, 502, "invalid_response"]);
+});
+
+test("baseUrl is prefixed, with no doubled slash", async () => {
+  const { fetch, calls } = scripted([200, { code: "ok" }]);
+  await new AuthClient({ fetch, baseUrl: "https://auth.example/", cookies: () => "" }).sessions();
+  assert.equal(calls[0].url, "https://auth.example/auth/sessions");
+});
+
+test("base64url round-trips every byte value, without padding", () => {
+  const bytes = new Uint8Array(256).map((_, i) => i);
+  const text = toBase64url(bytes);
+  assert.doesNotMatch(text, /[+/=]/);
+  assert.deepEqual(new Uint8Array(fromBase64url(text)), bytes);
+  assert.equal(toBase64url(new Uint8Array([0xfb, 0xff]).buffer), "-_8");
+});
+
+test("readCookie finds one cookie among many and decodes it", () => {
+  assert.equal(readCookie("a=1; csrf_token=x%20y; b=2", "csrf_token"), "x y");
+  assert.equal(readCookie("xcsrf_token=1", "csrf_token"), null);
+  assert.equal(readCookie("", "csrf_token"), null);
+});
+
+test("WebAuthn options have their binary fields decoded", () => {
+  const created = creationOptions({
+    challenge: "AAEC",
+    rp: { id: "localhost", name: "Bank" },
+    user: { id: "AQID", name: "a@example.com", displayName: "a@example.com" },
+    excludeCredentials: [{ id: "BAUG", type: "public-key" }],
+  });
+  assert.deepEqual(new Uint8Array(created.challenge), new Uint8Array([0, 1, 2]));
+  assert.deepEqual(new Uint8Array(created.user.id), new Uint8Array([1, 2, 3]));
+  assert.deepEqual(new Uint8Array(created.excludeCredentials[0].id), new Uint8Array([4, 5, 6]));
+  assert.equal(created.rp.id, "localhost");
+  const requested = requestOptions({ challenge: "AAEC", userVerification: "required" });
+  assert.deepEqual(requested.allowCredentials, []);
+  assert.equal(requested.userVerification, "required");
+});
+
+function fakeAssertion() {
+  return {
+    id: "cred",
+    rawId: new Uint8Array([1, 2]).buffer,
+    type: "public-key",
+    authenticatorAttachment: "platform",
+    getClientExtensionResults: () => ({}),
+    response: {
+      clientDataJSON: new Uint8Array([3]).buffer,
+      authenticatorData: new Uint8Array([4]).buffer,
+      signature: new Uint8Array([5]).buffer,
+      userHandle: null,
+    },
+  };
+}
+
+test("a browser credential becomes the API's base64url JSON", () => {
+  assert.deepEqual(credentialJson(fakeAssertion()), {
+    id: "cred",
+    rawId: "AQI",
+    type: "public-key",
+    authenticatorAttachment: "platform",
+    clientExtensionResults: {},
+    response: { clientDataJSON: "Aw", authenticatorData: "BA", signature: "BQ", userHandle: null },
+  });
+});
+
+/** Installs stand-ins for the browser's WebAuthn globals for one test. */
+function withBrowser(get, t) {
+  const saved = { navigator: globalThis.navigator, PublicKeyCredential: globalThis.PublicKeyCredential };
+  Object.defineProperty(globalThis, "navigator", { value: { credentials: { get } }, configurable: true });
+  globalThis.PublicKeyCredential = { isConditionalMediationAvailable: async () => true };
+  t.after(() => {
+    Object.defineProperty(globalThis, "navigator", { value: saved.navigator, configurable: true });
+    globalThis.PublicKeyCredential = saved.PublicKeyCredential;
+  });
+}
+
+test("passkey sign-in: options decoded, autofill asked for, assertion sent back", async (t) => {
+  const given = [];
+  withBrowser(async (options) => {
+    given.push(options);
+    return fakeAssertion();
+  }, t);
+  const { fetch, calls } = scripted(
+    [200, { code: "webauthn_authentication_options", ceremony_id: "c1", options: { publicKey: { challenge: "AAEC" } } }],
+    [200, { code: "login_ok", csrf_token: "t" }],
+  );
+  const client = new AuthClient({ fetch, cookies: () => "" });
+  assert.equal(await AuthClient.conditionalMediationAvailable(), true);
+  const answer = await client.authenticateWithPasskey({ conditional: true });
+  assert.ok(answer.ok);
+  assert.equal(answer.code, "login_ok");
+  assert.equal(given[0].mediation, "conditional");
+  assert.deepEqual(new Uint8Array(given[0].publicKey.challenge), new Uint8Array([0, 1, 2]));
+  assert.deepEqual(calls[0].body, {});
+  assert.equal(calls[1].url, "/auth/webauthn/login/finish");
+  assert.equal(calls[1].body.ceremony_id, "c1");
+  assert.equal(calls[1].body.credential.rawId, "AQI");
+});
+
+test("a cancelled passkey prompt is a typed failure and sends nothing more", async (t) => {
+  withBrowser(async () => {
+    throw Object.assign(new Error("The operation either timed out or was not allowed."), { name: "NotAllowedError" });
+  }, t);
+  const { fetch, calls } = scripted([
+    200,
+    { code: "webauthn_authentication_options", ceremony_id: "c1", options: { publicKey: { challenge: "AAEC" } } },
+  ]);
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).authenticateWithPasskey({ email: "a@example.com" });
+  assert.deepEqual([answer.ok, answer.status, answer.code], [false, 0, "webauthn_cancelled"]);
+  assert.deepEqual(calls[0].body, { email: "a@example.com" });
+  assert.equal(calls.length, 1);
+});
+
+test("without WebAuthn in the browser, passkey calls fail before any request", async () => {
+  const { fetch, calls } = scripted();
+  const client = new AuthClient({ fetch, cookies: () => "" });
+  assert.equal((await client.registerPasskey()).code, "webauthn_unavailable");
+  assert.equal((await client.authenticateWithPasskey()).code, "webauthn_unavailable");
+  assert.equal(await AuthClient.conditionalMediationAvailable(), false);
+  assert.equal(calls.length, 0);
+});

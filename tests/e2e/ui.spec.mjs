@@ -1,0 +1,620 @@
+// The hosted pages (/ui/) in headless Chromium, as a person uses them, on both deployments:
+// the embedded one (SQLite, in-process store) and the production one (APP_ENV=production,
+// PostgreSQL, Redis). Run it through `.ci/e2e.sh`, which builds the binary and passes:
+//   E2E_BINARY      the service binary
+//   E2E_ARTIFACTS   where the screenshots go (one per page and step; kept by CI)
+//   E2E_CHROMIUM    the browser (default /usr/bin/chromium)
+//   E2E_BACKENDS    "embedded,production" (default) or one of them
+//
+// Each deployment gets its own service process, started here with an SMTP sink (smtp-server
+// + mailparser) as its mail server, so the links are the ones in the real emails. The
+// story, each step checking what the person sees:
+//   register → open the verification link from the email → sign in → enrol TOTP (the code
+//   computed from the QR's secret) → sign out → sign in with password + TOTP → add a
+//   passkey (Chromium's virtual authenticator) → sign out → sign in with the passkey alone
+//   → a second browser signs in with a recovery code; the first signs it out → reset the
+//   forgotten password from the emailed link → sign in with the new password + passkey.
+// On every page: axe-core finds no serious or critical violation, no request leaves the
+// origin, no script error, no Content-Security-Policy or Trusted Types violation. Plus: the
+// keyboard alone can sign in, the pages fit 360 px, German is chosen by Accept-Language.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, createWriteStream } from 'node:fs';
+import { createServer as createTcpServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { SMTPServer } from 'smtp-server';
+import { simpleParser } from 'mailparser';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BINARY = requiredEnv('E2E_BINARY');
+const ARTIFACTS = process.env.E2E_ARTIFACTS || mkdtempSync(join(tmpdir(), 'lcauth-ui-artifacts-'));
+const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
+const BACKENDS = (process.env.E2E_BACKENDS || 'embedded,production').split(',').filter(Boolean);
+const PASSWORD = 'correct horse battery staple';
+const NEW_PASSWORD = 'a quite different passphrase now';
+const STEP_TIMEOUT_MS = 20_000;
+const AXE_SOURCE = readFileSync(join(HERE, 'node_modules/axe-core/axe.min.js'), 'utf8');
+
+// No internet here: keep Chromium from reaching out (background networking floods errors).
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const VIRTUAL_AUTHENTICATOR = {
+  protocol: 'ctap2',
+  transport: 'internal',
+  hasResidentKey: true,
+  hasUserVerification: true,
+  isUserVerified: true,
+  automaticPresenceSimulation: true,
+};
+
+function requiredEnv(name) {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`${name} is not set: run this test through .ci/e2e.sh`);
+    process.exit(2);
+  }
+  return value;
+}
+
+class Failure extends Error {}
+
+function check(condition, message) {
+  if (!condition) throw new Failure(message);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const server = createTcpServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// The mailbox: an SMTP server the service delivers to
+// ---------------------------------------------------------------------------------------
+
+class Mailbox {
+  constructor() {
+    this.messages = [];
+    this.server = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS', 'AUTH'],
+      logger: false,
+      onData: (stream, _session, done) => {
+        simpleParser(stream)
+          .then((mail) => {
+            this.messages.push({ to: mail.to?.text ?? '', subject: mail.subject ?? '', text: mail.text ?? '' });
+            done();
+          })
+          .catch(done);
+      },
+    });
+  }
+
+  async listen() {
+    this.port = await freePort();
+    await new Promise((resolve) => this.server.listen(this.port, '127.0.0.1', resolve));
+  }
+
+  close() {
+    return new Promise((resolve) => this.server.close(resolve));
+  }
+
+  /** The link matching `pattern` in the newest email to `address` that has one. */
+  async link(address, pattern) {
+    const deadline = Date.now() + STEP_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      for (const message of [...this.messages].reverse()) {
+        if (!message.to.includes(address)) continue;
+        const match = pattern.exec(message.text);
+        if (match) return match[0];
+      }
+      await sleep(100);
+    }
+    throw new Failure(`no email to ${address} with ${pattern}: ${JSON.stringify(this.messages.map((m) => m.subject))}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The service, one process per deployment
+// ---------------------------------------------------------------------------------------
+
+async function startService(backend, mailbox, work) {
+  const port = await freePort();
+  const baseUrl = `http://localhost:${port}`;
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME || '/root',
+    BIND_ADDR: `127.0.0.1:${port}`,
+    METRICS_ADDR: 'off',
+    DATA_DIR: join(work, 'data'),
+    ORIGIN_URL: baseUrl,
+    FIDO_RP_ID: 'localhost',
+    ARGON2_MEMORY_KIB: '1024',
+    ARGON2_ITERATIONS: '1',
+    RATE_LIMIT_AUTH: '1000/600',
+    OUTBOX_POLL_INTERVAL_MS: '100',
+    SMTP_HOST: '127.0.0.1',
+    SMTP_PORT: String(mailbox.port),
+    SMTP_TLS: 'none',
+    SMTP_FROM: 'Logicredit <no-reply@localhost>',
+  };
+  let database = null;
+  if (backend === 'embedded') {
+    Object.assign(env, { APP_ENV: 'development', DATABASE_URL: `sqlite://${work}/data/auth.db` });
+  } else {
+    database = `lcauth_e2e_${randomBytes(6).toString('hex')}`;
+    execFileSync('createdb', ['-h', '127.0.0.1', '-U', 'postgres', database]);
+    Object.assign(env, {
+      APP_ENV: 'production',
+      DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${database}`,
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      STORE_KEY_PREFIX: `${database}:`,
+      TOTP_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    });
+  }
+  mkdirSync(env.DATA_DIR, { recursive: true });
+  const log = join(work, 'server.log');
+  const output = createWriteStream(log);
+  const child = spawn(BINARY, ['serve'], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.pipe(output);
+  child.stderr.pipe(output);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Failure(`the service exited at start: ${readFileSync(log, 'utf8').slice(-2000)}`);
+    try {
+      if ((await fetch(`${baseUrl}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Failure(`the service did not become ready: ${log}`);
+    await sleep(200);
+  }
+  return {
+    baseUrl,
+    log,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));
+      if (database) {
+        execFileSync('dropdb', ['-h', '127.0.0.1', '-U', 'postgres', '--force', database]);
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// TOTP (RFC 6238: SHA-1, 6 digits, 30-second steps), computed from the secret the page shows
+// ---------------------------------------------------------------------------------------
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of text.replace(/=+$/, '').toUpperCase()) {
+    const index = alphabet.indexOf(c);
+    if (index < 0) throw new Failure(`not base32: ${text}`);
+    bits += index.toString(2).padStart(5, '0');
+  }
+  const bytes = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(bytes);
+}
+
+function totp(secret, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', base32Decode(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, '0');
+}
+
+const currentStep = () => Math.floor(Date.now() / 1000 / 30);
+
+/** A code of a time step not used before (each code is accepted once): waits for the next step. */
+async function freshTotp(secret, used) {
+  while (used.has(currentStep())) await sleep(500);
+  const step = currentStep();
+  used.add(step);
+  return totp(secret, step);
+}
+
+// ---------------------------------------------------------------------------------------
+// A browser: one profile, one virtual authenticator, and the checks every page gets
+// ---------------------------------------------------------------------------------------
+
+class Browser {
+  static async open(label, baseUrl, options = {}) {
+    const profile = mkdtempSync(join(tmpdir(), `lcauth-ui-profile-${label}-`));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: options.viewport ?? { width: 1024, height: 900 },
+      locale: options.locale ?? 'en-US',
+      extraHTTPHeaders: options.acceptLanguage ? { 'Accept-Language': options.acceptLanguage } : undefined,
+    });
+    const page = context.pages()[0] || (await context.newPage());
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const browser = new Browser(label, baseUrl, profile, context, page);
+    await browser.setUp();
+    return browser;
+  }
+
+  constructor(label, baseUrl, profile, context, page) {
+    Object.assign(this, { label, baseUrl, profile, context, page });
+    this.problems = [];
+    this.shots = 0;
+  }
+
+  async setUp() {
+    const { page, baseUrl } = this;
+    page.on('console', (message) => {
+      const text = message.text();
+      if (/Content[- ]Security[- ]Policy|Trusted Type/i.test(text)) this.problems.push(`policy: ${text}`);
+      // API answers such as 401 are logged by Chromium as failed resource loads: they are
+      // answers the page handles, not script errors.
+      else if (message.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(text)) {
+        this.problems.push(`console error: ${text}`);
+      }
+    });
+    page.on('pageerror', (error) => this.problems.push(`script error: ${error.message}`));
+    page.on('request', (request) => {
+      const url = request.url();
+      if (!url.startsWith(`${baseUrl}/`) && !url.startsWith('data:')) this.problems.push(`request to another origin: ${url}`);
+    });
+    await page.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener('securitypolicyviolation', (event) => {
+        window.__violations.push(`${event.violatedDirective} blocked ${event.blockedURI}`);
+      });
+    });
+    this.cdp = await this.context.newCDPSession(page);
+    await this.cdp.send('WebAuthn.enable', { enableUI: false });
+    const { authenticatorId } = await this.cdp.send('WebAuthn.addVirtualAuthenticator', { options: VIRTUAL_AUTHENTICATOR });
+    this.authenticatorId = authenticatorId;
+  }
+
+  async close() {
+    await this.context.close();
+    rmSync(this.profile, { recursive: true, force: true });
+  }
+
+  async goto(path) {
+    const response = await this.page.goto(`${this.baseUrl}${path}`);
+    check(response && response.status() === 200, `GET ${path}: ${response && response.status()}`);
+    return response;
+  }
+
+  /** Waits for the page whose `<h1>` is `title` (and its script) to be there. */
+  async expectPage(title, path) {
+    await this.page.locator('h1', { hasText: title }).waitFor();
+    if (path) await this.page.waitForURL((url) => url.pathname === path);
+    await this.page.waitForLoadState('networkidle');
+  }
+
+  /** Text shown in the polite status region. */
+  async expectStatus(text) {
+    await this.page.locator('#status', { hasText: text }).waitFor();
+  }
+
+  async expectAlert(text) {
+    await this.page.locator('#alert', { hasText: text }).waitFor({ state: 'visible' });
+  }
+
+  /** The checks every page gets, and its screenshot: call after each step. */
+  async audit(step) {
+    const { page } = this;
+    this.shots += 1;
+    const name = `${this.label}-${String(this.shots).padStart(2, '0')}-${step.replace(/[^a-z0-9]+/gi, '-')}.png`;
+    await page.screenshot({ path: join(ARTIFACTS, name), fullPage: true });
+    const violations = await page.evaluate(() => window.__violations);
+    check(violations.length === 0, `${step}: policy violations: ${violations.join('; ')}`);
+    check(this.problems.length === 0, `${step}: ${this.problems.join('; ')}`);
+    const results = await page.evaluate(async (source) => {
+      // axe is evaluated by the test harness (DevTools protocol), not loaded by the page.
+      (0, eval)(source);
+      const run = await window.axe.run(document, { resultTypes: ['violations'] });
+      return run.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')) }));
+    }, AXE_SOURCE);
+    const serious = results.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    check(serious.length === 0, `${step}: axe-core: ${JSON.stringify(serious)}`);
+  }
+
+  /**
+   * Whether the virtual authenticator answers by itself. On, a passkey request on the
+   * sign-in page completes at once, autofill included (as if the person picked the passkey
+   * from the suggestions); off, such a request waits, as it does while a person types a
+   * password instead.
+   */
+  async presence(enabled) {
+    await this.cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId: this.authenticatorId, enabled });
+  }
+
+  async addCredential(credential) {
+    await this.cdp.send('WebAuthn.addCredential', { authenticatorId: this.authenticatorId, credential });
+  }
+
+  async credentials() {
+    const { credentials } = await this.cdp.send('WebAuthn.getCredentials', { authenticatorId: this.authenticatorId });
+    return credentials;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The story
+// ---------------------------------------------------------------------------------------
+
+async function story(backend) {
+  const work = mkdtempSync(join(tmpdir(), `lcauth-ui-${backend}-`));
+  const mailbox = new Mailbox();
+  await mailbox.listen();
+  const service = await startService(backend, mailbox, work);
+  const email = `ui-${backend}-${randomBytes(4).toString('hex')}@example.com`;
+  const usedSteps = new Set();
+  const browsers = [];
+  const open = async (label, options) => {
+    const browser = await Browser.open(`${backend}-${label}`, service.baseUrl, options);
+    browsers.push(browser);
+    return browser;
+  };
+  const started = Date.now();
+  let step = 'start';
+  const stepDone = (name) => {
+    console.log(`ok   ${backend}: ${name}`);
+  };
+  try {
+    const me = await open('main');
+    const { page } = me;
+
+    step = '/ui/ sends a visitor to sign in';
+    await me.goto('/ui/');
+    await me.expectPage('Sign in', '/ui/login');
+    check(new URL(page.url()).searchParams.get('return') === '/ui/account', `return target: ${page.url()}`);
+    await me.audit('login');
+    stepDone(step);
+
+    step = 'register';
+    await page.getByRole('link', { name: 'Create an account' }).click();
+    await me.expectPage('Create an account', '/ui/register');
+    await me.audit('register');
+    // A weak password is explained next to the field, in plain language.
+    await page.getByLabel('Email address').fill(email);
+    await page.getByLabel('New password').fill('short');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await me.expectAlert('Please choose a stronger password.');
+    await page.locator('#password-error', { hasText: 'It is too short.' }).waitFor();
+    check((await page.getByLabel('New password').getAttribute('aria-invalid')) === 'true', 'the weak password is marked invalid');
+    await me.audit('register-weak-password');
+    await page.getByLabel('New password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await me.expectStatus('Check your inbox');
+    await me.audit('registered');
+    stepDone(step);
+
+    step = 'verify the email from its link';
+    const verifyLink = await mailbox.link(email, /https?:\/\/\S+\/verify-email\?token=[A-Za-z0-9_-]+/);
+    check(verifyLink.startsWith(`${service.baseUrl}/verify-email?token=`), `link: ${verifyLink}`);
+    await page.goto(verifyLink);
+    await me.expectPage('Confirm your email address', '/verify-email');
+    await me.audit('verify-email');
+    await page.getByRole('button', { name: 'Confirm email address' }).click();
+    await me.expectStatus('Your email address is confirmed');
+    stepDone(step);
+
+    step = 'sign in with the keyboard alone';
+    await me.goto('/ui/login');
+    await me.expectPage('Sign in', '/ui/login');
+    await page.keyboard.press('Tab'); // the skip link
+    check(await page.evaluate(() => document.activeElement?.classList.contains('skip-link')), 'the first Tab reaches the skip link');
+    await page.keyboard.press('Tab');
+    check(await page.evaluate(() => document.activeElement?.id === 'email'), 'the next Tab reaches the email field');
+    await page.keyboard.type(email);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(PASSWORD);
+    await page.keyboard.press('Enter');
+    await me.expectPage('Your account', '/ui/account');
+    await page.locator('#profile-email', { hasText: email }).waitFor();
+    await me.audit('account');
+    stepDone(step);
+
+    step = 'enrol TOTP from the QR code';
+    await page.getByRole('button', { name: 'Set up authenticator app' }).click();
+    await page.locator('#totp-qr[src^="data:image/svg+xml"]').waitFor();
+    const secret = (await page.locator('#totp-secret').textContent()).trim();
+    check(/^[A-Z2-7]{16,}$/.test(secret), `secret: ${secret}`);
+    await me.audit('totp-enrol');
+    // (The step-up dialog has a field of the same label; it is closed.)
+    await page.locator('#totp-enroll').getByLabel('Code from your authenticator app').fill(await freshTotp(secret, usedSteps));
+    await page.getByRole('button', { name: 'Turn on' }).click();
+    await me.expectStatus('Your authenticator app is turned on.');
+    const codes = (await page.locator('#recovery-list li').allTextContents()).map((c) => c.trim());
+    check(codes.length === 10, `recovery codes shown: ${codes.length}`);
+    await page.locator('#totp-state', { hasText: 'Your authenticator app is set up.' }).waitFor();
+    await me.audit('totp-enabled');
+    stepDone(step);
+
+    step = 'sign out, sign in with password + TOTP';
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await me.expectPage('Sign in', '/ui/login');
+    await page.getByLabel('Email address').fill(email);
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.expectPage('Second step of sign-in', '/ui/mfa');
+    await me.audit('mfa');
+    // A wrong code is said next to the field.
+    await page.getByLabel('Code from your authenticator app').fill('000000');
+    await page.getByRole('button', { name: 'Verify' }).first().click();
+    await me.expectAlert('That code is not right.');
+    await me.audit('mfa-wrong-code');
+    await page.getByLabel('Code from your authenticator app').fill(await freshTotp(secret, usedSteps));
+    await page.getByRole('button', { name: 'Verify' }).first().click();
+    await me.expectPage('Your account', '/ui/account');
+    stepDone(step);
+
+    step = 'add a passkey';
+    await page.getByLabel('Name for the new passkey').fill('Test laptop');
+    await page.getByRole('button', { name: 'Add a passkey' }).click();
+    await me.expectStatus('The passkey was added.');
+    await page.locator('#passkey-list li', { hasText: 'Test laptop' }).waitFor();
+    check((await me.credentials()).length === 1, 'the authenticator holds one passkey');
+    await me.audit('passkey-added');
+    stepDone(step);
+
+    step = 'sign out, sign in with the passkey alone (autofill)';
+    // The sign-in page asks for passkey autofill (conditional mediation) as it opens; the
+    // virtual authenticator answers at once, as a person picking the passkey would.
+    const autofilled = page.waitForResponse(
+      (r) => r.url().endsWith('/auth/webauthn/login/finish') && r.request().method() === 'POST',
+    );
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    const finish = await autofilled;
+    check(finish.status() === 200, `passkey autofill sign-in answered ${finish.status()}`);
+    await page.waitForURL((url) => url.pathname === '/ui/account');
+    await me.expectPage('Your account', '/ui/account');
+    await page.locator('#profile-email', { hasText: email }).waitFor();
+    // From here on, the person types passwords: autofill waits.
+    await me.presence(false);
+    stepDone(step);
+
+    step = 'sign in with the passkey button, in a browser without autofill';
+    const button = await open('passkey-button');
+    await button.page.addInitScript(() => {
+      PublicKeyCredential.isConditionalMediationAvailable = async () => false;
+    });
+    await button.addCredential((await me.credentials())[0]);
+    await button.goto('/ui/login');
+    await button.expectPage('Sign in', '/ui/login');
+    await button.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+    await button.expectPage('Your account', '/ui/account');
+    await button.page.locator('#profile-email', { hasText: email }).waitFor();
+    await button.audit('passkey-button-sign-in');
+    // One passkey, two virtual authenticators: hand the signature counter back, or the
+    // service would (rightly) refuse the main copy's next assertion as a cloned key.
+    const used = (await button.credentials())[0];
+    await me.cdp.send('WebAuthn.removeCredential', { authenticatorId: me.authenticatorId, credentialId: used.credentialId });
+    await me.addCredential(used);
+    stepDone(step);
+
+    step = 'a second browser signs in with a recovery code; the first signs it out';
+    const other = await open('other');
+    await other.goto('/ui/login');
+    await other.page.getByLabel('Email address').fill(email);
+    await other.page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await other.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await other.expectPage('Second step of sign-in', '/ui/mfa');
+    await other.page.getByLabel('Recovery code').fill(codes[0]);
+    await other.page.getByRole('button', { name: 'Verify' }).nth(1).click();
+    await other.expectPage('Your account', '/ui/account');
+    await other.audit('recovery-sign-in');
+    await me.page.reload();
+    await me.expectPage('Your account', '/ui/account');
+    // Sessions: this one, the passkey-button browser's, and the other browser's (newest).
+    await page.locator('#session-list li').nth(2).waitFor();
+    check((await page.locator('#session-list li').count()) === 3, 'three sessions listed');
+    await page.locator('#session-list li', { hasText: 'This session' }).waitFor();
+    await page.locator('#session-list li:not(:has-text("This session"))').first().getByRole('button', { name: /^End session/ }).waitFor();
+    const before = await page.locator('#session-list li').count();
+    // The list is newest first: the first session with an "End session" button is the
+    // other browser's.
+    const newest = await page.evaluate(() =>
+      [...document.querySelectorAll('#session-list li')].find((li) => li.querySelector('button'))?.dataset.sessionId);
+    await page.locator(`#session-list li[data-session-id="${newest}"]`).getByRole('button', { name: /^End session/ }).click();
+    await me.expectStatus('That session was signed out.');
+    await page.waitForFunction((n) => document.querySelectorAll('#session-list li').length === n - 1, before);
+    await me.audit('session-revoked');
+    await other.page.reload();
+    await other.expectPage('Sign in', '/ui/login');
+    // The passkey-button browser is still signed in.
+    await button.page.reload();
+    await button.expectPage('Your account', '/ui/account');
+    stepDone(step);
+
+    step = 'reset the forgotten password from the emailed link';
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await me.expectPage('Sign in', '/ui/login');
+    await page.getByRole('link', { name: 'Forgotten your password?' }).click();
+    await me.expectPage('Forgotten password', '/ui/forgot-password');
+    await page.getByLabel('Email address').fill(email);
+    await page.getByRole('button', { name: 'Send reset link' }).click();
+    await me.expectStatus('If an account uses this address');
+    await me.audit('forgot-password');
+    const resetLink = await mailbox.link(email, /https?:\/\/\S+\/reset-password\?token=[A-Za-z0-9_-]+/);
+    await page.goto(resetLink);
+    await me.expectPage('Choose a new password', '/reset-password');
+    await me.audit('reset-password');
+    await page.getByLabel('New password').fill(NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Set new password' }).click();
+    await me.expectStatus('Your password was changed and every session signed out.');
+    await me.goto('/ui/login');
+    await page.getByLabel('Email address').fill(email);
+    await page.getByLabel('Password', { exact: true }).fill(NEW_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.expectPage('Second step of sign-in', '/ui/mfa');
+    await me.presence(true);
+    await page.getByRole('button', { name: 'Use a passkey' }).click();
+    await me.expectPage('Your account', '/ui/account');
+    await me.audit('signed-in-after-reset');
+    stepDone(step);
+
+    step = 'German, and 360 px wide';
+    const german = await open('de', { acceptLanguage: 'de-DE,de;q=0.9', locale: 'de-DE', viewport: { width: 360, height: 800 } });
+    await german.goto('/ui/login');
+    await german.expectPage('Anmelden', '/ui/login');
+    check((await german.page.getAttribute('html', 'lang')) === 'de', 'lang="de"');
+    await german.page.getByRole('button', { name: 'Mit Passkey anmelden' }).waitFor();
+    const overflow = await german.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `the page scrolls sideways by ${overflow} px at 360 px`);
+    await german.audit('login-de-360');
+    await german.goto('/ui/register');
+    await german.expectPage('Konto eröffnen', '/ui/register');
+    await german.audit('register-de-360');
+    stepDone(step);
+
+    console.log(`ok   ${backend}: the whole story in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  } catch (error) {
+    const last = browsers[browsers.length - 1];
+    for (const browser of browsers) {
+      await browser.page.screenshot({ path: join(ARTIFACTS, `${browser.label}-FAILED.png`), fullPage: true }).catch(() => {});
+    }
+    console.error(`FAIL ${backend}: ${step}: ${error.message}`);
+    if (last) console.error(`     at ${last.page.url()}`);
+    console.error(`     service log (last lines of ${service.log}):\n${readFileSync(service.log, 'utf8').split('\n').slice(-20).join('\n')}`);
+    throw error;
+  } finally {
+    for (const browser of browsers) await browser.close().catch(() => {});
+    await service.stop();
+    await mailbox.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+mkdirSync(ARTIFACTS, { recursive: true });
+let failed = false;
+for (const backend of BACKENDS) {
+  try {
+    await story(backend);
+  } catch {
+    failed = true;
+  }
+}
+console.log(`screenshots: ${ARTIFACTS}`);
+process.exit(failed ? 1 : 0);
