@@ -11,11 +11,9 @@ use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, Sessions};
 use crate::domain::{EmailAddress, Role, millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
+use crate::storage::db::locks::AdvisoryLock;
 use crate::storage::db::sessions as session_rows;
 use crate::storage::db::users::{self, UserFilter, UserRow};
-
-/// Serialises role changes so two admins cannot demote each other at once and leave none.
-const ADMIN_CHANGE_LOCK: i64 = 7_263_540_003;
 
 /// A user as the admin API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -99,7 +97,7 @@ impl Admin {
         ctx: &RequestContext,
     ) -> ServiceResult<AdminUserView> {
         let mut uow = self.db.begin().await?;
-        uow.lock(ADMIN_CHANGE_LOCK).await?;
+        uow.lock(AdvisoryLock::ADMIN_CHANGE).await?;
         let user = users::find_by_id(uow.conn(), target)
             .await?
             .ok_or(ServiceError::NotFound)?;

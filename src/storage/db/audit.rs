@@ -38,10 +38,11 @@ use std::collections::VecDeque;
 
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DbBackend, QueryOrder, QuerySelect, Statement};
+use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
 use serde_json::Value;
 
 use super::entities::{audit_checkpoint, audit_record};
+use super::locks::AdvisoryLock;
 use super::{Conn, DbResultExt};
 use crate::crypto::audit_keys::{AuditKeys, MacError};
 use crate::domain::{Millis, now_millis};
@@ -52,7 +53,6 @@ pub use audit_record::Model as AuditRow;
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const CHAIN_LOCK_KEY: i64 = 7_263_540_002;
 
 #[derive(Debug, Clone)]
 pub struct NewAuditRecord {
@@ -74,15 +74,7 @@ pub async fn append(
     if records.is_empty() {
         return Ok(());
     }
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [CHAIN_LOCK_KEY.into()],
-        ))
-        .await
-        .storage()?;
-    }
+    AdvisoryLock::AUDIT_CHAIN.acquire(conn).await?;
     let head = audit_record::Entity::find()
         .order_by_desc(audit_record::Column::Seq)
         .limit(1)

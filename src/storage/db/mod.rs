@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod email_tokens;
 pub mod entities;
+pub mod locks;
 pub mod mfa;
 mod migrations;
 pub mod outbox;
@@ -20,6 +21,7 @@ use sea_orm_migration::MigratorTrait;
 
 use super::{StorageError, StorageResult};
 use crate::crypto::audit_keys::AuditKeys;
+use locks::AdvisoryLock;
 use migrations::Migrator;
 
 #[derive(Clone)]
@@ -81,12 +83,7 @@ impl Database {
     pub async fn migrate(&self) -> StorageResult<()> {
         if self.backend() == DbBackend::Postgres {
             let txn = self.connection.begin().await.map_err(map_err)?;
-            txn.execute_raw(sea_orm::Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock(7263540001)",
-            ))
-            .await
-            .map_err(map_err)?;
+            AdvisoryLock::MIGRATIONS.acquire(&txn).await?;
             Migrator::up(&txn, None).await.map_err(map_err)?;
             txn.commit().await.map_err(map_err)
         } else {
@@ -155,20 +152,9 @@ impl UnitOfWork {
         &self.txn
     }
 
-    /// Serialises transactions that take the same lock until they commit: a PostgreSQL
-    /// advisory lock (SQLite's write transaction is already exclusive).
-    pub async fn lock(&self, key: i64) -> StorageResult<()> {
-        if self.txn.get_database_backend() == DbBackend::Postgres {
-            self.txn
-                .execute_raw(sea_orm::Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock($1)",
-                    [key.into()],
-                ))
-                .await
-                .map_err(map_err)?;
-        }
-        Ok(())
+    /// Serialises transactions that take the same lock until they commit.
+    pub async fn lock(&self, lock: AdvisoryLock) -> StorageResult<()> {
+        lock.acquire(&self.txn).await
     }
 
     pub fn audit(&mut self, record: audit::NewAuditRecord) {
