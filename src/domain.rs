@@ -117,6 +117,22 @@ impl MfaMethod {
     }
 }
 
+/// One page of a list, and the cursor of the page after it (None on the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next: self.next,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, UTC. The database stores instants as these integers
 /// so that SQLite and PostgreSQL order and compare them identically.
 pub type Millis = i64;

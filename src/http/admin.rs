@@ -131,11 +131,11 @@ pub async fn audit(
         before_seq,
         limit: parse_limit(query.limit.as_deref())?,
     };
-    let (events, next_cursor) = state.audit.page(filter).await?;
+    let page = state.audit.page(filter).await?;
     Ok(Json(AuditPage {
         code: "ok",
-        events,
-        next_cursor,
+        events: page.items,
+        next_cursor: page.next,
     }))
 }
 
@@ -219,11 +219,11 @@ pub async fn users(
         after,
         limit: parse_limit(query.limit.as_deref())?,
     };
-    let (users, next_cursor) = state.admin.users(filter).await?;
+    let page = state.admin.users(filter).await?;
     Ok(Json(UsersPage {
         code: "ok",
-        users,
-        next_cursor,
+        users: page.items,
+        next_cursor: page.next,
     }))
 }
 

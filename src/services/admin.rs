@@ -9,7 +9,7 @@ use super::abuse::AbuseControl;
 use super::audit::{AuditEvent, RequestContext};
 use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, Sessions};
-use crate::domain::{EmailAddress, Role, millis_to_rfc3339, now_millis};
+use crate::domain::{EmailAddress, Page, Role, millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
 use crate::storage::db::locks::AdvisoryLock;
 use crate::storage::db::sessions as session_rows;
@@ -63,26 +63,9 @@ impl Admin {
 
     /// A page of users in creation order, and the cursor of the next page.
     #[tracing::instrument(skip_all)]
-    pub async fn users(
-        &self,
-        filter: UserFilter,
-    ) -> ServiceResult<(Vec<AdminUserView>, Option<String>)> {
-        let limit = filter.limit;
-        let mut rows = users::page(
-            self.db.connection(),
-            &UserFilter {
-                limit: limit + 1,
-                ..filter
-            },
-        )
-        .await?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|u| u.id.to_string())
-        } else {
-            None
-        };
-        Ok((rows.iter().map(AdminUserView::from).collect(), next))
+    pub async fn users(&self, filter: UserFilter) -> ServiceResult<Page<AdminUserView>> {
+        let page = users::page(self.db.connection(), &filter).await?;
+        Ok(page.map(|user| AdminUserView::from(&user)))
     }
 
     /// Changes a user's role and/or status. Disabling revokes every session of theirs;

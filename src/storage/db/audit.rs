@@ -43,9 +43,9 @@ use serde_json::Value;
 
 use super::entities::{audit_checkpoint, audit_record};
 use super::locks::AdvisoryLock;
-use super::{Conn, DbResultExt};
+use super::{Conn, DbResultExt, fetch_page};
 use crate::crypto::audit_keys::{AuditKeys, MacError};
-use crate::domain::{Millis, now_millis};
+use crate::domain::{Millis, Page, now_millis};
 use crate::storage::StorageResult;
 
 pub use audit_checkpoint::Model as CheckpointRow;
@@ -493,8 +493,8 @@ pub struct AuditFilter {
     pub limit: u64,
 }
 
-pub async fn page(conn: &impl Conn, filter: &AuditFilter) -> StorageResult<Vec<AuditRow>> {
-    let mut query = audit_record::Entity::find();
+pub async fn page(conn: &impl Conn, filter: &AuditFilter) -> StorageResult<Page<AuditRow>> {
+    let mut query = audit_record::Entity::find().order_by_desc(audit_record::Column::Seq);
     if let Some(user_id) = filter.user_id {
         query = query.filter(audit_record::Column::UserId.eq(user_id));
     }
@@ -510,12 +510,7 @@ pub async fn page(conn: &impl Conn, filter: &AuditFilter) -> StorageResult<Vec<A
     if let Some(before) = filter.before_seq {
         query = query.filter(audit_record::Column::Seq.lt(before));
     }
-    query
-        .order_by_desc(audit_record::Column::Seq)
-        .limit(filter.limit)
-        .all(conn)
-        .await
-        .storage()
+    fetch_page(conn, query, filter.limit, |record| record.seq.to_string()).await
 }
 
 /// Records from `since` on, oldest first, `limit` at a time after `after_seq` (export).

@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    RuntimeErr, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait, sqlx,
+    EntityTrait, QuerySelect, RuntimeErr, Select, SqlErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 
 use super::{StorageError, StorageResult};
 use crate::crypto::audit_keys::AuditKeys;
+use crate::domain::Page;
 use locks::AdvisoryLock;
 use migrations::Migrator;
 
@@ -222,6 +224,25 @@ fn is_unavailable(error: &DbErr) -> bool {
         }),
         _ => false,
     }
+}
+
+/// A page of `query` of at most `limit` rows, in the query's order. One row more than the
+/// page holds is read: whether it exists says whether another page follows, without a
+/// second query. The next page's cursor is the last shown row's, as `cursor` renders it.
+pub(crate) async fn fetch_page<E: EntityTrait>(
+    conn: &impl Conn,
+    query: Select<E>,
+    limit: u64,
+    cursor: impl Fn(&E::Model) -> String,
+) -> StorageResult<Page<E::Model>> {
+    let mut items = query.limit(limit + 1).all(conn).await.storage()?;
+    let next = if items.len() as u64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
 }
 
 /// Shorthand for repository functions.

@@ -1,11 +1,11 @@
 //! The `users` table.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
+use sea_orm::{ActiveValue::Set, QueryOrder};
 
 use super::entities::user;
-use super::{Conn, DbResultExt};
-use crate::domain::Millis;
+use super::{Conn, DbResultExt, fetch_page};
+use crate::domain::{Millis, Page};
 use crate::storage::StorageResult;
 
 pub use user::Model as UserRow;
@@ -92,10 +92,8 @@ pub struct UserFilter {
     pub limit: u64,
 }
 
-pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Vec<UserRow>> {
-    let mut query = user::Entity::find()
-        .order_by_asc(user::Column::Id)
-        .limit(filter.limit);
+pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Page<UserRow>> {
+    let mut query = user::Entity::find().order_by_asc(user::Column::Id);
     if let Some(prefix) = &filter.email_prefix {
         // The prefix is text, not a pattern: escape LIKE's wildcards.
         let escaped = prefix
@@ -114,7 +112,7 @@ pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Vec<Us
     if let Some(cursor) = filter.after {
         query = query.filter(user::Column::Id.gt(cursor));
     }
-    query.all(conn).await.storage()
+    fetch_page(conn, query, filter.limit, |user| user.id.to_string()).await
 }
 
 pub async fn set_role_and_status(
