@@ -1,7 +1,7 @@
 //! The `users` table.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, QueryOrder};
+use sea_orm::{ActiveValue::Set, QueryOrder, UpdateMany};
 
 use super::entities::user;
 use super::{Conn, DbResultExt, fetch_page};
@@ -49,16 +49,26 @@ pub async fn find_by_id(conn: &impl Conn, id: Uuid) -> StorageResult<Option<User
     user::Entity::find_by_id(id).one(conn).await.storage()
 }
 
-pub async fn mark_email_verified(conn: &impl Conn, id: Uuid, now: Millis) -> StorageResult<()> {
-    user::Entity::update_many()
-        .col_expr(user::Column::EmailVerifiedAt, Expr::value(now))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+/// Runs `update` on one user's row: the changes below differ only in what they set.
+async fn update_one(
+    conn: &impl Conn,
+    id: Uuid,
+    update: UpdateMany<user::Entity>,
+) -> StorageResult<()> {
+    update
         .filter(user::Column::Id.eq(id))
-        .filter(user::Column::EmailVerifiedAt.is_null())
         .exec(conn)
         .await
         .storage()?;
     Ok(())
+}
+
+pub async fn mark_email_verified(conn: &impl Conn, id: Uuid, now: Millis) -> StorageResult<()> {
+    let update = user::Entity::update_many()
+        .col_expr(user::Column::EmailVerifiedAt, Expr::value(now))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::EmailVerifiedAt.is_null());
+    update_one(conn, id, update).await
 }
 
 pub async fn set_password(
@@ -68,18 +78,14 @@ pub async fn set_password(
     pepper_id: Option<&str>,
     now: Millis,
 ) -> StorageResult<()> {
-    user::Entity::update_many()
+    let update = user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
         .col_expr(
             user::Column::PasswordPepperId,
             Expr::value(pepper_id.map(str::to_owned)),
         )
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(id))
-        .exec(conn)
-        .await
-        .storage()?;
-    Ok(())
+        .col_expr(user::Column::UpdatedAt, Expr::value(now));
+    update_one(conn, id, update).await
 }
 
 #[derive(Debug, Default, Clone)]
@@ -122,15 +128,11 @@ pub async fn set_role_and_status(
     disabled: bool,
     now: Millis,
 ) -> StorageResult<()> {
-    user::Entity::update_many()
+    let update = user::Entity::update_many()
         .col_expr(user::Column::Role, Expr::value(role))
         .col_expr(user::Column::Disabled, Expr::value(disabled))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(id))
-        .exec(conn)
-        .await
-        .storage()?;
-    Ok(())
+        .col_expr(user::Column::UpdatedAt, Expr::value(now));
+    update_one(conn, id, update).await
 }
 
 /// Admins who can still act (not disabled).
@@ -150,11 +152,7 @@ pub async fn set_factor_review(
     id: Uuid,
     since: Option<Millis>,
 ) -> StorageResult<()> {
-    user::Entity::update_many()
-        .col_expr(user::Column::FactorReviewSince, Expr::value(since))
-        .filter(user::Column::Id.eq(id))
-        .exec(conn)
-        .await
-        .storage()?;
-    Ok(())
+    let update =
+        user::Entity::update_many().col_expr(user::Column::FactorReviewSince, Expr::value(since));
+    update_one(conn, id, update).await
 }
