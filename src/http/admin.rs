@@ -17,10 +17,8 @@ use super::error_docs::{
 use super::extract::{Admin, Authorized, ClientContext, Fresh, JsonBody, Staff};
 use crate::domain::Role;
 use crate::domain::parse_rfc3339_millis;
-use crate::services::admin::{AdminUserView, UserChange};
-use crate::services::audit::AuditEventView;
-use crate::storage::db::audit::AuditFilter;
-use crate::storage::db::users::UserFilter;
+use crate::services::admin::{AdminUserView, UserChange, UserFilter};
+use crate::services::audit::{AuditEventView, AuditFilter};
 
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
@@ -214,7 +212,7 @@ pub async fn users(
             .email
             .map(|e| e.trim().to_lowercase())
             .filter(|e| !e.is_empty()),
-        role: role.map(|r| r.as_str().to_owned()),
+        role,
         disabled,
         after,
         limit: parse_limit(query.limit.as_deref())?,

@@ -7,9 +7,9 @@ use uuid::Uuid;
 use super::error::ServiceResult;
 use crate::domain::{Page, millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
-use crate::storage::db::audit::{
-    self, AuditFilter, AuditRow, ChainReport, CheckpointRow, NewAuditRecord,
-};
+/// The trail's query, as storage runs it.
+pub use crate::storage::db::audit::AuditFilter;
+use crate::storage::db::audit::{self, AuditRow, ChainReport, CheckpointRow, NewAuditRecord};
 
 /// Every auditable event, named exactly as docs/API.md §4 lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,16 +3,18 @@
 pub mod user {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{EmailAddress, Role};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "users")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         #[sea_orm(unique)]
-        pub email: String,
+        pub email: EmailAddress,
         pub password_hash: String,
         pub password_pepper_id: Option<String>,
-        pub role: String,
+        pub role: Role,
         pub email_verified_at: Option<i64>,
         pub disabled: bool,
         pub created_at: i64,
@@ -30,6 +32,8 @@ pub mod user {
 pub mod session {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{MfaMethod, SessionState};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "sessions")]
     pub struct Model {
@@ -39,7 +43,7 @@ pub mod session {
         #[sea_orm(unique)]
         pub token_hash: String,
         pub user_id: Uuid,
-        pub state: String,
+        pub state: SessionState,
         pub created_at: i64,
         /// Durable copy of the last activity, refreshed at most once a minute.
         pub last_seen_at: i64,
@@ -47,8 +51,8 @@ pub mod session {
         pub mfa_verified_at: Option<i64>,
         pub ip: String,
         pub user_agent: String,
-        /// How `mfa_verified_at` was earned (`MfaMethod`).
-        pub mfa_method: Option<String>,
+        /// How `mfa_verified_at` was earned.
+        pub mfa_method: Option<MfaMethod>,
         /// The user's role changed since this token was issued: the next request
         /// rotates it.
         pub rotate_required: bool,

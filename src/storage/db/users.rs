@@ -5,16 +5,16 @@ use sea_orm::{ActiveValue::Set, QueryOrder, UpdateMany};
 
 use super::entities::user;
 use super::{Conn, DbResultExt, fetch_page};
-use crate::domain::{Millis, Page};
+use crate::domain::{EmailAddress, Millis, Page, Role};
 use crate::storage::StorageResult;
 
 pub use user::Model as UserRow;
 
 pub struct NewUser<'a> {
-    pub email: &'a str,
+    pub email: &'a EmailAddress,
     pub password_hash: &'a str,
     pub password_pepper_id: Option<&'a str>,
-    pub role: &'a str,
+    pub role: Role,
     pub email_verified_at: Option<Millis>,
     pub now: Millis,
 }
@@ -22,10 +22,10 @@ pub struct NewUser<'a> {
 pub async fn insert(conn: &impl Conn, new: NewUser<'_>) -> StorageResult<UserRow> {
     user::ActiveModel {
         id: Set(Uuid::now_v7()),
-        email: Set(new.email.to_owned()),
+        email: Set(new.email.clone()),
         password_hash: Set(new.password_hash.to_owned()),
         password_pepper_id: Set(new.password_pepper_id.map(str::to_owned)),
-        role: Set(new.role.to_owned()),
+        role: Set(new.role),
         email_verified_at: Set(new.email_verified_at),
         disabled: Set(false),
         created_at: Set(new.now),
@@ -37,9 +37,12 @@ pub async fn insert(conn: &impl Conn, new: NewUser<'_>) -> StorageResult<UserRow
     .storage()
 }
 
-pub async fn find_by_email(conn: &impl Conn, email: &str) -> StorageResult<Option<UserRow>> {
+pub async fn find_by_email(
+    conn: &impl Conn,
+    email: &EmailAddress,
+) -> StorageResult<Option<UserRow>> {
     user::Entity::find()
-        .filter(user::Column::Email.eq(email))
+        .filter(user::Column::Email.eq(email.as_str()))
         .one(conn)
         .await
         .storage()
@@ -91,7 +94,7 @@ pub async fn set_password(
 #[derive(Debug, Default, Clone)]
 pub struct UserFilter {
     pub email_prefix: Option<String>,
-    pub role: Option<String>,
+    pub role: Option<Role>,
     pub disabled: Option<bool>,
     /// Only users after this id (the cursor). Ids are UUIDv7, so this is creation order.
     pub after: Option<Uuid>,
@@ -109,8 +112,8 @@ pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Page<U
         let pattern = sea_orm::sea_query::LikeExpr::new(format!("{escaped}%")).escape('\\');
         query = query.filter(user::Column::Email.like(pattern));
     }
-    if let Some(role) = &filter.role {
-        query = query.filter(user::Column::Role.eq(role.as_str()));
+    if let Some(role) = filter.role {
+        query = query.filter(user::Column::Role.eq(role));
     }
     if let Some(disabled) = filter.disabled {
         query = query.filter(user::Column::Disabled.eq(disabled));
@@ -124,7 +127,7 @@ pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Page<U
 pub async fn set_role_and_status(
     conn: &impl Conn,
     id: Uuid,
-    role: &str,
+    role: Role,
     disabled: bool,
     now: Millis,
 ) -> StorageResult<()> {
@@ -139,7 +142,7 @@ pub async fn set_role_and_status(
 pub async fn active_admins(conn: &impl Conn) -> StorageResult<u64> {
     use sea_orm::PaginatorTrait;
     user::Entity::find()
-        .filter(user::Column::Role.eq("admin"))
+        .filter(user::Column::Role.eq(Role::Admin))
         .filter(user::Column::Disabled.eq(false))
         .count(conn)
         .await
