@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::mfa::FactorReview;
 use crate::domain::{EmailAddress, Factors, Millis, Role, now_millis};
 use crate::storage::StorageError;
-use crate::storage::db::email_tokens::{self, PURPOSE_PASSWORD_RESET, PURPOSE_VERIFY_EMAIL};
+use crate::storage::db::email_tokens::{self, TokenPurpose};
 use crate::storage::db::mfa as factors_db;
 use crate::storage::db::users::{self, NewUser, UserRow};
 use crate::storage::db::{Conn, Database, UnitOfWork};
@@ -220,11 +220,11 @@ impl Accounts {
     ) -> ServiceResult<()> {
         let now = now_millis();
         let token = random_alphanumeric(VERIFY_TOKEN_LEN);
-        email_tokens::retire_all(uow.conn(), user.id, PURPOSE_VERIFY_EMAIL, now).await?;
+        email_tokens::retire_all(uow.conn(), user.id, TokenPurpose::VerifyEmail, now).await?;
         email_tokens::insert(
             uow.conn(),
             user.id,
-            PURPOSE_VERIFY_EMAIL,
+            TokenPurpose::VerifyEmail,
             &token_hash(&token),
             now,
             now + VERIFY_TOKEN_TTL_MS,
@@ -242,10 +242,14 @@ impl Accounts {
         }
         let now = now_millis();
         let mut uow = self.db.begin().await?;
-        let redeemed =
-            email_tokens::redeem(uow.conn(), PURPOSE_VERIFY_EMAIL, &token_hash(token), now)
-                .await?
-                .ok_or(ServiceError::InvalidToken)?;
+        let redeemed = email_tokens::redeem(
+            uow.conn(),
+            TokenPurpose::VerifyEmail,
+            &token_hash(token),
+            now,
+        )
+        .await?
+        .ok_or(ServiceError::InvalidToken)?;
         users::mark_email_verified(uow.conn(), redeemed.user_id, now).await?;
         uow.audit(ctx.record(AuditEvent::EmailVerified, Some(redeemed.user_id), json!({})));
         uow.commit().await?;
@@ -425,11 +429,11 @@ impl Accounts {
         if let Some(user) = &user {
             let now = now_millis();
             let token = crate::crypto::random_token();
-            email_tokens::retire_all(uow.conn(), user.id, PURPOSE_PASSWORD_RESET, now).await?;
+            email_tokens::retire_all(uow.conn(), user.id, TokenPurpose::PasswordReset, now).await?;
             email_tokens::insert(
                 uow.conn(),
                 user.id,
-                PURPOSE_PASSWORD_RESET,
+                TokenPurpose::PasswordReset,
                 &token_hash(&token),
                 now,
                 now + RESET_TOKEN_TTL_MS,
@@ -465,7 +469,7 @@ impl Accounts {
         let hash = token_hash(token);
         let found = email_tokens::peek(
             self.db.connection(),
-            PURPOSE_PASSWORD_RESET,
+            TokenPurpose::PasswordReset,
             &hash,
             now_millis(),
         )
@@ -479,7 +483,7 @@ impl Accounts {
         let now = now_millis();
         let uow = self.db.begin().await?;
         // Redeeming is the single-use gate: of two concurrent confirmations one wins.
-        email_tokens::redeem(uow.conn(), PURPOSE_PASSWORD_RESET, &hash, now)
+        email_tokens::redeem(uow.conn(), TokenPurpose::PasswordReset, &hash, now)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
         let revoked = self
