@@ -1,12 +1,50 @@
 //! Small value types shared by every layer: emails, roles, timestamps.
+//!
+//! The enums and the email are also the types of their database columns (sea-orm derives):
+//! a row is decoded into them once, in storage, and a value that does not decode is a
+//! storage error (500, logged) — never a silent default or a panic further up.
 
+use std::str::FromStr;
+
+use sea_orm::sea_query::StringLen;
+use sea_orm::{DeriveActiveEnum, DeriveValueType, EnumIter};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
-/// A normalised (trimmed, lower-case) email address that passed a syntax check.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A normalised (trimmed, lower-case) email address that passed a syntax check. The
+/// `users.email` column holds one, checked again when a row is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, DeriveValueType)]
+#[serde(try_from = "String", into = "String")]
+#[sea_orm(value_type = "String", from_str = "EmailAddress::from_str")]
 pub struct EmailAddress(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid email address")]
+pub struct InvalidEmail;
+
+impl FromStr for EmailAddress {
+    type Err = InvalidEmail;
+
+    fn from_str(raw: &str) -> Result<Self, InvalidEmail> {
+        Self::parse(raw).ok_or(InvalidEmail)
+    }
+}
+
+impl TryFrom<String> for EmailAddress {
+    type Error = InvalidEmail;
+
+    fn try_from(raw: String) -> Result<Self, InvalidEmail> {
+        raw.parse()
+    }
+}
+
+impl From<EmailAddress> for String {
+    fn from(email: EmailAddress) -> Self {
+        email.0
+    }
+}
 
 impl EmailAddress {
     /// Accepts what mail systems accept in practice; rejects what would break headers or
@@ -51,12 +89,27 @@ impl std::fmt::Display for EmailAddress {
 
 /// Roles are ordered: `user` < `staff` < `admin`; a higher role can do all a lower one can.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    EnumIter,
+    DeriveActiveEnum,
 )]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 pub enum Role {
+    #[sea_orm(string_value = "user")]
     User,
+    #[sea_orm(string_value = "staff")]
     Staff,
+    #[sea_orm(string_value = "admin")]
     Admin,
 }
 
@@ -82,38 +135,97 @@ impl Role {
 /// How a session's second factor was last proven (`sessions.mfa_method`). Enrollment
 /// counts for a user's own sensitive actions (docs/API.md §7) but never for privileged routes:
 /// a stolen session that enrolls a first factor must not become an admin's step-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumIter, DeriveActiveEnum)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 pub enum MfaMethod {
+    #[sea_orm(string_value = "totp")]
     Totp,
+    #[sea_orm(string_value = "webauthn")]
     Webauthn,
+    #[sea_orm(string_value = "recovery_code")]
     RecoveryCode,
+    #[sea_orm(string_value = "enrollment")]
     Enrollment,
 }
 
 impl MfaMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MfaMethod::Totp => "totp",
-            MfaMethod::Webauthn => "webauthn",
-            MfaMethod::RecoveryCode => "recovery_code",
-            MfaMethod::Enrollment => "enrollment",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "totp" => Some(MfaMethod::Totp),
-            "webauthn" => Some(MfaMethod::Webauthn),
-            "recovery_code" => Some(MfaMethod::RecoveryCode),
-            "enrollment" => Some(MfaMethod::Enrollment),
-            _ => None,
-        }
-    }
-
     /// A factor was actually used (not just set up).
     pub fn is_verification(self) -> bool {
         self != MfaMethod::Enrollment
+    }
+}
+
+/// Where a session is in the login (`sessions.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumIter, DeriveActiveEnum)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum SessionState {
+    /// Password verified, second factor outstanding: only the MFA routes accept it.
+    #[sea_orm(string_value = "mfa_pending")]
+    MfaPending,
+    #[sea_orm(string_value = "active")]
+    Active,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::MfaPending => "mfa_pending",
+            SessionState::Active => "active",
+        }
+    }
+}
+
+/// What a user has enrolled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Factors {
+    pub totp: bool,
+    pub webauthn_credentials: u64,
+    pub recovery_codes_left: u64,
+}
+
+impl Factors {
+    pub fn any_second_factor(&self) -> bool {
+        self.totp || self.webauthn_credentials > 0
+    }
+}
+
+/// One enrolled second factor, as a password reset lists it to the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrolledFactor {
+    Totp {
+        enabled_at: Millis,
+    },
+    Passkey {
+        id: Uuid,
+        name: String,
+        created_at: Millis,
+    },
+}
+
+impl EnrolledFactor {
+    pub fn enrolled_at(&self) -> Millis {
+        match self {
+            EnrolledFactor::Totp { enabled_at } => *enabled_at,
+            EnrolledFactor::Passkey { created_at, .. } => *created_at,
+        }
+    }
+}
+
+/// One page of a list, and the cursor of the page after it (None on the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next: self.next,
+        }
     }
 }
 

@@ -17,10 +17,8 @@ use super::error_docs::{
 use super::extract::{Admin, Authorized, ClientContext, Fresh, JsonBody, Staff};
 use crate::domain::Role;
 use crate::domain::parse_rfc3339_millis;
-use crate::services::admin::{AdminUserView, UserChange};
-use crate::services::audit::AuditEventView;
-use crate::storage::db::audit::AuditFilter;
-use crate::storage::db::users::UserFilter;
+use crate::services::admin::{AdminUserView, UserChange, UserFilter};
+use crate::services::audit::{AuditEventView, AuditFilter};
 
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
@@ -131,11 +129,11 @@ pub async fn audit(
         before_seq,
         limit: parse_limit(query.limit.as_deref())?,
     };
-    let (events, next_cursor) = state.audit.page(filter).await?;
+    let page = state.audit.page(filter).await?;
     Ok(Json(AuditPage {
         code: "ok",
-        events,
-        next_cursor,
+        events: page.items,
+        next_cursor: page.next,
     }))
 }
 
@@ -214,16 +212,16 @@ pub async fn users(
             .email
             .map(|e| e.trim().to_lowercase())
             .filter(|e| !e.is_empty()),
-        role: role.map(|r| r.as_str().to_owned()),
+        role,
         disabled,
         after,
         limit: parse_limit(query.limit.as_deref())?,
     };
-    let (users, next_cursor) = state.admin.users(filter).await?;
+    let page = state.admin.users(filter).await?;
     Ok(Json(UsersPage {
         code: "ok",
-        users,
-        next_cursor,
+        users: page.items,
+        next_cursor: page.next,
     }))
 }
 

@@ -16,10 +16,9 @@ use super::error_docs::{
     error_responses,
 };
 use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody, PreAuthRateLimit};
-use crate::domain::{EmailAddress, Role, millis_to_rfc3339};
+use crate::domain::{EmailAddress, EnrolledFactor, Factors, Role, millis_to_rfc3339};
+use crate::services::accounts::Account;
 use crate::services::sessions::IssuedSession;
-use crate::storage::db::mfa::Factors;
-use crate::storage::db::users::UserRow;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
@@ -73,7 +72,7 @@ impl UserView {
     pub fn from_session(session: &crate::services::sessions::CurrentSession) -> Self {
         Self {
             id: session.user_id,
-            email: session.email.clone(),
+            email: session.email.to_string(),
             role: session.role,
             email_verified: session.email_verified,
             created_at: millis_to_rfc3339(session.user_created_at),
@@ -81,14 +80,14 @@ impl UserView {
         }
     }
 
-    pub fn new(user: &UserRow, factors: &Factors) -> Self {
+    pub fn new(account: &Account) -> Self {
         Self {
-            id: user.id,
-            email: user.email.clone(),
-            role: Role::parse(&user.role).unwrap_or(Role::User),
-            email_verified: user.email_verified_at.is_some(),
-            created_at: millis_to_rfc3339(user.created_at),
-            mfa: MfaSummary::from(factors),
+            id: account.id,
+            email: account.email.to_string(),
+            role: account.role,
+            email_verified: account.email_verified,
+            created_at: millis_to_rfc3339(account.created_at),
+            mfa: MfaSummary::from(&account.factors),
         }
     }
 }
@@ -134,7 +133,6 @@ pub struct FactorReview {
 
 impl From<&crate::services::mfa::FactorReview> for FactorReview {
     fn from(review: &crate::services::mfa::FactorReview) -> Self {
-        use crate::storage::db::mfa::EnrolledFactor;
         Self {
             password_reset_at: millis_to_rfc3339(review.since),
             factors: review
@@ -356,16 +354,8 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let email = parse_email(&body.email)?;
     let outcome = state.accounts.login(&email, &body.password, &ctx).await?;
-    let review = state.mfa.factor_review(&outcome.user).await?;
     let Some(methods) = outcome.mfa_methods else {
-        return Ok(login_ok_response(
-            &state,
-            jar,
-            &outcome.user,
-            &outcome.factors,
-            &outcome.session,
-            review.as_ref(),
-        ));
+        return Ok(login_ok(&state, jar, &outcome.account, &outcome.session));
     };
     let csrf_token = state.keys.csrf_token_for(&outcome.session.token);
     let jar = cookies::with_session(
@@ -380,38 +370,22 @@ pub async fn login(
             code: "mfa_required",
             methods,
             csrf_token,
-            factor_review: review.as_ref().map(FactorReview::from),
+            factor_review: outcome
+                .account
+                .factor_review
+                .as_ref()
+                .map(FactorReview::from),
         }),
     )
         .into_response())
 }
 
 /// A session that just became active (login completed): new cookies and `login_ok`.
-pub async fn login_ok(
+pub fn login_ok(
     state: &AppState,
     jar: CookieJar,
-    user: &UserRow,
+    account: &Account,
     session: &IssuedSession,
-) -> ApiResult<Response> {
-    let factors = state.mfa.factors(user.id).await?;
-    let review = state.mfa.factor_review(user).await?;
-    Ok(login_ok_response(
-        state,
-        jar,
-        user,
-        &factors,
-        session,
-        review.as_ref(),
-    ))
-}
-
-fn login_ok_response(
-    state: &AppState,
-    jar: CookieJar,
-    user: &UserRow,
-    factors: &Factors,
-    session: &IssuedSession,
-    review: Option<&crate::services::mfa::FactorReview>,
 ) -> Response {
     let csrf_token = state.keys.csrf_token_for(&session.token);
     let jar = cookies::with_session(jar, &state.settings.session, &session.token, &csrf_token);
@@ -419,10 +393,10 @@ fn login_ok_response(
         jar,
         Json(LoginOk {
             code: "login_ok",
-            user: UserView::new(user, factors),
+            user: UserView::new(account),
             csrf_token,
             session: SessionInfo::from(session),
-            factor_review: review.map(FactorReview::from),
+            factor_review: account.factor_review.as_ref().map(FactorReview::from),
         }),
     )
         .into_response()

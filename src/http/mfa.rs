@@ -65,7 +65,9 @@ pub async fn factor_response(
     outcome: MfaOutcome,
 ) -> ApiResult<Response> {
     match outcome {
-        MfaOutcome::LoginCompleted { user, session } => login_ok(state, jar, &user, &session).await,
+        MfaOutcome::LoginCompleted { account, session } => {
+            Ok(login_ok(state, jar, &account, &session))
+        }
         MfaOutcome::StepUp => Ok(Json(CodeOnly {
             code: "mfa_verified",
         })

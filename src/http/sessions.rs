@@ -60,14 +60,14 @@ pub async fn list(
         .await?
         .into_iter()
         .map(|s| SessionView {
-            id: s.row.id,
-            created_at: millis_to_rfc3339(s.row.created_at),
-            last_seen_at: millis_to_rfc3339(s.row.last_seen_at),
+            id: s.id,
+            created_at: millis_to_rfc3339(s.created_at),
+            last_seen_at: millis_to_rfc3339(s.last_seen_at),
             expires_at: millis_to_rfc3339(s.expires_at),
-            ip: s.row.ip,
-            user_agent: s.row.user_agent,
+            ip: s.ip,
+            user_agent: s.user_agent,
             current: s.current,
-            mfa_verified_at: s.row.mfa_verified_at.map(millis_to_rfc3339),
+            mfa_verified_at: s.mfa_verified_at.map(millis_to_rfc3339),
         })
         .collect();
     Ok(Json(SessionList {

@@ -10,12 +10,15 @@ use super::passwords::{PasswordHashing, PasswordPolicy, normalize};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::crypto::password::StoredPassword;
 use crate::crypto::{random_alphanumeric, token_hash};
-use crate::domain::{EmailAddress, Role, now_millis};
+use uuid::Uuid;
+
+use super::mfa::FactorReview;
+use crate::domain::{EmailAddress, Factors, Millis, Role, now_millis};
 use crate::storage::StorageError;
-use crate::storage::db::email_tokens::{self, PURPOSE_PASSWORD_RESET, PURPOSE_VERIFY_EMAIL};
-use crate::storage::db::mfa::{self as factors_db, Factors};
+use crate::storage::db::email_tokens::{self, TokenPurpose};
+use crate::storage::db::mfa as factors_db;
 use crate::storage::db::users::{self, NewUser, UserRow};
-use crate::storage::db::{Database, UnitOfWork};
+use crate::storage::db::{Conn, Database, UnitOfWork};
 
 const VERIFY_TOKEN_LEN: usize = 32;
 const VERIFY_TOKEN_TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -35,10 +38,49 @@ pub struct Accounts {
 /// The outcome of a correct password: an active session, or — when the user has a second
 /// factor — a pending one and the methods that can complete it.
 pub struct LoginOutcome {
-    pub user: UserRow,
+    pub account: Account,
     pub session: IssuedSession,
-    pub factors: Factors,
     pub mfa_methods: Option<Vec<&'static str>>,
+}
+
+/// The account a login is for, as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: EmailAddress,
+    pub role: Role,
+    pub email_verified: bool,
+    pub created_at: Millis,
+    pub factors: Factors,
+    /// After a password reset, the logins until one completes list every second factor,
+    /// so an owner asked for a factor they never had can see it (issue 11, item 1).
+    pub factor_review: Option<FactorReview>,
+}
+
+impl Account {
+    /// `user` as read at the login (its `factor_review_since` before the login cleared it).
+    pub(crate) async fn of(
+        conn: &impl Conn,
+        user: UserRow,
+        factors: Factors,
+    ) -> ServiceResult<Self> {
+        let factor_review = match user.factor_review_since {
+            Some(since) => Some(FactorReview {
+                since,
+                factors: factors_db::enrolled(conn, user.id).await?,
+            }),
+            None => None,
+        };
+        Ok(Self {
+            id: user.id,
+            email: user.email,
+            role: user.role,
+            email_verified: user.email_verified_at.is_some(),
+            created_at: user.created_at,
+            factors,
+            factor_review,
+        })
+    }
 }
 
 fn is_reset_token_shape(token: &str) -> bool {
@@ -46,6 +88,27 @@ fn is_reset_token_shape(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Adds an account to `uow`. Registration and the CLI's `create-user` differ only in the
+/// role and whether the address counts as verified (the CLI's operator vouches for it).
+async fn insert_user(
+    uow: &UnitOfWork,
+    email: &EmailAddress,
+    password: &StoredPassword,
+    role: Role,
+    verified: bool,
+) -> Result<UserRow, StorageError> {
+    let now = now_millis();
+    let new = NewUser {
+        email,
+        password_hash: &password.phc,
+        password_pepper_id: password.pepper_id.as_deref(),
+        role,
+        email_verified_at: verified.then_some(now),
+        now,
+    };
+    users::insert(uow.conn(), new).await
 }
 
 /// Why a password is being replaced (reset by email, or changed by its owner).
@@ -107,12 +170,12 @@ impl Accounts {
     ) -> ServiceResult<()> {
         let password = self.acceptable_password(password, email)?;
         let stored = self.hashing.hash(&password).await?;
-        let existing = users::find_by_email(self.db.connection(), email.as_str()).await?;
+        let existing = users::find_by_email(self.db.connection(), email).await?;
         if existing.is_none() && self.create_unverified(email, &stored, ctx).await? {
             return Ok(());
         }
         // The address already has an account (or just got one in a concurrent request).
-        let owner = users::find_by_email(self.db.connection(), email.as_str()).await?;
+        let owner = users::find_by_email(self.db.connection(), email).await?;
         let mut uow = self.db.begin().await?;
         uow.email(self.templates.registration_attempt(email));
         uow.audit(ctx.record(
@@ -130,20 +193,8 @@ impl Accounts {
         stored: &StoredPassword,
         ctx: &RequestContext,
     ) -> ServiceResult<bool> {
-        let now = now_millis();
         let mut uow = self.db.begin().await?;
-        let inserted = users::insert(
-            uow.conn(),
-            NewUser {
-                email: email.as_str(),
-                password_hash: &stored.phc,
-                password_pepper_id: stored.pepper_id.as_deref(),
-                role: Role::User.as_str(),
-                email_verified_at: None,
-                now,
-            },
-        )
-        .await;
+        let inserted = insert_user(&uow, email, stored, Role::User, false).await;
         let user = match inserted {
             Ok(user) => user,
             // A concurrent registration of the same address won the race.
@@ -169,11 +220,11 @@ impl Accounts {
     ) -> ServiceResult<()> {
         let now = now_millis();
         let token = random_alphanumeric(VERIFY_TOKEN_LEN);
-        email_tokens::retire_all(uow.conn(), user.id, PURPOSE_VERIFY_EMAIL, now).await?;
+        email_tokens::retire_all(uow.conn(), user.id, TokenPurpose::VerifyEmail, now).await?;
         email_tokens::insert(
             uow.conn(),
             user.id,
-            PURPOSE_VERIFY_EMAIL,
+            TokenPurpose::VerifyEmail,
             &token_hash(&token),
             now,
             now + VERIFY_TOKEN_TTL_MS,
@@ -191,10 +242,14 @@ impl Accounts {
         }
         let now = now_millis();
         let mut uow = self.db.begin().await?;
-        let redeemed =
-            email_tokens::redeem(uow.conn(), PURPOSE_VERIFY_EMAIL, &token_hash(token), now)
-                .await?
-                .ok_or(ServiceError::InvalidToken)?;
+        let redeemed = email_tokens::redeem(
+            uow.conn(),
+            TokenPurpose::VerifyEmail,
+            &token_hash(token),
+            now,
+        )
+        .await?
+        .ok_or(ServiceError::InvalidToken)?;
         users::mark_email_verified(uow.conn(), redeemed.user_id, now).await?;
         uow.audit(ctx.record(AuditEvent::EmailVerified, Some(redeemed.user_id), json!({})));
         uow.commit().await?;
@@ -209,7 +264,7 @@ impl Accounts {
         email: &EmailAddress,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        let Some(user) = users::find_by_email(self.db.connection(), email.as_str()).await? else {
+        let Some(user) = users::find_by_email(self.db.connection(), email).await? else {
             return Ok(());
         };
         if user.email_verified_at.is_some() {
@@ -231,7 +286,7 @@ impl Accounts {
         password: &str,
         ctx: &RequestContext,
     ) -> ServiceResult<LoginOutcome> {
-        let user = users::find_by_email(self.db.connection(), email.as_str()).await?;
+        let user = users::find_by_email(self.db.connection(), email).await?;
         let attempt = match self.abuse.reserve(email).await {
             Ok(attempt) => attempt,
             Err(locked @ ServiceError::AccountLocked { .. }) => {
@@ -248,7 +303,7 @@ impl Accounts {
         });
         let check = self.hashing.verify(&password, stored).await?;
         let Some(user) = user.filter(|_| check.valid) else {
-            let owner = users::find_by_email(self.db.connection(), email.as_str()).await?;
+            let owner = users::find_by_email(self.db.connection(), email).await?;
             self.record_failure(owner.as_ref(), &attempt, ctx).await?;
             return Err(ServiceError::InvalidCredentials);
         };
@@ -296,9 +351,8 @@ impl Accounts {
             uow.commit().await?;
             self.abuse.release(attempt).await?;
             return Ok(LoginOutcome {
-                user,
+                account: Account::of(self.db.connection(), user, factors).await?,
                 session,
-                factors,
                 mfa_methods: Some(methods),
             });
         }
@@ -319,9 +373,8 @@ impl Accounts {
         self.abuse.clear(email).await?;
         drop(attempt);
         Ok(LoginOutcome {
-            user,
+            account: Account::of(self.db.connection(), user, factors).await?,
             session,
-            factors,
             mfa_methods: None,
         })
     }
@@ -369,18 +422,18 @@ impl Accounts {
         email: &EmailAddress,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        let user = users::find_by_email(self.db.connection(), email.as_str())
+        let user = users::find_by_email(self.db.connection(), email)
             .await?
             .filter(|u| !u.disabled);
         let mut uow = self.db.begin().await?;
         if let Some(user) = &user {
             let now = now_millis();
             let token = crate::crypto::random_token();
-            email_tokens::retire_all(uow.conn(), user.id, PURPOSE_PASSWORD_RESET, now).await?;
+            email_tokens::retire_all(uow.conn(), user.id, TokenPurpose::PasswordReset, now).await?;
             email_tokens::insert(
                 uow.conn(),
                 user.id,
-                PURPOSE_PASSWORD_RESET,
+                TokenPurpose::PasswordReset,
                 &token_hash(&token),
                 now,
                 now + RESET_TOKEN_TTL_MS,
@@ -416,7 +469,7 @@ impl Accounts {
         let hash = token_hash(token);
         let found = email_tokens::peek(
             self.db.connection(),
-            PURPOSE_PASSWORD_RESET,
+            TokenPurpose::PasswordReset,
             &hash,
             now_millis(),
         )
@@ -425,19 +478,18 @@ impl Accounts {
         let user = users::find_by_id(self.db.connection(), found.user_id)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
-        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::InvalidToken)?;
-        let password = self.acceptable_password(new_password, &email)?;
+        let password = self.acceptable_password(new_password, &user.email)?;
         let stored = self.hashing.hash(&password).await?;
         let now = now_millis();
         let uow = self.db.begin().await?;
         // Redeeming is the single-use gate: of two concurrent confirmations one wins.
-        email_tokens::redeem(uow.conn(), PURPOSE_PASSWORD_RESET, &hash, now)
+        email_tokens::redeem(uow.conn(), TokenPurpose::PasswordReset, &hash, now)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
         let revoked = self
             .replace_password(uow, &user, &stored, None, PasswordReplacement::Reset, ctx)
             .await?;
-        self.abuse.clear(&email).await?;
+        self.abuse.clear(&user.email).await?;
         Ok(revoked)
     }
 
@@ -452,11 +504,8 @@ impl Accounts {
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
         let user = self.find_user(session.user_id).await?;
-        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotAuthenticated)?;
-        let password = self.acceptable_password(new_password, &email)?;
-        let attempt = self
-            .confirm_password(&user, &email, current_password, ctx)
-            .await?;
+        let password = self.acceptable_password(new_password, &user.email)?;
+        let attempt = self.confirm_password(&user, current_password, ctx).await?;
         let fresh = self.hashing.hash(&password).await?;
         let uow = self.db.begin().await?;
         let revoked = self
@@ -499,8 +548,7 @@ impl Accounts {
             });
         };
         let user = self.find_user(session.user_id).await?;
-        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotAuthenticated)?;
-        let attempt = self.confirm_password(&user, &email, password, ctx).await?;
+        let attempt = self.confirm_password(&user, password, ctx).await?;
         self.abuse.release(attempt).await?;
         Ok(())
     }
@@ -511,11 +559,10 @@ impl Accounts {
     async fn confirm_password(
         &self,
         user: &UserRow,
-        email: &EmailAddress,
         password: &str,
         ctx: &RequestContext,
     ) -> ServiceResult<Attempt> {
-        let attempt = self.abuse.reserve(email).await?;
+        let attempt = self.abuse.reserve(&user.email).await?;
         let stored = StoredPassword {
             phc: user.password_hash.clone(),
             pepper_id: user.password_pepper_id.clone(),
@@ -598,26 +645,15 @@ impl Accounts {
     ) -> ServiceResult<UserRow> {
         let password = self.acceptable_password(password, email)?;
         let stored = self.hashing.hash(&password).await?;
-        let now = now_millis();
         let mut uow = self.db.begin().await?;
-        let user = users::insert(
-            uow.conn(),
-            NewUser {
-                email: email.as_str(),
-                password_hash: &stored.phc,
-                password_pepper_id: stored.pepper_id.as_deref(),
-                role: role.as_str(),
-                email_verified_at: Some(now),
-                now,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            StorageError::Conflict(_) => {
-                anyhow::anyhow!("an account with this email already exists").into()
-            }
-            other => ServiceError::from(other),
-        })?;
+        let user = insert_user(&uow, email, &stored, role, true)
+            .await
+            .map_err(|e| match e {
+                StorageError::Conflict(_) => {
+                    anyhow::anyhow!("an account with this email already exists").into()
+                }
+                other => ServiceError::from(other),
+            })?;
         uow.audit(ctx.record(
             AuditEvent::UserRegistered,
             Some(user.id),

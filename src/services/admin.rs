@@ -9,13 +9,13 @@ use super::abuse::AbuseControl;
 use super::audit::{AuditEvent, RequestContext};
 use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, Sessions};
-use crate::domain::{EmailAddress, Role, millis_to_rfc3339, now_millis};
+use crate::domain::{Page, Role, millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
+use crate::storage::db::locks::AdvisoryLock;
 use crate::storage::db::sessions as session_rows;
-use crate::storage::db::users::{self, UserFilter, UserRow};
-
-/// Serialises role changes so two admins cannot demote each other at once and leave none.
-const ADMIN_CHANGE_LOCK: i64 = 7_263_540_003;
+/// The user list's query, as storage runs it.
+pub use crate::storage::db::users::UserFilter;
+use crate::storage::db::users::{self, UserRow};
 
 /// A user as the admin API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -32,8 +32,8 @@ impl From<&UserRow> for AdminUserView {
     fn from(user: &UserRow) -> Self {
         Self {
             id: user.id,
-            email: user.email.clone(),
-            role: Role::parse(&user.role).unwrap_or(Role::User),
+            email: user.email.to_string(),
+            role: user.role,
             email_verified: user.email_verified_at.is_some(),
             disabled: user.disabled,
             created_at: millis_to_rfc3339(user.created_at),
@@ -65,26 +65,9 @@ impl Admin {
 
     /// A page of users in creation order, and the cursor of the next page.
     #[tracing::instrument(skip_all)]
-    pub async fn users(
-        &self,
-        filter: UserFilter,
-    ) -> ServiceResult<(Vec<AdminUserView>, Option<String>)> {
-        let limit = filter.limit;
-        let mut rows = users::page(
-            self.db.connection(),
-            &UserFilter {
-                limit: limit + 1,
-                ..filter
-            },
-        )
-        .await?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|u| u.id.to_string())
-        } else {
-            None
-        };
-        Ok((rows.iter().map(AdminUserView::from).collect(), next))
+    pub async fn users(&self, filter: UserFilter) -> ServiceResult<Page<AdminUserView>> {
+        let page = users::page(self.db.connection(), &filter).await?;
+        Ok(page.map(|user| AdminUserView::from(&user)))
     }
 
     /// Changes a user's role and/or status. Disabling revokes every session of theirs;
@@ -99,11 +82,11 @@ impl Admin {
         ctx: &RequestContext,
     ) -> ServiceResult<AdminUserView> {
         let mut uow = self.db.begin().await?;
-        uow.lock(ADMIN_CHANGE_LOCK).await?;
+        uow.lock(AdvisoryLock::ADMIN_CHANGE).await?;
         let user = users::find_by_id(uow.conn(), target)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let old_role = Role::parse(&user.role).unwrap_or(Role::User);
+        let old_role = user.role;
         let role = change.role.unwrap_or(old_role);
         let disabled = change.disabled.unwrap_or(user.disabled);
         let loses_admin =
@@ -111,8 +94,7 @@ impl Admin {
         if loses_admin && users::active_admins(uow.conn()).await? <= 1 {
             return Err(ServiceError::LastAdmin);
         }
-        users::set_role_and_status(uow.conn(), user.id, role.as_str(), disabled, now_millis())
-            .await?;
+        users::set_role_and_status(uow.conn(), user.id, role, disabled, now_millis()).await?;
         let revoked = if disabled && !user.disabled {
             self.sessions
                 .revoke_all_in(&mut uow, user.id, None, "account_disabled", ctx)
@@ -154,8 +136,7 @@ impl Admin {
         let user = users::find_by_id(self.db.connection(), target)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotFound)?;
-        self.abuse.clear(&email).await?;
+        self.abuse.clear(&user.email).await?;
         let mut uow = self.db.begin().await?;
         uow.audit(ctx.record_for(
             AuditEvent::AdminUserUnlocked,

@@ -5,11 +5,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::ServiceResult;
-use crate::domain::{millis_to_rfc3339, now_millis};
+use crate::domain::{Page, millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
-use crate::storage::db::audit::{
-    self, AuditFilter, AuditRow, ChainReport, CheckpointRow, NewAuditRecord,
-};
+/// The trail's query, as storage runs it.
+pub use crate::storage::db::audit::AuditFilter;
+use crate::storage::db::audit::{self, AuditRow, ChainReport, CheckpointRow, NewAuditRecord};
 
 /// Every auditable event, named exactly as docs/API.md §4 lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,26 +180,9 @@ impl AuditTrail {
 
     /// A page, newest first, and the cursor of the next page (None at the end).
     #[tracing::instrument(skip_all)]
-    pub async fn page(
-        &self,
-        filter: AuditFilter,
-    ) -> ServiceResult<(Vec<AuditEventView>, Option<String>)> {
-        let limit = filter.limit;
-        let mut rows = audit::page(
-            self.db.connection(),
-            &AuditFilter {
-                limit: limit + 1,
-                ..filter
-            },
-        )
-        .await?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.seq.to_string())
-        } else {
-            None
-        };
-        Ok((rows.into_iter().map(AuditEventView::from).collect(), next))
+    pub async fn page(&self, filter: AuditFilter) -> ServiceResult<Page<AuditEventView>> {
+        let page = audit::page(self.db.connection(), &filter).await?;
+        Ok(page.map(AuditEventView::from))
     }
 
     /// Verifies the chain and every checkpoint (stored, and `external` ones kept elsewhere,

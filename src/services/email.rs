@@ -2,8 +2,8 @@
 //! the change that causes it (see `storage::db::UnitOfWork`) and delivered by
 //! `services::delivery`.
 
+use crate::domain::EnrolledFactor;
 use crate::domain::{EmailAddress, millis_to_rfc3339};
-use crate::storage::db::mfa::EnrolledFactor;
 pub use crate::storage::db::outbox::NewEmail as OutgoingEmail;
 
 /// Renders emails with links to the front end at `ORIGIN_URL`.
@@ -23,7 +23,7 @@ impl EmailTemplates {
 
     fn build(
         &self,
-        to: &str,
+        to: &EmailAddress,
         kind: &'static str,
         subject: &str,
         paragraphs: &[String],
@@ -58,7 +58,7 @@ impl EmailTemplates {
             escape_html(&footer)
         ));
         OutgoingEmail {
-            recipient: to.to_owned(),
+            recipient: to.to_string(),
             kind,
             subject: format!("{}: {subject}", self.product),
             text,
@@ -69,7 +69,7 @@ impl EmailTemplates {
     pub fn verify_email(&self, to: &EmailAddress, token: &str) -> OutgoingEmail {
         let url = format!("{}/verify-email?token={token}", self.origin_url);
         self.build(
-            to.as_str(),
+            to,
             "verify_email",
             "verify your email address",
             &["Welcome! Confirm your email address to activate your account. The link is valid for 24 hours.".to_owned()],
@@ -82,7 +82,7 @@ impl EmailTemplates {
     /// the reset, so they must see it before relying on the reset.
     pub fn password_reset(
         &self,
-        to: &str,
+        to: &EmailAddress,
         token: &str,
         factors: &[EnrolledFactor],
     ) -> OutgoingEmail {
@@ -118,7 +118,7 @@ impl EmailTemplates {
 
     pub fn registration_attempt(&self, to: &EmailAddress) -> OutgoingEmail {
         self.build(
-            to.as_str(),
+            to,
             "registration_attempt",
             "someone tried to register with your address",
             &[
@@ -132,8 +132,13 @@ impl EmailTemplates {
     }
 
     /// A short security notice ("your password was changed", "a passkey was added", …).
-    /// `to` is a stored (already normalised) address.
-    pub fn notice(&self, to: &str, kind: &'static str, subject: &str, body: &str) -> OutgoingEmail {
+    pub fn notice(
+        &self,
+        to: &EmailAddress,
+        kind: &'static str,
+        subject: &str,
+        body: &str,
+    ) -> OutgoingEmail {
         self.build(
             to,
             kind,

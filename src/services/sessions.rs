@@ -22,8 +22,9 @@ use super::audit::{AuditEvent, RequestContext};
 use super::error::{ServiceError, ServiceResult};
 use crate::configuration::SessionSettings;
 use crate::crypto::{random_token, token_hash};
-use crate::domain::{MfaMethod, Millis, Role, now_millis};
-use crate::storage::db::mfa::Factors;
+use crate::domain::Factors;
+pub use crate::domain::SessionState;
+use crate::domain::{EmailAddress, MfaMethod, Millis, Role, now_millis};
 use crate::storage::db::sessions::{self as session_rows, SessionRow};
 use crate::storage::db::users::{self, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
@@ -38,38 +39,13 @@ const STALE_PREFIX: &str = "stale:";
 /// A password-verified session waiting for its second factor lives this long at most.
 const PENDING_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    /// Password verified, second factor outstanding: only the MFA routes accept it.
-    MfaPending,
-    Active,
-}
-
-impl SessionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionState::MfaPending => "mfa_pending",
-            SessionState::Active => "active",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        match value {
-            "mfa_pending" => Some(SessionState::MfaPending),
-            "active" => Some(SessionState::Active),
-            _ => None,
-        }
-    }
-}
-
 /// What the store caches per session: the session plus the user facts every request
 /// needs, so a request needs no database read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CachedSession {
     id: Uuid,
     user_id: Uuid,
-    email: String,
+    email: EmailAddress,
     role: Role,
     state: SessionState,
     created_at: Millis,
@@ -93,7 +69,7 @@ struct CachedSession {
 pub struct CurrentSession {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub email: String,
+    pub email: EmailAddress,
     pub role: Role,
     pub state: SessionState,
     pub created_at: Millis,
@@ -122,12 +98,18 @@ pub struct IssuedSession {
     pub idle_expires_at: Millis,
 }
 
-/// One row of `GET /auth/sessions`.
+/// One row of `GET /auth/sessions`: what the owner may see of a session (never its token
+/// hash).
 #[derive(Debug, Clone)]
 pub struct SessionSummary {
-    pub row: SessionRow,
+    pub id: Uuid,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
     pub expires_at: Millis,
+    pub ip: String,
+    pub user_agent: String,
     pub current: bool,
+    pub mfa_verified_at: Option<Millis>,
 }
 
 #[derive(Clone)]
@@ -178,12 +160,12 @@ impl Sessions {
             id: Uuid::now_v7(),
             token_hash: token_hash(&token),
             user_id: user.id,
-            state: state.as_str().to_owned(),
+            state,
             created_at: now,
             last_seen_at: now,
             absolute_expires_at: now + millis(lifetime),
             mfa_verified_at: mfa_verified.map(|(at, _)| at),
-            mfa_method: mfa_verified.map(|(_, method)| method.as_str().to_owned()),
+            mfa_method: mfa_verified.map(|(_, method)| method),
             rotate_required: false,
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.chars().take(512).collect(),
@@ -219,9 +201,9 @@ impl Sessions {
         let absolute = now + millis(self.settings.absolute_timeout);
         let to = session_rows::Rotation {
             new_token_hash: &token_hash(&token),
-            state: SessionState::Active.as_str(),
+            state: SessionState::Active,
             mfa_verified_at: Some(now),
-            mfa_method: Some(method.as_str()),
+            mfa_method: Some(method),
             absolute_expires_at: absolute,
             now,
         };
@@ -273,9 +255,9 @@ impl Sessions {
         let mut uow = self.db.begin().await?;
         let to = session_rows::Rotation {
             new_token_hash: &new_hash,
-            state: current.state.as_str(),
+            state: current.state,
             mfa_verified_at: current.mfa_verified_at,
-            mfa_method: current.mfa_method.map(MfaMethod::as_str),
+            mfa_method: current.mfa_method,
             absolute_expires_at: current.absolute_expires_at,
             now,
         };
@@ -301,13 +283,8 @@ impl Sessions {
         method: MfaMethod,
     ) -> ServiceResult<()> {
         // The cached copy still carries the old time: call `refresh_cache` after commit.
-        if !session_rows::set_mfa_verified(
-            uow.conn(),
-            &current.token_hash,
-            now_millis(),
-            method.as_str(),
-        )
-        .await?
+        if !session_rows::set_mfa_verified(uow.conn(), &current.token_hash, now_millis(), method)
+            .await?
         {
             return Err(ServiceError::NotAuthenticated);
         }
@@ -414,12 +391,12 @@ impl Sessions {
             id: row.id,
             user_id: row.user_id,
             email: user.email,
-            role: Role::parse(&user.role).unwrap_or(Role::User),
-            state: SessionState::parse(&row.state).ok_or(ServiceError::NotAuthenticated)?,
+            role: user.role,
+            state: row.state,
             created_at: row.created_at,
             absolute_expires_at: row.absolute_expires_at,
             mfa_verified_at: row.mfa_verified_at,
-            mfa_method: row.mfa_method.as_deref().and_then(MfaMethod::parse),
+            mfa_method: row.mfa_method,
             rotate_required: row.rotate_required,
             durable_seen_at: row.last_seen_at,
             email_verified: user.email_verified_at.is_some(),
@@ -485,9 +462,14 @@ impl Sessions {
             .into_iter()
             .filter(|row| row.last_seen_at + idle > now && row.absolute_expires_at > now)
             .map(|row| SessionSummary {
+                id: row.id,
+                created_at: row.created_at,
+                last_seen_at: row.last_seen_at,
                 expires_at: (row.last_seen_at + idle).min(row.absolute_expires_at),
                 current: row.token_hash == current.token_hash,
-                row,
+                mfa_verified_at: row.mfa_verified_at,
+                ip: row.ip,
+                user_agent: row.user_agent,
             })
             .collect())
     }
@@ -644,10 +626,10 @@ mod tests {
         let user = users::insert(
             uow.conn(),
             NewUser {
-                email: "race@bank.example",
+                email: &EmailAddress::parse("race@bank.example").unwrap(),
                 password_hash: "x",
                 password_pepper_id: None,
-                role: "admin",
+                role: Role::Admin,
                 email_verified_at: Some(now_millis()),
                 now: now_millis(),
             },
@@ -704,7 +686,7 @@ mod tests {
             let stale_read = f.sessions.read(&hash).await.unwrap();
             // ...the admin is demoted and every cached session of theirs invalidated...
             let uow = f.db.begin().await.unwrap();
-            users::set_role_and_status(uow.conn(), f.user.id, "user", false, now_millis())
+            users::set_role_and_status(uow.conn(), f.user.id, Role::User, false, now_millis())
                 .await
                 .unwrap();
             uow.commit().await.unwrap();

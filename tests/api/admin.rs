@@ -282,7 +282,25 @@ async fn staff_unlock_a_locked_account(backend: Backend) {
         .assert_error(404, "not_found");
 }
 
+/// A stored role the service does not know (written by hand, or by a newer version) is a
+/// storage error: never read as the lowest role, never a panic.
+async fn an_unknown_stored_role_is_an_error_not_a_downgrade(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let staff = app.logged_in_as("staff@example.com", "staff").await;
+    app.verified_user("odd@example.com").await;
+    app.execute("UPDATE users SET role = 'root' WHERE email = 'odd@example.com'")
+        .await;
+    staff
+        .get("/auth/admin/users")
+        .await
+        .assert_error(500, "internal_error");
+    let login = json!({"email": "odd@example.com", "password": PASSWORD});
+    let refused = app.browser().post("/auth/login", login).await;
+    refused.assert_error(500, "internal_error");
+}
+
 on_both_backends!(
+    an_unknown_stored_role_is_an_error_not_a_downgrade,
     each_admin_route_admits_exactly_its_roles,
     role_and_status_changes_apply_to_existing_sessions,
     the_last_active_admin_stays,

@@ -21,14 +21,15 @@ use webauthn_rs::Webauthn;
 pub use self::passkeys::{CeremonyStart, PasskeyView};
 pub use self::totp::TotpSetup;
 use super::abuse::{AbuseControl, Attempt};
+use super::accounts::Account;
 use super::audit::{AuditEvent, RequestContext};
 use super::email::EmailTemplates;
 use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::configuration::Settings;
 use crate::crypto::secrets::SecretBox;
-use crate::domain::{EmailAddress, MfaMethod, now_millis};
-use crate::storage::db::mfa::{self as factors_db, Factors};
+use crate::domain::{EnrolledFactor, Factors, MfaMethod, now_millis};
+use crate::storage::db::mfa as factors_db;
 use crate::storage::db::users::{self, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
 use crate::storage::store::Store;
@@ -44,7 +45,7 @@ const RECOVERY_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 pub enum MfaOutcome {
     /// A pending session became active (a login completed).
     LoginCompleted {
-        user: UserRow,
+        account: Account,
         session: IssuedSession,
     },
     /// An active session's `mfa_verified_at` was refreshed.
@@ -108,11 +109,12 @@ pub fn methods(factors: &Factors) -> Vec<&'static str> {
     methods
 }
 
-/// The second factors a login after a password reset lists (see `factor_review`).
+/// The second factors a login after a password reset lists (see `Account::of`).
+#[derive(Debug, Clone)]
 pub struct FactorReview {
     /// When the password was reset.
     pub since: crate::domain::Millis,
-    pub factors: Vec<factors_db::EnrolledFactor>,
+    pub factors: Vec<EnrolledFactor>,
 }
 
 pub struct Mfa {
@@ -166,15 +168,17 @@ impl Mfa {
         Ok(factors_db::factors(self.db.connection(), user_id).await?)
     }
 
-    /// After a password reset, the logins until one completes list every second factor,
-    /// so an owner asked for a factor they never had can see it (issue 11, item 1).
-    #[tracing::instrument(skip_all)]
-    pub async fn factor_review(&self, user: &UserRow) -> ServiceResult<Option<FactorReview>> {
-        let Some(since) = user.factor_review_since else {
-            return Ok(None);
-        };
-        let factors = factors_db::enrolled(self.db.connection(), user.id).await?;
-        Ok(Some(FactorReview { since, factors }))
+    /// A login just completed (committed): the account as its owner now sees it.
+    async fn login_completed(
+        &self,
+        user: UserRow,
+        session: IssuedSession,
+    ) -> ServiceResult<MfaOutcome> {
+        let factors = self.factors(user.id).await?;
+        Ok(MfaOutcome::LoginCompleted {
+            account: Account::of(self.db.connection(), user, factors).await?,
+            session,
+        })
     }
 
     async fn user(&self, user_id: Uuid) -> ServiceResult<UserRow> {
@@ -258,7 +262,7 @@ impl Mfa {
     /// Reserves a lockout attempt for a second-factor check on `user`'s account: while
     /// the account is locked, no code is even looked at (`429 account_locked`).
     async fn reserve(&self, user: &UserRow) -> ServiceResult<Attempt> {
-        self.abuse.reserve(&stored_email(user)?).await
+        self.abuse.reserve(&user.email).await
     }
 
     /// A correct second factor on `session`: finish the login or refresh the step-up, in
@@ -295,12 +299,9 @@ impl Mfa {
                 ));
                 uow.commit().await?;
                 // Only a completed login resets the failure count.
-                self.abuse.clear(&stored_email(&user)?).await?;
+                self.abuse.clear(&user.email).await?;
                 drop(attempt);
-                Ok(MfaOutcome::LoginCompleted {
-                    user,
-                    session: issued,
-                })
+                self.login_completed(user, issued).await
             }
             SessionState::Active => {
                 self.sessions
@@ -449,13 +450,6 @@ impl Mfa {
         self.succeed(uow, session, user, Factor::RecoveryCode, attempt, ctx)
             .await
     }
-}
-
-/// Stored addresses were validated on the way in; a row that fails is a storage fault
-/// (500), never a panic.
-fn stored_email(user: &UserRow) -> ServiceResult<EmailAddress> {
-    EmailAddress::parse(&user.email)
-        .ok_or_else(|| anyhow::anyhow!("user {} has an unparseable stored email", user.id).into())
 }
 
 fn new_recovery_code() -> String {

@@ -229,8 +229,8 @@ impl Mfa {
             .webauthn
             .start_passkey_registration(
                 session.user_id,
-                &session.email,
-                &session.email,
+                session.email.as_str(),
+                session.email.as_str(),
                 Some(exclude),
             )
             .map_err(|e| anyhow::anyhow!("start registration: {e}"))?;
@@ -361,7 +361,7 @@ impl Mfa {
     ) -> ServiceResult<CeremonyStart> {
         let user_id = match (session, email) {
             (Some(session), _) => Some(session.user_id),
-            (None, Some(email)) => users::find_by_email(self.db.connection(), email.as_str())
+            (None, Some(email)) => users::find_by_email(self.db.connection(), email)
                 .await?
                 .map(|u| u.id),
             (None, None) => None,
@@ -604,8 +604,8 @@ impl Mfa {
             json!({"method": "passkey", "session_id": session.id}),
         ));
         uow.commit().await?;
-        self.abuse.clear(&super::stored_email(&user)?).await?;
-        Ok(MfaOutcome::LoginCompleted { user, session })
+        self.abuse.clear(&user.email).await?;
+        self.login_completed(user, session).await
     }
 
     /// A decoy credential id for `email`: an HMAC under a key of this deployment, so it

@@ -62,7 +62,7 @@ impl Mfa {
         }
         self.throttle_enrollment(session).await?;
         let secret = crate::crypto::random_bytes::<SECRET_BYTES>().to_vec();
-        let totp = self.totp(secret.clone(), &session.email)?;
+        let totp = self.totp(secret.clone(), session.email.as_str())?;
         let otpauth_uri = totp
             .to_url()
             .map_err(|e| anyhow::anyhow!("otpauth URI: {e}"))?;
@@ -126,7 +126,7 @@ impl Mfa {
             .secrets
             .open(&row.secret_ciphertext, &context(user.id))
             .map_err(anyhow::Error::from)?;
-        let totp = self.totp(secret, &user.email)?;
+        let totp = self.totp(secret, user.email.as_str())?;
         let now = now_millis();
         let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
         let Some(step) = totp.check(&code, (now / 1000) as u64) else {

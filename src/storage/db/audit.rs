@@ -38,13 +38,14 @@ use std::collections::VecDeque;
 
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DbBackend, QueryOrder, QuerySelect, Statement};
+use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
 use serde_json::Value;
 
 use super::entities::{audit_checkpoint, audit_record};
-use super::{Conn, DbResultExt};
+use super::locks::AdvisoryLock;
+use super::{Conn, DbResultExt, fetch_page};
 use crate::crypto::audit_keys::{AuditKeys, MacError};
-use crate::domain::{Millis, now_millis};
+use crate::domain::{Millis, Page, now_millis};
 use crate::storage::StorageResult;
 
 pub use audit_checkpoint::Model as CheckpointRow;
@@ -52,7 +53,6 @@ pub use audit_record::Model as AuditRow;
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const CHAIN_LOCK_KEY: i64 = 7_263_540_002;
 
 #[derive(Debug, Clone)]
 pub struct NewAuditRecord {
@@ -74,15 +74,7 @@ pub async fn append(
     if records.is_empty() {
         return Ok(());
     }
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [CHAIN_LOCK_KEY.into()],
-        ))
-        .await
-        .storage()?;
-    }
+    AdvisoryLock::AUDIT_CHAIN.acquire(conn).await?;
     let head = audit_record::Entity::find()
         .order_by_desc(audit_record::Column::Seq)
         .limit(1)
@@ -501,8 +493,8 @@ pub struct AuditFilter {
     pub limit: u64,
 }
 
-pub async fn page(conn: &impl Conn, filter: &AuditFilter) -> StorageResult<Vec<AuditRow>> {
-    let mut query = audit_record::Entity::find();
+pub async fn page(conn: &impl Conn, filter: &AuditFilter) -> StorageResult<Page<AuditRow>> {
+    let mut query = audit_record::Entity::find().order_by_desc(audit_record::Column::Seq);
     if let Some(user_id) = filter.user_id {
         query = query.filter(audit_record::Column::UserId.eq(user_id));
     }
@@ -518,12 +510,7 @@ pub async fn page(conn: &impl Conn, filter: &AuditFilter) -> StorageResult<Vec<A
     if let Some(before) = filter.before_seq {
         query = query.filter(audit_record::Column::Seq.lt(before));
     }
-    query
-        .order_by_desc(audit_record::Column::Seq)
-        .limit(filter.limit)
-        .all(conn)
-        .await
-        .storage()
+    fetch_page(conn, query, filter.limit, |record| record.seq.to_string()).await
 }
 
 /// Records from `since` on, oldest first, `limit` at a time after `after_seq` (export).

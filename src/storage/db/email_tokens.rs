@@ -9,14 +9,12 @@ use crate::domain::Millis;
 use crate::storage::StorageResult;
 
 pub use email_token::Model as EmailTokenRow;
-
-pub const PURPOSE_VERIFY_EMAIL: &str = "verify_email";
-pub const PURPOSE_PASSWORD_RESET: &str = "password_reset";
+pub use email_token::Purpose as TokenPurpose;
 
 pub async fn insert(
     conn: &impl Conn,
     user_id: Uuid,
-    purpose: &str,
+    purpose: TokenPurpose,
     token_hash: &str,
     now: Millis,
     expires_at: Millis,
@@ -24,7 +22,7 @@ pub async fn insert(
     email_token::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id),
-        purpose: Set(purpose.to_owned()),
+        purpose: Set(purpose),
         token_hash: Set(token_hash.to_owned()),
         created_at: Set(now),
         expires_at: Set(expires_at),
@@ -39,7 +37,7 @@ pub async fn insert(
 /// A live token (unused, unexpired, of this purpose) without using it up.
 pub async fn peek(
     conn: &impl Conn,
-    purpose: &str,
+    purpose: TokenPurpose,
     token_hash: &str,
     now: Millis,
 ) -> StorageResult<Option<EmailTokenRow>> {
@@ -57,7 +55,7 @@ pub async fn peek(
 /// another purpose. The conditional update makes concurrent redemptions single-use.
 pub async fn redeem(
     conn: &impl Conn,
-    purpose: &str,
+    purpose: TokenPurpose,
     token_hash: &str,
     now: Millis,
 ) -> StorageResult<Option<EmailTokenRow>> {
@@ -78,7 +76,7 @@ pub async fn redeem(
 pub async fn retire_all(
     conn: &impl Conn,
     user_id: Uuid,
-    purpose: &str,
+    purpose: TokenPurpose,
     now: Millis,
 ) -> StorageResult<()> {
     email_token::Entity::update_many()

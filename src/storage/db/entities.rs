@@ -3,16 +3,18 @@
 pub mod user {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{EmailAddress, Role};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "users")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         #[sea_orm(unique)]
-        pub email: String,
+        pub email: EmailAddress,
         pub password_hash: String,
         pub password_pepper_id: Option<String>,
-        pub role: String,
+        pub role: Role,
         pub email_verified_at: Option<i64>,
         pub disabled: bool,
         pub created_at: i64,
@@ -30,6 +32,8 @@ pub mod user {
 pub mod session {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{MfaMethod, SessionState};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "sessions")]
     pub struct Model {
@@ -39,7 +43,7 @@ pub mod session {
         #[sea_orm(unique)]
         pub token_hash: String,
         pub user_id: Uuid,
-        pub state: String,
+        pub state: SessionState,
         pub created_at: i64,
         /// Durable copy of the last activity, refreshed at most once a minute.
         pub last_seen_at: i64,
@@ -47,8 +51,8 @@ pub mod session {
         pub mfa_verified_at: Option<i64>,
         pub ip: String,
         pub user_agent: String,
-        /// How `mfa_verified_at` was earned (`MfaMethod`).
-        pub mfa_method: Option<String>,
+        /// How `mfa_verified_at` was earned.
+        pub mfa_method: Option<MfaMethod>,
         /// The user's role changed since this token was issued: the next request
         /// rotates it.
         pub rotate_required: bool,
@@ -62,6 +66,17 @@ pub mod session {
 
 pub mod email_token {
     use sea_orm::entity::prelude::*;
+    use sea_orm::sea_query::StringLen;
+
+    /// What a token proves when it comes back.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+    pub enum Purpose {
+        #[sea_orm(string_value = "verify_email")]
+        VerifyEmail,
+        #[sea_orm(string_value = "password_reset")]
+        PasswordReset,
+    }
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "email_tokens")]
@@ -69,7 +84,7 @@ pub mod email_token {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub user_id: Uuid,
-        pub purpose: String,
+        pub purpose: Purpose,
         #[sea_orm(unique)]
         pub token_hash: String,
         pub created_at: i64,
@@ -140,6 +155,20 @@ pub mod audit_checkpoint {
 
 pub mod outbox_email {
     use sea_orm::entity::prelude::*;
+    use sea_orm::sea_query::StringLen;
+
+    /// Where a queued email is in its delivery.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+    pub enum Status {
+        #[sea_orm(string_value = "pending")]
+        Pending,
+        #[sea_orm(string_value = "sent")]
+        Sent,
+        /// Refused permanently, or out of attempts: no more tries.
+        #[sea_orm(string_value = "failed")]
+        Failed,
+    }
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "email_outbox")]
@@ -153,7 +182,7 @@ pub mod outbox_email {
         /// Erased once delivered: a token must not outlive its delivery in the database.
         pub body_text: String,
         pub body_html: String,
-        pub status: String,
+        pub status: Status,
         pub attempts: i32,
         pub next_attempt_at: i64,
         pub locked_until: Option<i64>,

@@ -5,25 +5,11 @@ use sea_orm::{ActiveValue::Set, Condition, PaginatorTrait, QueryOrder};
 
 use super::entities::{recovery_code, totp_credential, webauthn_credential};
 use super::{Conn, DbResultExt};
-use crate::domain::Millis;
+use crate::domain::{EnrolledFactor, Factors, Millis};
 use crate::storage::StorageResult;
 
 pub use totp_credential::Model as TotpRow;
 pub use webauthn_credential::Model as WebauthnRow;
-
-/// What a user has enrolled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Factors {
-    pub totp: bool,
-    pub webauthn_credentials: u64,
-    pub recovery_codes_left: u64,
-}
-
-impl Factors {
-    pub fn any_second_factor(&self) -> bool {
-        self.totp || self.webauthn_credentials > 0
-    }
-}
 
 pub async fn factors(conn: &impl Conn, user_id: Uuid) -> StorageResult<Factors> {
     let totp = totp_credential::Entity::find_by_id(user_id)
@@ -330,28 +316,6 @@ pub async fn replace_ciphertext(
         }
     };
     Ok(affected == 1)
-}
-
-/// One enrolled second factor, as a password reset lists it to the owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnrolledFactor {
-    Totp {
-        enabled_at: Millis,
-    },
-    Passkey {
-        id: Uuid,
-        name: String,
-        created_at: Millis,
-    },
-}
-
-impl EnrolledFactor {
-    pub fn enrolled_at(&self) -> Millis {
-        match self {
-            EnrolledFactor::Totp { enabled_at } => *enabled_at,
-            EnrolledFactor::Passkey { created_at, .. } => *created_at,
-        }
-    }
 }
 
 /// Every second factor of a user, oldest first.

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod email_tokens;
 pub mod entities;
+pub mod locks;
 pub mod mfa;
 mod migrations;
 pub mod outbox;
@@ -14,12 +15,15 @@ use std::time::Duration;
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    RuntimeErr, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait, sqlx,
+    EntityTrait, QuerySelect, RuntimeErr, Select, SqlErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 
 use super::{StorageError, StorageResult};
 use crate::crypto::audit_keys::AuditKeys;
+use crate::domain::Page;
+use locks::AdvisoryLock;
 use migrations::Migrator;
 
 #[derive(Clone)]
@@ -81,12 +85,7 @@ impl Database {
     pub async fn migrate(&self) -> StorageResult<()> {
         if self.backend() == DbBackend::Postgres {
             let txn = self.connection.begin().await.map_err(map_err)?;
-            txn.execute_raw(sea_orm::Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock(7263540001)",
-            ))
-            .await
-            .map_err(map_err)?;
+            AdvisoryLock::MIGRATIONS.acquire(&txn).await?;
             Migrator::up(&txn, None).await.map_err(map_err)?;
             txn.commit().await.map_err(map_err)
         } else {
@@ -155,20 +154,9 @@ impl UnitOfWork {
         &self.txn
     }
 
-    /// Serialises transactions that take the same lock until they commit: a PostgreSQL
-    /// advisory lock (SQLite's write transaction is already exclusive).
-    pub async fn lock(&self, key: i64) -> StorageResult<()> {
-        if self.txn.get_database_backend() == DbBackend::Postgres {
-            self.txn
-                .execute_raw(sea_orm::Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock($1)",
-                    [key.into()],
-                ))
-                .await
-                .map_err(map_err)?;
-        }
-        Ok(())
+    /// Serialises transactions that take the same lock until they commit.
+    pub async fn lock(&self, lock: AdvisoryLock) -> StorageResult<()> {
+        lock.acquire(&self.txn).await
     }
 
     pub fn audit(&mut self, record: audit::NewAuditRecord) {
@@ -236,6 +224,25 @@ fn is_unavailable(error: &DbErr) -> bool {
         }),
         _ => false,
     }
+}
+
+/// A page of `query` of at most `limit` rows, in the query's order. One row more than the
+/// page holds is read: whether it exists says whether another page follows, without a
+/// second query. The next page's cursor is the last shown row's, as `cursor` renders it.
+pub(crate) async fn fetch_page<E: EntityTrait>(
+    conn: &impl Conn,
+    query: Select<E>,
+    limit: u64,
+    cursor: impl Fn(&E::Model) -> String,
+) -> StorageResult<Page<E::Model>> {
+    let mut items = query.limit(limit + 1).all(conn).await.storage()?;
+    let next = if items.len() as u64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Ok(Page { items, next })
 }
 
 /// Shorthand for repository functions.

@@ -4,16 +4,12 @@
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, Condition, QueryOrder, QuerySelect};
 
-use super::entities::outbox_email;
+use super::entities::outbox_email::{self, Status};
 use super::{Conn, DbResultExt};
 use crate::domain::Millis;
 use crate::storage::StorageResult;
 
 pub use outbox_email::Model as OutboxRow;
-
-pub const STATUS_PENDING: &str = "pending";
-pub const STATUS_SENT: &str = "sent";
-pub const STATUS_FAILED: &str = "failed";
 
 /// One email to queue: plain text and HTML alternatives.
 #[derive(Debug, Clone)]
@@ -37,7 +33,7 @@ pub async fn insert_all(conn: &impl Conn, emails: Vec<NewEmail>) -> StorageResul
             subject: Set(email.subject),
             body_text: Set(email.text),
             body_html: Set(email.html),
-            status: Set(STATUS_PENDING.to_owned()),
+            status: Set(Status::Pending),
             attempts: Set(0),
             next_attempt_at: Set(now),
             locked_until: Set(None),
@@ -66,7 +62,7 @@ pub async fn claim_due(
     limit: u64,
 ) -> StorageResult<Vec<OutboxRow>> {
     let candidates = outbox_email::Entity::find()
-        .filter(outbox_email::Column::Status.eq(STATUS_PENDING))
+        .filter(outbox_email::Column::Status.eq(Status::Pending))
         .filter(outbox_email::Column::NextAttemptAt.lte(now))
         .filter(unleased(now))
         .order_by_asc(outbox_email::Column::CreatedAt)
@@ -82,7 +78,7 @@ pub async fn claim_due(
                 Expr::value(now + lease_ms),
             )
             .filter(outbox_email::Column::Id.eq(email.id))
-            .filter(outbox_email::Column::Status.eq(STATUS_PENDING))
+            .filter(outbox_email::Column::Status.eq(Status::Pending))
             .filter(unleased(now))
             .exec(conn)
             .await
@@ -97,7 +93,7 @@ pub async fn claim_due(
 /// Delivered: the body (which may hold a token) is erased; metadata stays.
 pub async fn mark_sent(conn: &impl Conn, id: Uuid, now: Millis) -> StorageResult<()> {
     outbox_email::Entity::update_many()
-        .col_expr(outbox_email::Column::Status, Expr::value(STATUS_SENT))
+        .col_expr(outbox_email::Column::Status, Expr::value(Status::Sent))
         .col_expr(outbox_email::Column::SentAt, Expr::value(now))
         .col_expr(outbox_email::Column::BodyText, Expr::value(""))
         .col_expr(outbox_email::Column::BodyHtml, Expr::value(""))
@@ -134,7 +130,7 @@ pub async fn mark_failed(
     update = match retry_at {
         Some(at) => update.col_expr(outbox_email::Column::NextAttemptAt, Expr::value(at)),
         None => update
-            .col_expr(outbox_email::Column::Status, Expr::value(STATUS_FAILED))
+            .col_expr(outbox_email::Column::Status, Expr::value(Status::Failed))
             .col_expr(outbox_email::Column::BodyText, Expr::value(""))
             .col_expr(outbox_email::Column::BodyHtml, Expr::value("")),
     };
@@ -149,7 +145,7 @@ pub async fn mark_failed(
 pub async fn pending_count(conn: &impl Conn) -> StorageResult<u64> {
     use sea_orm::PaginatorTrait;
     outbox_email::Entity::find()
-        .filter(outbox_email::Column::Status.eq(STATUS_PENDING))
+        .filter(outbox_email::Column::Status.eq(Status::Pending))
         .count(conn)
         .await
         .storage()

@@ -5,7 +5,7 @@ use sea_orm::{ActiveValue::Set, QueryOrder};
 
 use super::entities::session;
 use super::{Conn, DbResultExt};
-use crate::domain::Millis;
+use crate::domain::{MfaMethod, Millis, SessionState};
 use crate::storage::StorageResult;
 
 pub use session::Model as SessionRow;
@@ -112,9 +112,9 @@ pub async fn delete_expired(
 /// What a session becomes when it gets a new token.
 pub struct Rotation<'a> {
     pub new_token_hash: &'a str,
-    pub state: &'a str,
+    pub state: SessionState,
     pub mfa_verified_at: Option<Millis>,
-    pub mfa_method: Option<&'a str>,
+    pub mfa_method: Option<MfaMethod>,
     pub absolute_expires_at: Millis,
     pub now: Millis,
 }
@@ -133,10 +133,7 @@ pub async fn rotate(
             session::Column::MfaVerifiedAt,
             Expr::value(to.mfa_verified_at),
         )
-        .col_expr(
-            session::Column::MfaMethod,
-            Expr::value(to.mfa_method.map(str::to_owned)),
-        )
+        .col_expr(session::Column::MfaMethod, Expr::value(to.mfa_method))
         .col_expr(
             session::Column::AbsoluteExpiresAt,
             Expr::value(to.absolute_expires_at),
@@ -165,7 +162,7 @@ pub async fn set_mfa_verified(
     conn: &impl Conn,
     token_hash: &str,
     at: Millis,
-    method: &str,
+    method: MfaMethod,
 ) -> StorageResult<bool> {
     let result = session::Entity::update_many()
         .col_expr(session::Column::MfaVerifiedAt, Expr::value(at))

@@ -1,20 +1,20 @@
 //! The `users` table.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
+use sea_orm::{ActiveValue::Set, QueryOrder, UpdateMany};
 
 use super::entities::user;
-use super::{Conn, DbResultExt};
-use crate::domain::Millis;
+use super::{Conn, DbResultExt, fetch_page};
+use crate::domain::{EmailAddress, Millis, Page, Role};
 use crate::storage::StorageResult;
 
 pub use user::Model as UserRow;
 
 pub struct NewUser<'a> {
-    pub email: &'a str,
+    pub email: &'a EmailAddress,
     pub password_hash: &'a str,
     pub password_pepper_id: Option<&'a str>,
-    pub role: &'a str,
+    pub role: Role,
     pub email_verified_at: Option<Millis>,
     pub now: Millis,
 }
@@ -22,10 +22,10 @@ pub struct NewUser<'a> {
 pub async fn insert(conn: &impl Conn, new: NewUser<'_>) -> StorageResult<UserRow> {
     user::ActiveModel {
         id: Set(Uuid::now_v7()),
-        email: Set(new.email.to_owned()),
+        email: Set(new.email.clone()),
         password_hash: Set(new.password_hash.to_owned()),
         password_pepper_id: Set(new.password_pepper_id.map(str::to_owned)),
-        role: Set(new.role.to_owned()),
+        role: Set(new.role),
         email_verified_at: Set(new.email_verified_at),
         disabled: Set(false),
         created_at: Set(new.now),
@@ -37,9 +37,12 @@ pub async fn insert(conn: &impl Conn, new: NewUser<'_>) -> StorageResult<UserRow
     .storage()
 }
 
-pub async fn find_by_email(conn: &impl Conn, email: &str) -> StorageResult<Option<UserRow>> {
+pub async fn find_by_email(
+    conn: &impl Conn,
+    email: &EmailAddress,
+) -> StorageResult<Option<UserRow>> {
     user::Entity::find()
-        .filter(user::Column::Email.eq(email))
+        .filter(user::Column::Email.eq(email.as_str()))
         .one(conn)
         .await
         .storage()
@@ -49,16 +52,26 @@ pub async fn find_by_id(conn: &impl Conn, id: Uuid) -> StorageResult<Option<User
     user::Entity::find_by_id(id).one(conn).await.storage()
 }
 
-pub async fn mark_email_verified(conn: &impl Conn, id: Uuid, now: Millis) -> StorageResult<()> {
-    user::Entity::update_many()
-        .col_expr(user::Column::EmailVerifiedAt, Expr::value(now))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+/// Runs `update` on one user's row: the changes below differ only in what they set.
+async fn update_one(
+    conn: &impl Conn,
+    id: Uuid,
+    update: UpdateMany<user::Entity>,
+) -> StorageResult<()> {
+    update
         .filter(user::Column::Id.eq(id))
-        .filter(user::Column::EmailVerifiedAt.is_null())
         .exec(conn)
         .await
         .storage()?;
     Ok(())
+}
+
+pub async fn mark_email_verified(conn: &impl Conn, id: Uuid, now: Millis) -> StorageResult<()> {
+    let update = user::Entity::update_many()
+        .col_expr(user::Column::EmailVerifiedAt, Expr::value(now))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::EmailVerifiedAt.is_null());
+    update_one(conn, id, update).await
 }
 
 pub async fn set_password(
@@ -68,34 +81,28 @@ pub async fn set_password(
     pepper_id: Option<&str>,
     now: Millis,
 ) -> StorageResult<()> {
-    user::Entity::update_many()
+    let update = user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(password_hash))
         .col_expr(
             user::Column::PasswordPepperId,
             Expr::value(pepper_id.map(str::to_owned)),
         )
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(id))
-        .exec(conn)
-        .await
-        .storage()?;
-    Ok(())
+        .col_expr(user::Column::UpdatedAt, Expr::value(now));
+    update_one(conn, id, update).await
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct UserFilter {
     pub email_prefix: Option<String>,
-    pub role: Option<String>,
+    pub role: Option<Role>,
     pub disabled: Option<bool>,
     /// Only users after this id (the cursor). Ids are UUIDv7, so this is creation order.
     pub after: Option<Uuid>,
     pub limit: u64,
 }
 
-pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Vec<UserRow>> {
-    let mut query = user::Entity::find()
-        .order_by_asc(user::Column::Id)
-        .limit(filter.limit);
+pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Page<UserRow>> {
+    let mut query = user::Entity::find().order_by_asc(user::Column::Id);
     if let Some(prefix) = &filter.email_prefix {
         // The prefix is text, not a pattern: escape LIKE's wildcards.
         let escaped = prefix
@@ -105,8 +112,8 @@ pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Vec<Us
         let pattern = sea_orm::sea_query::LikeExpr::new(format!("{escaped}%")).escape('\\');
         query = query.filter(user::Column::Email.like(pattern));
     }
-    if let Some(role) = &filter.role {
-        query = query.filter(user::Column::Role.eq(role.as_str()));
+    if let Some(role) = filter.role {
+        query = query.filter(user::Column::Role.eq(role));
     }
     if let Some(disabled) = filter.disabled {
         query = query.filter(user::Column::Disabled.eq(disabled));
@@ -114,32 +121,28 @@ pub async fn page(conn: &impl Conn, filter: &UserFilter) -> StorageResult<Vec<Us
     if let Some(cursor) = filter.after {
         query = query.filter(user::Column::Id.gt(cursor));
     }
-    query.all(conn).await.storage()
+    fetch_page(conn, query, filter.limit, |user| user.id.to_string()).await
 }
 
 pub async fn set_role_and_status(
     conn: &impl Conn,
     id: Uuid,
-    role: &str,
+    role: Role,
     disabled: bool,
     now: Millis,
 ) -> StorageResult<()> {
-    user::Entity::update_many()
+    let update = user::Entity::update_many()
         .col_expr(user::Column::Role, Expr::value(role))
         .col_expr(user::Column::Disabled, Expr::value(disabled))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(id))
-        .exec(conn)
-        .await
-        .storage()?;
-    Ok(())
+        .col_expr(user::Column::UpdatedAt, Expr::value(now));
+    update_one(conn, id, update).await
 }
 
 /// Admins who can still act (not disabled).
 pub async fn active_admins(conn: &impl Conn) -> StorageResult<u64> {
     use sea_orm::PaginatorTrait;
     user::Entity::find()
-        .filter(user::Column::Role.eq("admin"))
+        .filter(user::Column::Role.eq(Role::Admin))
         .filter(user::Column::Disabled.eq(false))
         .count(conn)
         .await
@@ -152,11 +155,7 @@ pub async fn set_factor_review(
     id: Uuid,
     since: Option<Millis>,
 ) -> StorageResult<()> {
-    user::Entity::update_many()
-        .col_expr(user::Column::FactorReviewSince, Expr::value(since))
-        .filter(user::Column::Id.eq(id))
-        .exec(conn)
-        .await
-        .storage()?;
-    Ok(())
+    let update =
+        user::Entity::update_many().col_expr(user::Column::FactorReviewSince, Expr::value(since));
+    update_one(conn, id, update).await
 }
