@@ -223,9 +223,11 @@ async fn check_csrf(parts: &Parts, state: &AppState, session: &CurrentSession) -
         if count > 1 {
             metadata["repeats"] = json!(count);
         }
-        let mut uow = state.db.begin().await.map_err(ServiceError::from)?;
-        uow.audit(ctx.record(AuditEvent::CsrfFailure, Some(session.user_id), metadata));
-        uow.commit().await.map_err(ServiceError::from)?;
+        state
+            .db
+            .audit_only(ctx.record(AuditEvent::CsrfFailure, Some(session.user_id), metadata))
+            .await
+            .map_err(ServiceError::from)?;
     }
     Err(ServiceError::CsrfFailed.into())
 }

@@ -84,13 +84,13 @@ impl AbuseControl {
         }
         metrics::counter!("rate_limit_hits_total", "scope" => "auth").increment(1);
         if hit.count == u64::from(self.rate.max) + 1 {
-            let mut uow = self.db.begin().await?;
-            uow.audit(ctx.record(
-                AuditEvent::RateLimitExceeded,
-                None,
-                json!({"scope": "auth", "limit": self.rate.max, "window_seconds": self.rate.window.as_secs()}),
-            ));
-            uow.commit().await?;
+            self.db
+                .audit_only(ctx.record(
+                    AuditEvent::RateLimitExceeded,
+                    None,
+                    json!({"scope": "auth", "limit": self.rate.max, "window_seconds": self.rate.window.as_secs()}),
+                ))
+                .await?;
         }
         Err(ServiceError::RateLimited {
             retry_after_secs: ceil_secs(hit.resets_in.as_millis() as i64),

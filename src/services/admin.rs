@@ -156,14 +156,14 @@ impl Admin {
             .ok_or(ServiceError::NotFound)?;
         let email = EmailAddress::parse(&user.email).ok_or(ServiceError::NotFound)?;
         self.abuse.clear(&email).await?;
-        let mut uow = self.db.begin().await?;
-        uow.audit(ctx.record_for(
-            AuditEvent::AdminUserUnlocked,
-            user.id,
-            staff.user_id,
-            json!({}),
-        ));
-        uow.commit().await?;
+        self.db
+            .audit_only(ctx.record_for(
+                AuditEvent::AdminUserUnlocked,
+                user.id,
+                staff.user_id,
+                json!({}),
+            ))
+            .await?;
         Ok(())
     }
 }

@@ -223,9 +223,9 @@ impl Mfa {
             if count > 1 {
                 metadata["repeats"] = json!(count);
             }
-            let mut uow = self.db.begin().await?;
-            uow.audit(ctx.record(AuditEvent::StepUpRequired, Some(session.user_id), metadata));
-            uow.commit().await?;
+            self.db
+                .audit_only(ctx.record(AuditEvent::StepUpRequired, Some(session.user_id), metadata))
+                .await?;
         }
         Err(ServiceError::StepUpRequired {
             max_age_secs: self.step_up_max_age.as_secs(),
@@ -245,13 +245,13 @@ impl Mfa {
         session: &CurrentSession,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        let mut uow = self.db.begin().await?;
-        uow.audit(ctx.record(
-            AuditEvent::StepUpSuccess,
-            Some(session.user_id),
-            json!({"session_id": session.id, "action": "step_up.confirm"}),
-        ));
-        uow.commit().await?;
+        self.db
+            .audit_only(ctx.record(
+                AuditEvent::StepUpSuccess,
+                Some(session.user_id),
+                json!({"session_id": session.id, "action": "step_up.confirm"}),
+            ))
+            .await?;
         Ok(())
     }
 

@@ -281,13 +281,13 @@ impl Mfa {
         {
             Ok(passkey) => passkey,
             Err(error) => {
-                let mut uow = self.db.begin().await?;
-                uow.audit(ctx.record(
-                    AuditEvent::MfaWebauthnFailure,
-                    Some(session.user_id),
-                    json!({"reason": failure_reason(&error), "step": "registration"}),
-                ));
-                uow.commit().await?;
+                self.db
+                    .audit_only(ctx.record(
+                        AuditEvent::MfaWebauthnFailure,
+                        Some(session.user_id),
+                        json!({"reason": failure_reason(&error), "step": "registration"}),
+                    ))
+                    .await?;
                 return Err(ServiceError::WebauthnFailed {
                     during_registration: true,
                 });
@@ -572,13 +572,13 @@ impl Mfa {
                 })?;
         if user.disabled {
             drop(uow);
-            let mut audit = self.db.begin().await?;
-            audit.audit(ctx.record(
-                AuditEvent::LoginFailure,
-                Some(user.id),
-                json!({"reason": "account_disabled", "method": "passkey"}),
-            ));
-            audit.commit().await?;
+            self.db
+                .audit_only(ctx.record(
+                    AuditEvent::LoginFailure,
+                    Some(user.id),
+                    json!({"reason": "account_disabled", "method": "passkey"}),
+                ))
+                .await?;
             return Err(ServiceError::AccountDisabled);
         }
         let session = self
