@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::audit::{AuditEvent, RequestContext};
-use super::email::EmailTemplates;
+use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
 use crate::configuration::{RateLimit, Settings};
 use crate::domain::{EmailAddress, now_millis};
@@ -197,12 +197,9 @@ impl AbuseControl {
         if let Some(user) = user {
             uow.email(templates.notice(
                 &user.email,
-                "account_locked",
-                "your account was locked",
-                &format!(
-                    "After repeated failed sign-in attempts your account is locked for {} minute(s). It unlocks by itself; a correct sign-in afterwards resets the count.",
-                    seconds.div_ceil(60)
-                ),
+                Notice::AccountLocked {
+                    lock_seconds: seconds,
+                },
             ));
         }
     }

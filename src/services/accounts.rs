@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::abuse::{AbuseControl, Attempt};
 use super::audit::{AuditEvent, RequestContext};
-use super::email::EmailTemplates;
+use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
 use super::passwords::{PasswordHashing, PasswordPolicy, normalize};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
@@ -543,20 +543,16 @@ impl Accounts {
         why: PasswordReplacement,
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
-        let (event, reason, notice, subject, body) = match why {
+        let (event, reason, notice) = match why {
             PasswordReplacement::Reset => (
                 AuditEvent::PasswordReset,
                 "password_reset",
-                "password_reset_done",
-                "your password was reset",
-                "The password of your account was reset and every session was signed out.",
+                Notice::PasswordReset,
             ),
             PasswordReplacement::Change => (
                 AuditEvent::PasswordChanged,
                 "password_changed",
-                "password_changed",
-                "your password was changed",
-                "The password of your account was changed; your other sessions were signed out.",
+                Notice::PasswordChanged,
             ),
         };
         let now = now_millis();
@@ -581,7 +577,7 @@ impl Accounts {
             .revoke_all_in(&mut uow, user.id, keep, reason, ctx)
             .await?;
         uow.audit(ctx.record(event, Some(user.id), json!({"sessions_revoked": revoked})));
-        uow.email(self.templates.notice(&user.email, notice, subject, body));
+        uow.email(self.templates.notice(&user.email, notice));
         uow.commit().await?;
         Ok(revoked)
     }

@@ -22,7 +22,7 @@ pub use self::passkeys::{CeremonyStart, PasskeyView};
 pub use self::totp::TotpSetup;
 use super::abuse::{AbuseControl, Attempt};
 use super::audit::{AuditEvent, RequestContext};
-use super::email::EmailTemplates;
+use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::configuration::Settings;
@@ -327,7 +327,7 @@ impl Mfa {
         reason: &str,
         attempt: &Attempt,
         ctx: &RequestContext,
-        extra_notice: Option<(&'static str, &str, &str)>,
+        extra_notice: Option<Notice>,
     ) -> ServiceResult<()> {
         let mut uow = self.db.begin().await?;
         uow.audit(ctx.record(
@@ -335,8 +335,8 @@ impl Mfa {
             Some(user.id),
             json!({"reason": reason, "factor": factor.name()}),
         ));
-        if let Some((kind, subject, body)) = extra_notice {
-            uow.email(self.templates.notice(&user.email, kind, subject, body));
+        if let Some(notice) = extra_notice {
+            uow.email(self.templates.notice(&user.email, notice));
         }
         self.abuse
             .note_failure(&mut uow, Some(user), attempt, &self.templates, ctx);
@@ -385,12 +385,10 @@ impl Mfa {
             Some(session.user_id),
             json!({"count": codes.len()}),
         ));
-        uow.email(self.templates.notice(
-            &session.email,
-            "recovery_codes_regenerated",
-            "new recovery codes were created",
-            "A new set of recovery codes was created for your account; the old codes no longer work.",
-        ));
+        uow.email(
+            self.templates
+                .notice(&session.email, Notice::RecoveryCodesRegenerated),
+        );
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok(codes)
@@ -439,12 +437,9 @@ impl Mfa {
         }
         uow.email(self.templates.notice(
             &user.email,
-            "recovery_code_used",
-            "a recovery code was used",
-            &format!(
-                "A recovery code was used to sign in to your account. {} code(s) are left.",
-                factors.recovery_codes_left - 1
-            ),
+            Notice::RecoveryCodeUsed {
+                left: factors.recovery_codes_left - 1,
+            },
         ));
         self.succeed(uow, session, user, Factor::RecoveryCode, attempt, ctx)
             .await

@@ -21,6 +21,7 @@ use super::{Factor, Mfa, MfaOutcome};
 use crate::configuration::Settings;
 use crate::domain::{EmailAddress, MfaMethod, Millis, millis_to_rfc3339, now_millis};
 use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::email::Notice;
 use crate::services::error::{ServiceError, ServiceResult};
 use crate::services::sessions::{CurrentSession, SessionState};
 use crate::storage::db::mfa::{self as factors_db, WebauthnRow};
@@ -334,16 +335,10 @@ impl Mfa {
             Some(session.user_id),
             json!({"credential": row.id, "name": row.name, "recovery_codes_issued": first_factor}),
         ));
-        // The notice never echoes the name: it is chosen by whoever holds the session.
-        uow.email(self.templates.notice(
-            &session.email,
-            "passkey_added",
-            "a passkey was added",
-            &format!(
-                "A passkey was added to your account on {}.",
-                millis_to_rfc3339(now)
-            ),
-        ));
+        uow.email(
+            self.templates
+                .notice(&session.email, Notice::PasskeyAdded { at: now }),
+        );
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok((PasskeyView::from(&row), recovery_codes))
@@ -634,12 +629,10 @@ impl Mfa {
             Some(session.user_id),
             json!({"credential": id}),
         ));
-        uow.email(self.templates.notice(
-            &session.email,
-            "passkey_removed",
-            "a passkey was removed",
-            "A passkey was removed from your account.",
-        ));
+        uow.email(
+            self.templates
+                .notice(&session.email, Notice::PasskeyRemoved),
+        );
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok(())

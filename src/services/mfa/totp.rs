@@ -6,6 +6,7 @@ use totp_rs::{Algorithm, Builder, Totp};
 use super::{Factor, Mfa, MfaOutcome};
 use crate::domain::{MfaMethod, now_millis};
 use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::email::Notice;
 use crate::services::error::{ServiceError, ServiceResult};
 use crate::services::sessions::{CurrentSession, SessionState};
 use crate::storage::db::mfa as factors_db;
@@ -138,18 +139,13 @@ impl Mfa {
         let enable_at = enrolling.then_some(now);
         if !factors_db::consume_totp_step(uow.conn(), user.id, step as i64, enable_at).await? {
             drop(uow);
-            let notice = (
-                "totp_replayed",
-                "a sign-in code was reused",
-                "Someone entered a sign-in code from your authenticator app that had already been used. If this was not you, someone may know your password and have seen a code: change your password.",
-            );
             self.fail(
                 &user,
                 Factor::Totp,
                 "replayed_code",
                 &attempt,
                 ctx,
-                Some(notice),
+                Some(Notice::TotpReplayed),
             )
             .await?;
             return Err(ServiceError::InvalidMfaCode);
@@ -180,12 +176,7 @@ impl Mfa {
             Some(user.id),
             json!({"recovery_codes_issued": !recovery_codes.is_empty()}),
         ));
-        uow.email(self.templates.notice(
-            &user.email,
-            "totp_enabled",
-            "two-step sign-in was turned on",
-            "An authenticator app was set up for two-step sign-in on your account.",
-        ));
+        uow.email(self.templates.notice(&user.email, Notice::TotpEnabled));
         uow.commit().await?;
         self.sessions.refresh_user(user.id).await?;
         self.abuse.release(attempt).await?;
@@ -214,12 +205,7 @@ impl Mfa {
             Some(session.user_id),
             json!({}),
         ));
-        uow.email(self.templates.notice(
-            &session.email,
-            "totp_disabled",
-            "two-step sign-in with an authenticator app was turned off",
-            "The authenticator app was removed from two-step sign-in on your account.",
-        ));
+        uow.email(self.templates.notice(&session.email, Notice::TotpDisabled));
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok(())
