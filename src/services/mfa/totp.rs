@@ -1,11 +1,10 @@
 //! TOTP (RFC 6238: SHA-1, 6 digits, 30 s, ±1 step): setup, verify, disable.
 
-use serde_json::json;
 use totp_rs::{Algorithm, Builder, Totp};
 
 use super::{Factor, Mfa, MfaOutcome};
 use crate::domain::{MfaMethod, now_millis};
-use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::audit::{AuditEvent, CodeFailure, RequestContext};
 use crate::services::email::Notice;
 use crate::services::error::{ServiceError, ServiceResult};
 use crate::services::sessions::{CurrentSession, SessionState};
@@ -82,11 +81,7 @@ impl Mfa {
             now_millis(),
         )
         .await?;
-        uow.audit(ctx.record(
-            AuditEvent::MfaTotpSetupStarted,
-            Some(session.user_id),
-            json!({}),
-        ));
+        uow.audit(ctx.record(AuditEvent::MfaTotpSetupStarted, Some(session.user_id)));
         uow.commit().await?;
         Ok(TotpSetup {
             secret: totp.secret().to_base32(),
@@ -131,8 +126,15 @@ impl Mfa {
         let now = now_millis();
         let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
         let Some(step) = totp.check(&code, (now / 1000) as u64) else {
-            self.fail(&user, Factor::Totp, "wrong_code", &attempt, ctx, None)
-                .await?;
+            self.fail(
+                &user,
+                Factor::Totp,
+                CodeFailure::WrongCode,
+                &attempt,
+                ctx,
+                None,
+            )
+            .await?;
             return Err(ServiceError::InvalidMfaCode);
         };
         let mut uow = self.db.begin().await?;
@@ -142,7 +144,7 @@ impl Mfa {
             self.fail(
                 &user,
                 Factor::Totp,
-                "replayed_code",
+                CodeFailure::ReplayedCode,
                 &attempt,
                 ctx,
                 Some(Notice::TotpReplayed),
@@ -172,9 +174,10 @@ impl Mfa {
             Vec::new()
         };
         uow.audit(ctx.record(
-            AuditEvent::MfaTotpEnabled,
+            AuditEvent::MfaTotpEnabled {
+                recovery_codes_issued: !recovery_codes.is_empty(),
+            },
             Some(user.id),
-            json!({"recovery_codes_issued": !recovery_codes.is_empty()}),
         ));
         uow.email(self.templates.notice(&user.email, Notice::TotpEnabled));
         uow.commit().await?;
@@ -200,11 +203,7 @@ impl Mfa {
         factors_db::delete_totp(uow.conn(), session.user_id).await?;
         self.drop_recovery_codes_if_last(&mut uow, session.user_id)
             .await?;
-        uow.audit(ctx.record(
-            AuditEvent::MfaTotpDisabled,
-            Some(session.user_id),
-            json!({}),
-        ));
+        uow.audit(ctx.record(AuditEvent::MfaTotpDisabled, Some(session.user_id)));
         uow.email(self.templates.notice(&session.email, Notice::TotpDisabled));
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
