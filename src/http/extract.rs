@@ -10,14 +10,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum_extra::extract::CookieJar;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::middleware::RequestId;
 use crate::domain::Role;
 use crate::services::ServiceError;
-use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::audit::{RepeatedRefusal, RequestContext};
 use crate::services::sessions::{CurrentSession, SessionState};
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -212,21 +211,13 @@ async fn check_csrf(parts: &Parts, state: &AppState, session: &CurrentSession) -
     }
     // Audited once per minute per session, then on the 10th, 100th, … repeat: a flood of
     // bad requests must not become a flood of writes under the audit chain's lock.
-    if let Some(count) = state
+    let refusal = RepeatedRefusal::Csrf {
+        header_present: !presented.is_empty(),
+    };
+    state
         .abuse
-        .audit_repeat(session.id, AuditEvent::CsrfFailure)
-        .await?
-    {
-        let ctx = request_context(parts, state);
-        let mut metadata =
-            json!({"session_id": session.id, "header_present": !presented.is_empty()});
-        if count > 1 {
-            metadata["repeats"] = json!(count);
-        }
-        let mut uow = state.db.begin().await.map_err(ServiceError::from)?;
-        uow.audit(ctx.record(AuditEvent::CsrfFailure, Some(session.user_id), metadata));
-        uow.commit().await.map_err(ServiceError::from)?;
-    }
+        .audit_repeat(session, refusal, &request_context(parts, state))
+        .await?;
     Err(ServiceError::CsrfFailed.into())
 }
 

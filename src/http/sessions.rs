@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::error_docs::{SessionErrors, SessionReadErrors};
 use super::extract::{ActiveSession, ClientContext};
 use crate::domain::millis_to_rfc3339;
+use crate::services::audit::Revocation;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
@@ -97,7 +98,7 @@ pub async fn revoke_others(
         .revoke_all(
             session.user_id,
             Some(&session.token_hash),
-            "revoke_others",
+            Revocation::RevokeOthers,
             &ctx,
         )
         .await?;

@@ -1,11 +1,10 @@
 //! Abuse control shared by every instance through the store (docs/API.md §4): a per-IP rate
 //! limit on the pre-authentication routes and a per-account lockout.
 
-use serde_json::json;
-
-use super::audit::{AuditEvent, RequestContext};
-use super::email::EmailTemplates;
+use super::audit::{AuditEvent, RepeatedRefusal, RequestContext};
+use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
+use super::sessions::CurrentSession;
 use crate::configuration::{RateLimit, Settings};
 use crate::domain::{EmailAddress, now_millis};
 use crate::storage::db::users::UserRow;
@@ -84,13 +83,11 @@ impl AbuseControl {
         }
         metrics::counter!("rate_limit_hits_total", "scope" => "auth").increment(1);
         if hit.count == u64::from(self.rate.max) + 1 {
-            let mut uow = self.db.begin().await?;
-            uow.audit(ctx.record(
-                AuditEvent::RateLimitExceeded,
-                None,
-                json!({"scope": "auth", "limit": self.rate.max, "window_seconds": self.rate.window.as_secs()}),
-            ));
-            uow.commit().await?;
+            let event = AuditEvent::RateLimitExceeded {
+                limit: self.rate.max,
+                window_seconds: self.rate.window.as_secs(),
+            };
+            self.db.audit_only(ctx.record(event, None)).await?;
         }
         Err(ServiceError::RateLimited {
             retry_after_secs: ceil_secs(hit.resets_in.as_millis() as i64),
@@ -117,23 +114,34 @@ impl AbuseControl {
         })
     }
 
-    /// Whether a repeated refusal on one session (`csrf.failure`, `step_up.required`)
-    /// should be written to the audit trail: the first in each minute is, then the 10th,
-    /// 100th, … with the count, so a flood costs a handful of rows instead of one per
-    /// request. `Some(count)` when it should be written.
+    /// Audits a refusal that can repeat on one session (`csrf.failure`,
+    /// `step_up.required`) on a log scale: the first in each minute is written, then the
+    /// 10th, 100th, … with the count, so a flood costs a handful of rows instead of one
+    /// per request.
     pub async fn audit_repeat(
         &self,
-        session_id: uuid::Uuid,
-        event: AuditEvent,
-    ) -> ServiceResult<Option<u64>> {
+        session: &CurrentSession,
+        refusal: RepeatedRefusal,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
         let hit = self
             .store
             .hit(
-                &format!("audit:repeat:{}:{session_id}", event.as_str()),
+                &format!("audit:repeat:{}:{}", refusal.name(), session.id),
                 REPEAT_WINDOW,
             )
             .await?;
-        Ok(is_logged_repeat(hit.count).then_some(hit.count))
+        if is_logged_repeat(hit.count) {
+            let event = AuditEvent::Refused {
+                session_id: session.id,
+                refusal,
+                repeats: hit.count,
+            };
+            self.db
+                .audit_only(ctx.record(event, Some(session.user_id)))
+                .await?;
+        }
+        Ok(())
     }
 
     fn lockout_key(email: &EmailAddress) -> String {
@@ -190,19 +198,17 @@ impl AbuseControl {
         };
         metrics::counter!("account_lockouts_total").increment(1);
         uow.audit(ctx.record(
-            AuditEvent::LoginLocked,
+            AuditEvent::LoginLocked {
+                lock_seconds: seconds,
+            },
             user.map(|u| u.id),
-            json!({"lock_seconds": seconds}),
         ));
         if let Some(user) = user {
             uow.email(templates.notice(
                 &user.email,
-                "account_locked",
-                "your account was locked",
-                &format!(
-                    "After repeated failed sign-in attempts your account is locked for {} minute(s). It unlocks by itself; a correct sign-in afterwards resets the count.",
-                    seconds.div_ceil(60)
-                ),
+                Notice::AccountLocked {
+                    lock_seconds: seconds,
+                },
             ));
         }
     }

@@ -1,10 +1,10 @@
 //! Account use cases: registration, email verification, password login, user creation.
 
-use serde_json::json;
-
 use super::abuse::{AbuseControl, Attempt};
-use super::audit::{AuditEvent, RequestContext};
-use super::email::EmailTemplates;
+use super::audit::{
+    AuditEvent, LoginFailure, LoginMethod, Registration, RequestContext, Revocation,
+};
+use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
 use super::passwords::{PasswordHashing, PasswordPolicy, normalize};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
@@ -118,6 +118,29 @@ enum PasswordReplacement {
     Change,
 }
 
+impl PasswordReplacement {
+    fn event(self, sessions_revoked: u64) -> AuditEvent {
+        match self {
+            PasswordReplacement::Reset => AuditEvent::PasswordReset { sessions_revoked },
+            PasswordReplacement::Change => AuditEvent::PasswordChanged { sessions_revoked },
+        }
+    }
+
+    fn revocation(self) -> Revocation {
+        match self {
+            PasswordReplacement::Reset => Revocation::PasswordReset,
+            PasswordReplacement::Change => Revocation::PasswordChanged,
+        }
+    }
+
+    fn notice(self) -> Notice {
+        match self {
+            PasswordReplacement::Reset => Notice::PasswordReset,
+            PasswordReplacement::Change => Notice::PasswordChanged,
+        }
+    }
+}
+
 /// A verification token has exactly the shape docs/API.md §7 gives it.
 fn is_verify_token_shape(token: &str) -> bool {
     token.len() == VERIFY_TOKEN_LEN && token.chars().all(|c| c.is_ascii_alphanumeric())
@@ -179,9 +202,8 @@ impl Accounts {
         let mut uow = self.db.begin().await?;
         uow.email(self.templates.registration_attempt(email));
         uow.audit(ctx.record(
-            AuditEvent::UserRegistered,
+            AuditEvent::UserRegistered(Registration::AlreadyRegistered),
             owner.map(|u| u.id),
-            json!({"outcome": "already_registered"}),
         ));
         uow.commit().await?;
         Ok(())
@@ -202,9 +224,8 @@ impl Accounts {
             Err(other) => return Err(other.into()),
         };
         uow.audit(ctx.record(
-            AuditEvent::UserRegistered,
+            AuditEvent::UserRegistered(Registration::Created),
             Some(user.id),
-            json!({"outcome": "created"}),
         ));
         self.queue_verification(&mut uow, &user, email, ctx).await?;
         uow.commit().await?;
@@ -231,7 +252,7 @@ impl Accounts {
         )
         .await?;
         uow.email(self.templates.verify_email(email, &token));
-        uow.audit(ctx.record(AuditEvent::EmailVerificationSent, Some(user.id), json!({})));
+        uow.audit(ctx.record(AuditEvent::EmailVerificationSent, Some(user.id)));
         Ok(())
     }
 
@@ -251,7 +272,7 @@ impl Accounts {
         .await?
         .ok_or(ServiceError::InvalidToken)?;
         users::mark_email_verified(uow.conn(), redeemed.user_id, now).await?;
-        uow.audit(ctx.record(AuditEvent::EmailVerified, Some(redeemed.user_id), json!({})));
+        uow.audit(ctx.record(AuditEvent::EmailVerified, Some(redeemed.user_id)));
         uow.commit().await?;
         Ok(())
     }
@@ -290,7 +311,7 @@ impl Accounts {
         let attempt = match self.abuse.reserve(email).await {
             Ok(attempt) => attempt,
             Err(locked @ ServiceError::AccountLocked { .. }) => {
-                self.audit_failure(user.as_ref(), "account_locked", None, ctx)
+                self.audit_failure(user.as_ref(), LoginFailure::AccountLocked, None, ctx)
                     .await?;
                 return Err(locked);
             }
@@ -311,9 +332,12 @@ impl Accounts {
         if user.disabled || user.email_verified_at.is_none() {
             self.abuse.release(attempt).await?;
             let (reason, error) = if user.disabled {
-                ("account_disabled", ServiceError::AccountDisabled)
+                (LoginFailure::AccountDisabled, ServiceError::AccountDisabled)
             } else {
-                ("email_not_verified", ServiceError::EmailNotVerified)
+                (
+                    LoginFailure::EmailNotVerified,
+                    ServiceError::EmailNotVerified,
+                )
             };
             self.audit_failure(Some(&user), reason, None, ctx).await?;
             return Err(error);
@@ -344,9 +368,11 @@ impl Accounts {
                 .create(&mut uow, &user, SessionState::MfaPending, None, ctx)
                 .await?;
             uow.audit(ctx.record(
-                AuditEvent::MfaChallengeIssued,
+                AuditEvent::MfaChallengeIssued {
+                    session_id: session.id,
+                    methods: methods.clone(),
+                },
                 Some(user.id),
-                json!({"session_id": session.id, "methods": methods}),
             ));
             uow.commit().await?;
             self.abuse.release(attempt).await?;
@@ -364,9 +390,13 @@ impl Accounts {
             users::set_factor_review(uow.conn(), user.id, None).await?;
         }
         uow.audit(ctx.record(
-            AuditEvent::LoginSuccess,
+            AuditEvent::LoginSuccess {
+                session_id: session.id,
+                method: LoginMethod::Password {
+                    rehashed: rehashed.is_some(),
+                },
+            },
             Some(user.id),
-            json!({"method": "password", "session_id": session.id, "rehashed": rehashed.is_some()}),
         ));
         uow.commit().await?;
         // Only a completed login resets the failure count.
@@ -387,7 +417,7 @@ impl Accounts {
         attempt: &Attempt,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        self.audit_failure(user, "invalid_credentials", Some(attempt), ctx)
+        self.audit_failure(user, LoginFailure::InvalidCredentials, Some(attempt), ctx)
             .await
     }
 
@@ -395,15 +425,17 @@ impl Accounts {
     async fn audit_failure(
         &self,
         user: Option<&UserRow>,
-        reason: &str,
+        reason: LoginFailure,
         attempt: Option<&Attempt>,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
         let mut uow = self.db.begin().await?;
         uow.audit(ctx.record(
-            AuditEvent::LoginFailure,
+            AuditEvent::LoginFailure {
+                reason,
+                by_passkey: false,
+            },
             user.map(|u| u.id),
-            json!({"reason": reason}),
         ));
         if let Some(attempt) = attempt {
             self.abuse
@@ -445,9 +477,10 @@ impl Accounts {
             uow.email(self.templates.password_reset(&user.email, &token, &factors));
         }
         uow.audit(ctx.record(
-            AuditEvent::PasswordResetRequested,
+            AuditEvent::PasswordResetRequested {
+                account_found: user.is_some(),
+            },
             user.as_ref().map(|u| u.id),
-            json!({"account_found": user.is_some()}),
         ));
         uow.commit().await?;
         Ok(())
@@ -590,22 +623,6 @@ impl Accounts {
         why: PasswordReplacement,
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
-        let (event, reason, notice, subject, body) = match why {
-            PasswordReplacement::Reset => (
-                AuditEvent::PasswordReset,
-                "password_reset",
-                "password_reset_done",
-                "your password was reset",
-                "The password of your account was reset and every session was signed out.",
-            ),
-            PasswordReplacement::Change => (
-                AuditEvent::PasswordChanged,
-                "password_changed",
-                "password_changed",
-                "your password was changed",
-                "The password of your account was changed; your other sessions were signed out.",
-            ),
-        };
         let now = now_millis();
         users::set_password(
             uow.conn(),
@@ -625,10 +642,10 @@ impl Accounts {
         }
         let revoked = self
             .sessions
-            .revoke_all_in(&mut uow, user.id, keep, reason, ctx)
+            .revoke_all_in(&mut uow, user.id, keep, why.revocation(), ctx)
             .await?;
-        uow.audit(ctx.record(event, Some(user.id), json!({"sessions_revoked": revoked})));
-        uow.email(self.templates.notice(&user.email, notice, subject, body));
+        uow.audit(ctx.record(why.event(revoked), Some(user.id)));
+        uow.email(self.templates.notice(&user.email, why.notice()));
         uow.commit().await?;
         Ok(revoked)
     }
@@ -655,9 +672,8 @@ impl Accounts {
                 other => ServiceError::from(other),
             })?;
         uow.audit(ctx.record(
-            AuditEvent::UserRegistered,
+            AuditEvent::UserRegistered(Registration::Cli { role }),
             Some(user.id),
-            json!({"outcome": "created", "via": "cli", "role": role.as_str()}),
         ));
         uow.commit().await?;
         Ok(user)

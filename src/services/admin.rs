@@ -2,11 +2,10 @@
 //! unlocking accounts.
 
 use serde::Serialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::abuse::AbuseControl;
-use super::audit::{AuditEvent, RequestContext};
+use super::audit::{AuditEvent, Change, RequestContext, Revocation};
 use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, Sessions};
 use crate::domain::{Page, Role, millis_to_rfc3339, now_millis};
@@ -97,7 +96,7 @@ impl Admin {
         users::set_role_and_status(uow.conn(), user.id, role, disabled, now_millis()).await?;
         let revoked = if disabled && !user.disabled {
             self.sessions
-                .revoke_all_in(&mut uow, user.id, None, "account_disabled", ctx)
+                .revoke_all_in(&mut uow, user.id, None, Revocation::AccountDisabled, ctx)
                 .await?
         } else {
             0
@@ -107,16 +106,18 @@ impl Admin {
             // sessions gets a new token at its next request.
             session_rows::require_rotation(uow.conn(), user.id).await?;
         }
-        uow.audit(ctx.record_for(
-            AuditEvent::AdminUserUpdated,
-            user.id,
-            admin.user_id,
-            json!({
-                "role": {"from": old_role.as_str(), "to": role.as_str()},
-                "disabled": {"from": user.disabled, "to": disabled},
-                "sessions_revoked": revoked,
-            }),
-        ));
+        let event = AuditEvent::AdminUserUpdated {
+            role: Change {
+                from: old_role,
+                to: role,
+            },
+            disabled: Change {
+                from: user.disabled,
+                to: disabled,
+            },
+            sessions_revoked: revoked,
+        };
+        uow.audit(ctx.record_for(event, user.id, admin.user_id));
         uow.commit().await?;
         self.sessions.refresh_user(user.id).await?;
         let updated = users::find_by_id(self.db.connection(), user.id)
@@ -137,14 +138,8 @@ impl Admin {
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.abuse.clear(&user.email).await?;
-        let mut uow = self.db.begin().await?;
-        uow.audit(ctx.record_for(
-            AuditEvent::AdminUserUnlocked,
-            user.id,
-            staff.user_id,
-            json!({}),
-        ));
-        uow.commit().await?;
+        let record = ctx.record_for(AuditEvent::AdminUserUnlocked, user.id, staff.user_id);
+        self.db.audit_only(record).await?;
         Ok(())
     }
 }

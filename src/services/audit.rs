@@ -11,83 +11,11 @@ use crate::storage::db::Database;
 pub use crate::storage::db::audit::AuditFilter;
 use crate::storage::db::audit::{self, AuditRow, ChainReport, CheckpointRow, NewAuditRecord};
 
-/// Every auditable event, named exactly as docs/API.md §4 lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditEvent {
-    UserRegistered,
-    EmailVerificationSent,
-    EmailVerified,
-    LoginSuccess,
-    LoginFailure,
-    LoginLocked,
-    SessionCreated,
-    SessionRotated,
-    SessionLogout,
-    SessionRevoked,
-    CsrfFailure,
-    RateLimitExceeded,
-    AdminUserUpdated,
-    AdminUserUnlocked,
-    MfaChallengeIssued,
-    MfaTotpSetupStarted,
-    MfaTotpEnabled,
-    MfaTotpDisabled,
-    MfaTotpSuccess,
-    MfaTotpFailure,
-    MfaRecoveryCodeUsed,
-    MfaRecoveryCodeFailure,
-    MfaRecoveryCodesRegenerated,
-    MfaWebauthnRegistered,
-    MfaWebauthnSuccess,
-    MfaWebauthnFailure,
-    MfaWebauthnDeleted,
-    MfaWebauthnRenamed,
-    StepUpSuccess,
-    StepUpRequired,
-    PasswordResetRequested,
-    PasswordReset,
-    PasswordChanged,
-}
-
-impl AuditEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditEvent::UserRegistered => "user.registered",
-            AuditEvent::EmailVerificationSent => "email.verification_sent",
-            AuditEvent::EmailVerified => "email.verified",
-            AuditEvent::LoginSuccess => "login.success",
-            AuditEvent::LoginFailure => "login.failure",
-            AuditEvent::LoginLocked => "login.locked",
-            AuditEvent::SessionCreated => "session.created",
-            AuditEvent::SessionRotated => "session.rotated",
-            AuditEvent::SessionLogout => "session.logout",
-            AuditEvent::SessionRevoked => "session.revoked",
-            AuditEvent::CsrfFailure => "csrf.failure",
-            AuditEvent::RateLimitExceeded => "rate_limit.exceeded",
-            AuditEvent::AdminUserUpdated => "admin.user_updated",
-            AuditEvent::AdminUserUnlocked => "admin.user_unlocked",
-            AuditEvent::MfaChallengeIssued => "mfa.challenge_issued",
-            AuditEvent::MfaTotpSetupStarted => "mfa.totp.setup_started",
-            AuditEvent::MfaTotpEnabled => "mfa.totp.enabled",
-            AuditEvent::MfaTotpDisabled => "mfa.totp.disabled",
-            AuditEvent::MfaTotpSuccess => "mfa.totp.success",
-            AuditEvent::MfaTotpFailure => "mfa.totp.failure",
-            AuditEvent::MfaRecoveryCodeUsed => "mfa.recovery_code.used",
-            AuditEvent::MfaRecoveryCodeFailure => "mfa.recovery_code.failure",
-            AuditEvent::MfaRecoveryCodesRegenerated => "mfa.recovery_codes.regenerated",
-            AuditEvent::MfaWebauthnRegistered => "mfa.webauthn.registered",
-            AuditEvent::MfaWebauthnSuccess => "mfa.webauthn.success",
-            AuditEvent::MfaWebauthnFailure => "mfa.webauthn.failure",
-            AuditEvent::MfaWebauthnDeleted => "mfa.webauthn.deleted",
-            AuditEvent::MfaWebauthnRenamed => "mfa.webauthn.renamed",
-            AuditEvent::StepUpSuccess => "step_up.success",
-            AuditEvent::StepUpRequired => "step_up.required",
-            AuditEvent::PasswordResetRequested => "password.reset_requested",
-            AuditEvent::PasswordReset => "password.reset",
-            AuditEvent::PasswordChanged => "password.changed",
-        }
-    }
-}
+mod events;
+pub use events::{
+    AuditEvent, Change, CodeFailure, FactorStep, LoginFailure, LoginMethod, PasskeyFailure,
+    Registration, RepeatedRefusal, Revocation, Rotation,
+};
 
 /// Where a request came from, for audit records and session metadata.
 #[derive(Debug, Clone, Default)]
@@ -98,36 +26,26 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    pub fn record(
-        &self,
-        event: AuditEvent,
-        user_id: Option<Uuid>,
-        metadata: Value,
-    ) -> NewAuditRecord {
+    /// A record of something that happened to (or was done by) `user_id`.
+    pub fn record(&self, event: AuditEvent, user_id: Option<Uuid>) -> NewAuditRecord {
         NewAuditRecord {
-            event: event.as_str(),
+            event: event.name(),
             occurred_at: now_millis(),
             user_id,
             actor_id: user_id,
             ip: Some(self.ip.clone()).filter(|s| !s.is_empty()),
             user_agent: Some(self.user_agent.clone()).filter(|s| !s.is_empty()),
             request_id: Some(self.request_id.clone()).filter(|s| !s.is_empty()),
-            metadata,
+            metadata: event.details(),
         }
     }
 
     /// A record of something an actor did to another user (admin actions).
-    pub fn record_for(
-        &self,
-        event: AuditEvent,
-        target: Uuid,
-        actor: Uuid,
-        metadata: Value,
-    ) -> NewAuditRecord {
+    pub fn record_for(&self, event: AuditEvent, target: Uuid, actor: Uuid) -> NewAuditRecord {
         NewAuditRecord {
             user_id: Some(target),
             actor_id: Some(actor),
-            ..self.record(event, Some(target), metadata)
+            ..self.record(event, Some(target))
         }
     }
 }

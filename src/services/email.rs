@@ -2,8 +2,7 @@
 //! the change that causes it (see `storage::db::UnitOfWork`) and delivered by
 //! `services::delivery`.
 
-use crate::domain::EnrolledFactor;
-use crate::domain::{EmailAddress, millis_to_rfc3339};
+use crate::domain::{EmailAddress, EnrolledFactor, Millis, millis_to_rfc3339};
 pub use crate::storage::db::outbox::NewEmail as OutgoingEmail;
 
 /// Renders emails with links to the front end at `ORIGIN_URL`.
@@ -131,24 +130,112 @@ impl EmailTemplates {
         )
     }
 
-    /// A short security notice ("your password was changed", "a passkey was added", …).
-    pub fn notice(
-        &self,
-        to: &EmailAddress,
-        kind: &'static str,
-        subject: &str,
-        body: &str,
-    ) -> OutgoingEmail {
+    /// A short security notice to the owner of an account.
+    pub fn notice(&self, to: &EmailAddress, notice: Notice) -> OutgoingEmail {
         self.build(
             to,
-            kind,
-            subject,
+            notice.kind(),
+            notice.subject(),
             &[
-                body.to_owned(),
+                notice.body(),
                 "If this was not you, reset your password and contact support at once.".to_owned(),
             ],
             None,
         )
+    }
+}
+
+/// The security notices: something changed on the account (or was tried), and its owner
+/// should know in case it was not them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Repeated failed sign-ins engaged a lock for this long.
+    AccountLocked {
+        lock_seconds: u64,
+    },
+    PasswordReset,
+    PasswordChanged,
+    /// A TOTP code was entered a second time.
+    TotpReplayed,
+    TotpEnabled,
+    TotpDisabled,
+    RecoveryCodesRegenerated,
+    /// A recovery code was used; this many are left.
+    RecoveryCodeUsed {
+        left: u64,
+    },
+    /// A passkey was added at this time. Never its name: whoever holds the session
+    /// chooses that.
+    PasskeyAdded {
+        at: Millis,
+    },
+    PasskeyRemoved,
+}
+
+impl Notice {
+    /// The outbox's `kind` of the email.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Notice::AccountLocked { .. } => "account_locked",
+            Notice::PasswordReset => "password_reset_done",
+            Notice::PasswordChanged => "password_changed",
+            Notice::TotpReplayed => "totp_replayed",
+            Notice::TotpEnabled => "totp_enabled",
+            Notice::TotpDisabled => "totp_disabled",
+            Notice::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Notice::RecoveryCodeUsed { .. } => "recovery_code_used",
+            Notice::PasskeyAdded { .. } => "passkey_added",
+            Notice::PasskeyRemoved => "passkey_removed",
+        }
+    }
+
+    fn subject(self) -> &'static str {
+        match self {
+            Notice::AccountLocked { .. } => "your account was locked",
+            Notice::PasswordReset => "your password was reset",
+            Notice::PasswordChanged => "your password was changed",
+            Notice::TotpReplayed => "a sign-in code was reused",
+            Notice::TotpEnabled => "two-step sign-in was turned on",
+            Notice::TotpDisabled => "two-step sign-in with an authenticator app was turned off",
+            Notice::RecoveryCodesRegenerated => "new recovery codes were created",
+            Notice::RecoveryCodeUsed { .. } => "a recovery code was used",
+            Notice::PasskeyAdded { .. } => "a passkey was added",
+            Notice::PasskeyRemoved => "a passkey was removed",
+        }
+    }
+
+    fn body(self) -> String {
+        match self {
+            Notice::AccountLocked { lock_seconds } => format!(
+                "After repeated failed sign-in attempts your account is locked for {} minute(s). It unlocks by itself; a correct sign-in afterwards resets the count.",
+                lock_seconds.div_ceil(60)
+            ),
+            Notice::PasswordReset => {
+                "The password of your account was reset and every session was signed out."
+                    .to_owned()
+            }
+            Notice::PasswordChanged => {
+                "The password of your account was changed; your other sessions were signed out."
+                    .to_owned()
+            }
+            Notice::TotpReplayed => "Someone entered a sign-in code from your authenticator app that had already been used. If this was not you, someone may know your password and have seen a code: change your password.".to_owned(),
+            Notice::TotpEnabled => {
+                "An authenticator app was set up for two-step sign-in on your account.".to_owned()
+            }
+            Notice::TotpDisabled => {
+                "The authenticator app was removed from two-step sign-in on your account."
+                    .to_owned()
+            }
+            Notice::RecoveryCodesRegenerated => "A new set of recovery codes was created for your account; the old codes no longer work.".to_owned(),
+            Notice::RecoveryCodeUsed { left } => format!(
+                "A recovery code was used to sign in to your account. {left} code(s) are left."
+            ),
+            Notice::PasskeyAdded { at } => format!(
+                "A passkey was added to your account on {}.",
+                millis_to_rfc3339(at)
+            ),
+            Notice::PasskeyRemoved => "A passkey was removed from your account.".to_owned(),
+        }
     }
 }
 
@@ -178,6 +265,85 @@ mod tests {
         assert!(email.text.contains("code: AbC123"));
         assert!(email.html.contains("<code>AbC123</code>"));
         assert_eq!(email.recipient, "a@b.example");
+    }
+
+    #[test]
+    fn notices_keep_their_kinds_subjects_and_texts() {
+        let templates = EmailTemplates::new("https://bank.example", "Logicredit");
+        let cases = [
+            (
+                Notice::AccountLocked { lock_seconds: 61 },
+                "account_locked",
+                "your account was locked",
+                "is locked for 2 minute(s).",
+            ),
+            (
+                Notice::PasswordReset,
+                "password_reset_done",
+                "your password was reset",
+                "every session was signed out.",
+            ),
+            (
+                Notice::PasswordChanged,
+                "password_changed",
+                "your password was changed",
+                "your other sessions were signed out.",
+            ),
+            (
+                Notice::TotpReplayed,
+                "totp_replayed",
+                "a sign-in code was reused",
+                "had already been used.",
+            ),
+            (
+                Notice::TotpEnabled,
+                "totp_enabled",
+                "two-step sign-in was turned on",
+                "An authenticator app was set up",
+            ),
+            (
+                Notice::TotpDisabled,
+                "totp_disabled",
+                "two-step sign-in with an authenticator app was turned off",
+                "The authenticator app was removed",
+            ),
+            (
+                Notice::RecoveryCodesRegenerated,
+                "recovery_codes_regenerated",
+                "new recovery codes were created",
+                "the old codes no longer work.",
+            ),
+            (
+                Notice::RecoveryCodeUsed { left: 9 },
+                "recovery_code_used",
+                "a recovery code was used",
+                "9 code(s) are left.",
+            ),
+            (
+                Notice::PasskeyAdded { at: 0 },
+                "passkey_added",
+                "a passkey was added",
+                "added to your account on 1970-01-01T00:00:00",
+            ),
+            (
+                Notice::PasskeyRemoved,
+                "passkey_removed",
+                "a passkey was removed",
+                "A passkey was removed from your account.",
+            ),
+        ];
+        for (notice, kind, subject, text) in cases {
+            let to = EmailAddress::parse("a@b.example").unwrap();
+            let email = templates.notice(&to, notice);
+            assert_eq!(email.kind, kind);
+            assert_eq!(email.subject, format!("Logicredit: {subject}"));
+            assert!(email.text.contains(text), "{kind}: {}", email.text);
+            assert!(
+                email
+                    .text
+                    .contains("If this was not you, reset your password")
+            );
+        }
     }
 
     #[test]

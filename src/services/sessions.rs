@@ -15,10 +15,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
-use super::audit::{AuditEvent, RequestContext};
+use super::audit::{AuditEvent, RequestContext, Revocation, Rotation};
 use super::error::{ServiceError, ServiceResult};
 use crate::configuration::SessionSettings;
 use crate::crypto::{random_token, token_hash};
@@ -179,9 +178,11 @@ impl Sessions {
         };
         session_rows::insert(uow.conn(), row).await?;
         uow.audit(ctx.record(
-            AuditEvent::SessionCreated,
+            AuditEvent::SessionCreated {
+                session_id: issued.id,
+                state,
+            },
             Some(user.id),
-            json!({"session_id": issued.id, "state": state.as_str()}),
         ));
         Ok(issued)
     }
@@ -207,7 +208,7 @@ impl Sessions {
             absolute_expires_at: absolute,
             now,
         };
-        self.replace_token(uow, current, to, "mfa_completed", ctx)
+        self.replace_token(uow, current, to, Rotation::MfaCompleted, ctx)
             .await?;
         Ok(IssuedSession {
             token,
@@ -225,7 +226,7 @@ impl Sessions {
         uow: &mut UnitOfWork,
         current: &CurrentSession,
         to: session_rows::Rotation<'_>,
-        reason: &str,
+        reason: Rotation,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
         self.forget(&current.token_hash).await?;
@@ -233,9 +234,11 @@ impl Sessions {
             return Err(ServiceError::NotAuthenticated);
         }
         uow.audit(ctx.record(
-            AuditEvent::SessionRotated,
+            AuditEvent::SessionRotated {
+                session_id: current.id,
+                reason,
+            },
             Some(current.user_id),
-            json!({"session_id": current.id, "reason": reason}),
         ));
         Ok(())
     }
@@ -262,7 +265,7 @@ impl Sessions {
             now,
         };
         // Fails (401) when a concurrent request rotated it first: this token is dead.
-        self.replace_token(&mut uow, current, to, "role_changed", ctx)
+        self.replace_token(&mut uow, current, to, Rotation::RoleChanged, ctx)
             .await?;
         uow.commit().await?;
         Ok(CurrentSession {
@@ -484,9 +487,10 @@ impl Sessions {
         let mut uow = self.db.begin().await?;
         session_rows::delete_by_token_hash(uow.conn(), &current.token_hash).await?;
         uow.audit(ctx.record(
-            AuditEvent::SessionLogout,
+            AuditEvent::SessionLogout {
+                session_id: current.id,
+            },
             Some(current.user_id),
-            json!({"session_id": current.id}),
         ));
         uow.commit().await?;
         Ok(())
@@ -509,9 +513,11 @@ impl Sessions {
         let mut uow = self.db.begin().await?;
         session_rows::delete_by_token_hash(uow.conn(), &target.token_hash).await?;
         uow.audit(ctx.record(
-            AuditEvent::SessionRevoked,
+            AuditEvent::SessionRevoked {
+                session_id: target.id,
+                reason: Revocation::UserRequest,
+            },
             Some(current.user_id),
-            json!({"session_id": target.id, "reason": "user_request"}),
         ));
         uow.commit().await?;
         Ok(())
@@ -523,7 +529,7 @@ impl Sessions {
         &self,
         user_id: Uuid,
         keep: Option<&str>,
-        reason: &str,
+        reason: Revocation,
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
         let mut uow = self.db.begin().await?;
@@ -542,7 +548,7 @@ impl Sessions {
         uow: &mut UnitOfWork,
         user_id: Uuid,
         keep: Option<&str>,
-        reason: &str,
+        reason: Revocation,
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
         let rows = session_rows::list_for_user(uow.conn(), user_id).await?;
@@ -552,9 +558,11 @@ impl Sessions {
         let deleted = session_rows::delete_for_user(uow.conn(), user_id, keep).await?;
         for row in &deleted {
             uow.audit(ctx.record(
-                AuditEvent::SessionRevoked,
+                AuditEvent::SessionRevoked {
+                    session_id: row.id,
+                    reason,
+                },
                 Some(user_id),
-                json!({"session_id": row.id, "reason": reason}),
             ));
         }
         Ok(deleted.len() as u64)
@@ -718,7 +726,12 @@ mod tests {
             let stale_read = f.sessions.read(&hash).await.unwrap();
             // ...the session is revoked, and then a late refresh of the user runs...
             f.sessions
-                .revoke_all(f.user.id, None, "test", &RequestContext::default())
+                .revoke_all(
+                    f.user.id,
+                    None,
+                    Revocation::UserRequest,
+                    &RequestContext::default(),
+                )
                 .await
                 .unwrap();
             f.sessions.refresh_cache(&hash).await.unwrap();

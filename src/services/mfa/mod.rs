@@ -14,7 +14,6 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use uuid::Uuid;
 use webauthn_rs::Webauthn;
 
@@ -22,8 +21,10 @@ pub use self::passkeys::{CeremonyStart, PasskeyView};
 pub use self::totp::TotpSetup;
 use super::abuse::{AbuseControl, Attempt};
 use super::accounts::Account;
-use super::audit::{AuditEvent, RequestContext};
-use super::email::EmailTemplates;
+use super::audit::{
+    AuditEvent, CodeFailure, FactorStep, LoginMethod, RepeatedRefusal, RequestContext,
+};
+use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::configuration::Settings;
@@ -53,15 +54,16 @@ pub enum MfaOutcome {
 }
 
 /// Which second factor was used (audit names and login metadata).
-#[derive(Clone, Copy)]
-pub(crate) enum Factor {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
     Totp,
     RecoveryCode,
     Passkey,
 }
 
 impl Factor {
-    fn name(self) -> &'static str {
+    /// As audit metadata and `login.success`'s `method` name it.
+    pub fn name(self) -> &'static str {
         match self {
             Factor::Totp => "totp",
             Factor::RecoveryCode => "recovery_code",
@@ -74,22 +76,6 @@ impl Factor {
             Factor::Totp => MfaMethod::Totp,
             Factor::RecoveryCode => MfaMethod::RecoveryCode,
             Factor::Passkey => MfaMethod::Webauthn,
-        }
-    }
-
-    fn success_event(self) -> AuditEvent {
-        match self {
-            Factor::Totp => AuditEvent::MfaTotpSuccess,
-            Factor::RecoveryCode => AuditEvent::MfaRecoveryCodeUsed,
-            Factor::Passkey => AuditEvent::MfaWebauthnSuccess,
-        }
-    }
-
-    fn failure_event(self) -> AuditEvent {
-        match self {
-            Factor::Totp => AuditEvent::MfaTotpFailure,
-            Factor::RecoveryCode => AuditEvent::MfaRecoveryCodeFailure,
-            Factor::Passkey => AuditEvent::MfaWebauthnFailure,
         }
     }
 }
@@ -218,19 +204,9 @@ impl Mfa {
             return Ok(());
         }
         // Audited once per minute per session, then on the 10th, 100th, … repeat.
-        if let Some(count) = self
-            .abuse
-            .audit_repeat(session.id, AuditEvent::StepUpRequired)
-            .await?
-        {
-            let mut metadata = json!({"session_id": session.id});
-            if count > 1 {
-                metadata["repeats"] = json!(count);
-            }
-            let mut uow = self.db.begin().await?;
-            uow.audit(ctx.record(AuditEvent::StepUpRequired, Some(session.user_id), metadata));
-            uow.commit().await?;
-        }
+        self.abuse
+            .audit_repeat(session, RepeatedRefusal::StepUp, ctx)
+            .await?;
         Err(ServiceError::StepUpRequired {
             max_age_secs: self.step_up_max_age.as_secs(),
             methods: methods(&factors),
@@ -249,13 +225,12 @@ impl Mfa {
         session: &CurrentSession,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        let mut uow = self.db.begin().await?;
-        uow.audit(ctx.record(
-            AuditEvent::StepUpSuccess,
-            Some(session.user_id),
-            json!({"session_id": session.id, "action": "step_up.confirm"}),
-        ));
-        uow.commit().await?;
+        let event = AuditEvent::StepUpConfirmed {
+            session_id: session.id,
+        };
+        self.db
+            .audit_only(ctx.record(event, Some(session.user_id)))
+            .await?;
         Ok(())
     }
 
@@ -277,9 +252,12 @@ impl Mfa {
         ctx: &RequestContext,
     ) -> ServiceResult<MfaOutcome> {
         uow.audit(ctx.record(
-            factor.success_event(),
+            AuditEvent::FactorUsed {
+                factor,
+                session_id: session.id,
+                step: FactorStep::Session(session.state),
+            },
             Some(user.id),
-            json!({"session_id": session.id, "step": session.state.as_str()}),
         ));
         match session.state {
             SessionState::MfaPending => {
@@ -293,9 +271,11 @@ impl Mfa {
                 // A completed login has seen the factor review (if any): it ends here.
                 users::set_factor_review(uow.conn(), user.id, None).await?;
                 uow.audit(ctx.record(
-                    AuditEvent::LoginSuccess,
+                    AuditEvent::LoginSuccess {
+                        session_id: issued.id,
+                        method: LoginMethod::PasswordAnd(factor),
+                    },
                     Some(user.id),
-                    json!({"method": format!("password+{}", factor.name()), "session_id": issued.id}),
                 ));
                 uow.commit().await?;
                 // Only a completed login resets the failure count.
@@ -308,9 +288,11 @@ impl Mfa {
                     .mark_mfa_verified(&mut uow, session, factor.method())
                     .await?;
                 uow.audit(ctx.record(
-                    AuditEvent::StepUpSuccess,
+                    AuditEvent::StepUpSuccess {
+                        session_id: session.id,
+                        factor,
+                    },
                     Some(user.id),
-                    json!({"session_id": session.id, "method": factor.name()}),
                 ));
                 uow.commit().await?;
                 self.sessions.refresh_cache(&session.token_hash).await?;
@@ -325,19 +307,15 @@ impl Mfa {
         &self,
         user: &UserRow,
         factor: Factor,
-        reason: &str,
+        reason: CodeFailure,
         attempt: &Attempt,
         ctx: &RequestContext,
-        extra_notice: Option<(&'static str, &str, &str)>,
+        extra_notice: Option<Notice>,
     ) -> ServiceResult<()> {
         let mut uow = self.db.begin().await?;
-        uow.audit(ctx.record(
-            factor.failure_event(),
-            Some(user.id),
-            json!({"reason": reason, "factor": factor.name()}),
-        ));
-        if let Some((kind, subject, body)) = extra_notice {
-            uow.email(self.templates.notice(&user.email, kind, subject, body));
+        uow.audit(ctx.record(AuditEvent::CodeFailure { factor, reason }, Some(user.id)));
+        if let Some(notice) = extra_notice {
+            uow.email(self.templates.notice(&user.email, notice));
         }
         self.abuse
             .note_failure(&mut uow, Some(user), attempt, &self.templates, ctx);
@@ -382,16 +360,13 @@ impl Mfa {
         let mut uow = self.db.begin().await?;
         let codes = self.issue_recovery_codes(&mut uow, session.user_id).await?;
         uow.audit(ctx.record(
-            AuditEvent::MfaRecoveryCodesRegenerated,
+            AuditEvent::MfaRecoveryCodesRegenerated { count: codes.len() },
             Some(session.user_id),
-            json!({"count": codes.len()}),
         ));
-        uow.email(self.templates.notice(
-            &session.email,
-            "recovery_codes_regenerated",
-            "new recovery codes were created",
-            "A new set of recovery codes was created for your account; the old codes no longer work.",
-        ));
+        uow.email(
+            self.templates
+                .notice(&session.email, Notice::RecoveryCodesRegenerated),
+        );
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok(codes)
@@ -430,7 +405,7 @@ impl Mfa {
             self.fail(
                 &user,
                 Factor::RecoveryCode,
-                "wrong_recovery_code",
+                CodeFailure::WrongRecoveryCode,
                 &attempt,
                 ctx,
                 None,
@@ -440,12 +415,9 @@ impl Mfa {
         }
         uow.email(self.templates.notice(
             &user.email,
-            "recovery_code_used",
-            "a recovery code was used",
-            &format!(
-                "A recovery code was used to sign in to your account. {} code(s) are left.",
-                factors.recovery_codes_left - 1
-            ),
+            Notice::RecoveryCodeUsed {
+                left: factors.recovery_codes_left - 1,
+            },
         ));
         self.succeed(uow, session, user, Factor::RecoveryCode, attempt, ctx)
             .await

@@ -20,7 +20,10 @@ use webauthn_rs::prelude::{
 use super::{Factor, Mfa, MfaOutcome};
 use crate::configuration::Settings;
 use crate::domain::{EmailAddress, MfaMethod, Millis, millis_to_rfc3339, now_millis};
-use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::audit::{
+    AuditEvent, FactorStep, LoginFailure, LoginMethod, PasskeyFailure, RequestContext,
+};
+use crate::services::email::Notice;
 use crate::services::error::{ServiceError, ServiceResult};
 use crate::services::sessions::{CurrentSession, SessionState};
 use crate::storage::db::mfa::{self as factors_db, WebauthnRow};
@@ -134,15 +137,15 @@ fn well_formed(type_: &str, id: &str, raw_id: &[u8]) -> bool {
 }
 
 /// Why an assertion failed, for the audit record (never shown to the client).
-fn failure_reason(error: &WebauthnError) -> &'static str {
+fn failure_reason(error: &WebauthnError) -> PasskeyFailure {
     match error {
-        WebauthnError::CredentialPossibleCompromise => "counter_regression",
-        WebauthnError::InvalidRPOrigin => "wrong_origin",
-        WebauthnError::InvalidRPIDHash => "wrong_rp_id",
-        WebauthnError::MismatchedChallenge => "wrong_challenge",
-        WebauthnError::UserNotVerified => "user_not_verified",
-        WebauthnError::CredentialNotFound => "unknown_credential",
-        _ => "verification_failed",
+        WebauthnError::CredentialPossibleCompromise => PasskeyFailure::CounterRegression,
+        WebauthnError::InvalidRPOrigin => PasskeyFailure::WrongOrigin,
+        WebauthnError::InvalidRPIDHash => PasskeyFailure::WrongRpId,
+        WebauthnError::MismatchedChallenge => PasskeyFailure::WrongChallenge,
+        WebauthnError::UserNotVerified => PasskeyFailure::UserNotVerified,
+        WebauthnError::CredentialNotFound => PasskeyFailure::UnknownCredential,
+        _ => PasskeyFailure::VerificationFailed,
     }
 }
 
@@ -281,13 +284,13 @@ impl Mfa {
         {
             Ok(passkey) => passkey,
             Err(error) => {
-                let mut uow = self.db.begin().await?;
-                uow.audit(ctx.record(
-                    AuditEvent::MfaWebauthnFailure,
-                    Some(session.user_id),
-                    json!({"reason": failure_reason(&error), "step": "registration"}),
-                ));
-                uow.commit().await?;
+                let event = AuditEvent::MfaWebauthnFailure {
+                    reason: failure_reason(&error),
+                    during_registration: true,
+                };
+                self.db
+                    .audit_only(ctx.record(event, Some(session.user_id)))
+                    .await?;
                 return Err(ServiceError::WebauthnFailed {
                     during_registration: true,
                 });
@@ -330,20 +333,17 @@ impl Mfa {
             Vec::new()
         };
         uow.audit(ctx.record(
-            AuditEvent::MfaWebauthnRegistered,
+            AuditEvent::MfaWebauthnRegistered {
+                credential: row.id,
+                name: row.name.clone(),
+                recovery_codes_issued: first_factor,
+            },
             Some(session.user_id),
-            json!({"credential": row.id, "name": row.name, "recovery_codes_issued": first_factor}),
         ));
-        // The notice never echoes the name: it is chosen by whoever holds the session.
-        uow.email(self.templates.notice(
-            &session.email,
-            "passkey_added",
-            "a passkey was added",
-            &format!(
-                "A passkey was added to your account on {}.",
-                millis_to_rfc3339(now)
-            ),
-        ));
+        uow.email(
+            self.templates
+                .notice(&session.email, Notice::PasskeyAdded { at: now }),
+        );
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok((PasskeyView::from(&row), recovery_codes))
@@ -457,9 +457,11 @@ impl Mfa {
             Err((user_id, reason)) => {
                 let mut uow = self.db.begin().await?;
                 uow.audit(ctx.record(
-                    AuditEvent::MfaWebauthnFailure,
+                    AuditEvent::MfaWebauthnFailure {
+                        reason,
+                        during_registration: false,
+                    },
                     user_id.or(session.map(|s| s.user_id)),
-                    json!({"reason": reason}),
                 ));
                 if let (Some(user), Some(attempt)) = (&session_user, &attempt) {
                     self.abuse
@@ -510,21 +512,21 @@ impl Mfa {
         &self,
         ceremony: Ceremony,
         credential: &PublicKeyCredential,
-    ) -> Result<(WebauthnRow, AuthenticationResult), (Option<Uuid>, &'static str)> {
+    ) -> Result<(WebauthnRow, AuthenticationResult), (Option<Uuid>, PasskeyFailure)> {
         let credential_id = URL_SAFE_NO_PAD.encode(credential.get_credential_id());
         let row = factors_db::webauthn_by_credential_id(self.db.connection(), &credential_id)
             .await
-            .map_err(|_| (ceremony.user_id, "storage_error"))?
-            .ok_or((ceremony.user_id, "unknown_credential"))?;
+            .map_err(|_| (ceremony.user_id, PasskeyFailure::StorageError))?
+            .ok_or((ceremony.user_id, PasskeyFailure::UnknownCredential))?;
         if ceremony
             .user_id
             .is_some_and(|expected| expected != row.user_id)
         {
-            return Err((ceremony.user_id, "credential_of_another_user"));
+            return Err((ceremony.user_id, PasskeyFailure::CredentialOfAnotherUser));
         }
         let stored = self
             .open_passkey(&row)
-            .map_err(|_| (Some(row.user_id), "unreadable_credential"))?;
+            .map_err(|_| (Some(row.user_id), PasskeyFailure::UnreadableCredential))?;
         let result = match ceremony.state {
             CeremonyState::Authentication(state) => self
                 .webauthn
@@ -537,20 +539,22 @@ impl Mfa {
                     Ok((handle, _)) if handle == row.user_id => self
                         .webauthn
                         .finish_discoverable_authentication_v2(credential, state, &stored),
-                    _ => return Err((Some(row.user_id), "wrong_user_handle")),
+                    _ => return Err((Some(row.user_id), PasskeyFailure::WrongUserHandle)),
                 }
             }
-            CeremonyState::Registration(_) => return Err((Some(row.user_id), "wrong_ceremony")),
+            CeremonyState::Registration(_) => {
+                return Err((Some(row.user_id), PasskeyFailure::WrongCeremony));
+            }
         };
         let result = result.map_err(|e| (Some(row.user_id), failure_reason(&e)))?;
         // The ceremony compared against the state at its start; compare against now too,
         // so a cloned authenticator cannot slip between two concurrent ceremonies.
         let counter = i64::from(result.counter());
         if (counter > 0 || row.sign_count > 0) && counter <= row.sign_count {
-            return Err((Some(row.user_id), "counter_regression"));
+            return Err((Some(row.user_id), PasskeyFailure::CounterRegression));
         }
         if !result.user_verified() {
-            return Err((Some(row.user_id), "user_not_verified"));
+            return Err((Some(row.user_id), PasskeyFailure::UserNotVerified));
         }
         Ok((row, result))
     }
@@ -572,13 +576,11 @@ impl Mfa {
                 })?;
         if user.disabled {
             drop(uow);
-            let mut audit = self.db.begin().await?;
-            audit.audit(ctx.record(
-                AuditEvent::LoginFailure,
-                Some(user.id),
-                json!({"reason": "account_disabled", "method": "passkey"}),
-            ));
-            audit.commit().await?;
+            let event = AuditEvent::LoginFailure {
+                reason: LoginFailure::AccountDisabled,
+                by_passkey: true,
+            };
+            self.db.audit_only(ctx.record(event, Some(user.id))).await?;
             return Err(ServiceError::AccountDisabled);
         }
         let session = self
@@ -594,14 +596,19 @@ impl Mfa {
         // A completed login has seen the factor review (if any): it ends here.
         users::set_factor_review(uow.conn(), user.id, None).await?;
         uow.audit(ctx.record(
-            AuditEvent::MfaWebauthnSuccess,
+            AuditEvent::FactorUsed {
+                factor: Factor::Passkey,
+                session_id: session.id,
+                step: FactorStep::Passwordless,
+            },
             Some(user.id),
-            json!({"session_id": session.id, "step": "passwordless"}),
         ));
         uow.audit(ctx.record(
-            AuditEvent::LoginSuccess,
+            AuditEvent::LoginSuccess {
+                session_id: session.id,
+                method: LoginMethod::Passkey,
+            },
             Some(user.id),
-            json!({"method": "passkey", "session_id": session.id}),
         ));
         uow.commit().await?;
         self.abuse.clear(&user.email).await?;
@@ -632,9 +639,8 @@ impl Mfa {
             .await?
             .ok_or(ServiceError::NotFound)?;
         uow.audit(ctx.record(
-            AuditEvent::MfaWebauthnRenamed,
+            AuditEvent::MfaWebauthnRenamed { credential: id },
             Some(session.user_id),
-            json!({"credential": id}),
         ));
         uow.commit().await?;
         Ok(PasskeyView::from(&row))
@@ -653,16 +659,13 @@ impl Mfa {
         self.drop_recovery_codes_if_last(&mut uow, session.user_id)
             .await?;
         uow.audit(ctx.record(
-            AuditEvent::MfaWebauthnDeleted,
+            AuditEvent::MfaWebauthnDeleted { credential: id },
             Some(session.user_id),
-            json!({"credential": id}),
         ));
-        uow.email(self.templates.notice(
-            &session.email,
-            "passkey_removed",
-            "a passkey was removed",
-            "A passkey was removed from your account.",
-        ));
+        uow.email(
+            self.templates
+                .notice(&session.email, Notice::PasskeyRemoved),
+        );
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok(())

@@ -1,11 +1,11 @@
 //! TOTP (RFC 6238: SHA-1, 6 digits, 30 s, ±1 step): setup, verify, disable.
 
-use serde_json::json;
 use totp_rs::{Algorithm, Builder, Totp};
 
 use super::{Factor, Mfa, MfaOutcome};
 use crate::domain::{MfaMethod, now_millis};
-use crate::services::audit::{AuditEvent, RequestContext};
+use crate::services::audit::{AuditEvent, CodeFailure, RequestContext};
+use crate::services::email::Notice;
 use crate::services::error::{ServiceError, ServiceResult};
 use crate::services::sessions::{CurrentSession, SessionState};
 use crate::storage::db::mfa as factors_db;
@@ -81,11 +81,7 @@ impl Mfa {
             now_millis(),
         )
         .await?;
-        uow.audit(ctx.record(
-            AuditEvent::MfaTotpSetupStarted,
-            Some(session.user_id),
-            json!({}),
-        ));
+        uow.audit(ctx.record(AuditEvent::MfaTotpSetupStarted, Some(session.user_id)));
         uow.commit().await?;
         Ok(TotpSetup {
             secret: totp.secret().to_base32(),
@@ -130,26 +126,28 @@ impl Mfa {
         let now = now_millis();
         let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
         let Some(step) = totp.check(&code, (now / 1000) as u64) else {
-            self.fail(&user, Factor::Totp, "wrong_code", &attempt, ctx, None)
-                .await?;
+            self.fail(
+                &user,
+                Factor::Totp,
+                CodeFailure::WrongCode,
+                &attempt,
+                ctx,
+                None,
+            )
+            .await?;
             return Err(ServiceError::InvalidMfaCode);
         };
         let mut uow = self.db.begin().await?;
         let enable_at = enrolling.then_some(now);
         if !factors_db::consume_totp_step(uow.conn(), user.id, step as i64, enable_at).await? {
             drop(uow);
-            let notice = (
-                "totp_replayed",
-                "a sign-in code was reused",
-                "Someone entered a sign-in code from your authenticator app that had already been used. If this was not you, someone may know your password and have seen a code: change your password.",
-            );
             self.fail(
                 &user,
                 Factor::Totp,
-                "replayed_code",
+                CodeFailure::ReplayedCode,
                 &attempt,
                 ctx,
-                Some(notice),
+                Some(Notice::TotpReplayed),
             )
             .await?;
             return Err(ServiceError::InvalidMfaCode);
@@ -176,16 +174,12 @@ impl Mfa {
             Vec::new()
         };
         uow.audit(ctx.record(
-            AuditEvent::MfaTotpEnabled,
+            AuditEvent::MfaTotpEnabled {
+                recovery_codes_issued: !recovery_codes.is_empty(),
+            },
             Some(user.id),
-            json!({"recovery_codes_issued": !recovery_codes.is_empty()}),
         ));
-        uow.email(self.templates.notice(
-            &user.email,
-            "totp_enabled",
-            "two-step sign-in was turned on",
-            "An authenticator app was set up for two-step sign-in on your account.",
-        ));
+        uow.email(self.templates.notice(&user.email, Notice::TotpEnabled));
         uow.commit().await?;
         self.sessions.refresh_user(user.id).await?;
         self.abuse.release(attempt).await?;
@@ -209,17 +203,8 @@ impl Mfa {
         factors_db::delete_totp(uow.conn(), session.user_id).await?;
         self.drop_recovery_codes_if_last(&mut uow, session.user_id)
             .await?;
-        uow.audit(ctx.record(
-            AuditEvent::MfaTotpDisabled,
-            Some(session.user_id),
-            json!({}),
-        ));
-        uow.email(self.templates.notice(
-            &session.email,
-            "totp_disabled",
-            "two-step sign-in with an authenticator app was turned off",
-            "The authenticator app was removed from two-step sign-in on your account.",
-        ));
+        uow.audit(ctx.record(AuditEvent::MfaTotpDisabled, Some(session.user_id)));
+        uow.email(self.templates.notice(&session.email, Notice::TotpDisabled));
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok(())

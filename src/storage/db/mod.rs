@@ -115,6 +115,14 @@ impl Database {
             emails: Vec::new(),
         })
     }
+
+    /// An event that changes nothing but the audit trail (a refusal, a confirmation):
+    /// its record, appended in a transaction of its own.
+    pub async fn audit_only(&self, record: audit::NewAuditRecord) -> StorageResult<()> {
+        let mut uow = self.begin().await?;
+        uow.audit(record);
+        uow.commit().await
+    }
 }
 
 fn missing_audit_keys() -> StorageError {

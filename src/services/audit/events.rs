@@ -1,0 +1,797 @@
+//! The auditable events and what each records. The names and the metadata JSON are part
+//! of the contract (docs/API.md §4, §7) and of the hash chain: `name` and `details` are
+//! the one place they are spelled out, and the tests below pin them.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::domain::Role;
+use crate::services::mfa::Factor;
+use crate::services::sessions::SessionState;
+
+/// Every auditable event with the fields it records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// `user.registered`
+    UserRegistered(Registration),
+    /// `email.verification_sent`
+    EmailVerificationSent,
+    /// `email.verified`
+    EmailVerified,
+    /// `login.success`
+    LoginSuccess {
+        session_id: Uuid,
+        method: LoginMethod,
+    },
+    /// `login.failure`; `by_passkey` for a passwordless passkey login.
+    LoginFailure {
+        reason: LoginFailure,
+        by_passkey: bool,
+    },
+    /// `login.locked`
+    LoginLocked { lock_seconds: u64 },
+    /// `session.created`
+    SessionCreated {
+        session_id: Uuid,
+        state: SessionState,
+    },
+    /// `session.rotated`
+    SessionRotated { session_id: Uuid, reason: Rotation },
+    /// `session.logout`
+    SessionLogout { session_id: Uuid },
+    /// `session.revoked`
+    SessionRevoked {
+        session_id: Uuid,
+        reason: Revocation,
+    },
+    /// `csrf.failure` or `step_up.required`: the `repeats`-th refusal of its kind on
+    /// this session in the window (see `AbuseControl::audit_repeat`).
+    Refused {
+        session_id: Uuid,
+        refusal: RepeatedRefusal,
+        repeats: u64,
+    },
+    /// `rate_limit.exceeded` (the per-IP limit of the pre-authentication routes).
+    RateLimitExceeded { limit: u32, window_seconds: u64 },
+    /// `admin.user_updated`
+    AdminUserUpdated {
+        role: Change<Role>,
+        disabled: Change<bool>,
+        sessions_revoked: u64,
+    },
+    /// `admin.user_unlocked`
+    AdminUserUnlocked,
+    /// `mfa.challenge_issued`
+    MfaChallengeIssued {
+        session_id: Uuid,
+        methods: Vec<&'static str>,
+    },
+    /// `mfa.totp.setup_started`
+    MfaTotpSetupStarted,
+    /// `mfa.totp.enabled`
+    MfaTotpEnabled { recovery_codes_issued: bool },
+    /// `mfa.totp.disabled`
+    MfaTotpDisabled,
+    /// `mfa.totp.success`, `mfa.recovery_code.used` or `mfa.webauthn.success`.
+    FactorUsed {
+        factor: Factor,
+        session_id: Uuid,
+        step: FactorStep,
+    },
+    /// `mfa.totp.failure` or `mfa.recovery_code.failure`: a wrong code.
+    CodeFailure { factor: Factor, reason: CodeFailure },
+    /// `mfa.recovery_codes.regenerated`
+    MfaRecoveryCodesRegenerated { count: usize },
+    /// `mfa.webauthn.registered`
+    MfaWebauthnRegistered {
+        credential: Uuid,
+        name: String,
+        recovery_codes_issued: bool,
+    },
+    /// `mfa.webauthn.failure`: a ceremony that did not verify.
+    MfaWebauthnFailure {
+        reason: PasskeyFailure,
+        during_registration: bool,
+    },
+    /// `mfa.webauthn.deleted`
+    MfaWebauthnDeleted { credential: Uuid },
+    /// `mfa.webauthn.renamed` (extension: the account page renames passkeys)
+    MfaWebauthnRenamed { credential: Uuid },
+    /// `step_up.success` by `POST /auth/step-up/confirm` (freshness already proven).
+    StepUpConfirmed { session_id: Uuid },
+    /// `step_up.success` by a second factor on an active session.
+    StepUpSuccess { session_id: Uuid, factor: Factor },
+    /// `password.reset_requested`
+    PasswordResetRequested { account_found: bool },
+    /// `password.reset`
+    PasswordReset { sessions_revoked: u64 },
+    /// `password.changed`
+    PasswordChanged { sessions_revoked: u64 },
+}
+
+/// How an account came to be (or was found to exist already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// `POST /auth/register` created it.
+    Created,
+    /// `POST /auth/register` for a taken address (its owner is told).
+    AlreadyRegistered,
+    /// The CLI's `create-user`, verified and with a role.
+    Cli { role: Role },
+}
+
+/// How a login completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// The password alone; `rehashed` when its hash was upgraded on the way.
+    Password { rehashed: bool },
+    /// The password, then this second factor.
+    PasswordAnd(Factor),
+    /// A passkey with user verification (passwordless).
+    Passkey,
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFailure {
+    InvalidCredentials,
+    AccountLocked,
+    AccountDisabled,
+    EmailNotVerified,
+}
+
+/// Why a session got a new token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rotation {
+    MfaCompleted,
+    RoleChanged,
+}
+
+/// Why a session was ended by something other than its own logout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// The owner revoked this one session.
+    UserRequest,
+    /// The owner revoked every other session.
+    RevokeOthers,
+    AccountDisabled,
+    PasswordReset,
+    PasswordChanged,
+}
+
+/// A refusal that can repeat on one session, so it is audited on a log scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatedRefusal {
+    /// `csrf.failure`: the CSRF header was missing or wrong.
+    Csrf { header_present: bool },
+    /// `step_up.required`
+    StepUp,
+}
+
+impl RepeatedRefusal {
+    pub fn name(self) -> &'static str {
+        match self {
+            RepeatedRefusal::Csrf { .. } => "csrf.failure",
+            RepeatedRefusal::StepUp => "step_up.required",
+        }
+    }
+}
+
+/// The state a second factor was used in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorStep {
+    /// On a session in this state: pending (completing a login) or active (step-up).
+    Session(SessionState),
+    /// A passkey that was the whole login.
+    Passwordless,
+}
+
+/// Why a TOTP or recovery code was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeFailure {
+    WrongCode,
+    /// A TOTP code whose time step was already used.
+    ReplayedCode,
+    WrongRecoveryCode,
+}
+
+/// Why a WebAuthn ceremony failed (audited, never shown to the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasskeyFailure {
+    StorageError,
+    UnknownCredential,
+    CredentialOfAnotherUser,
+    UnreadableCredential,
+    WrongUserHandle,
+    WrongCeremony,
+    CounterRegression,
+    UserNotVerified,
+    WrongOrigin,
+    WrongRpId,
+    WrongChallenge,
+    VerificationFailed,
+}
+
+/// A value an admin changed (or left as it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Change<T> {
+    pub from: T,
+    pub to: T,
+}
+
+impl AuditEvent {
+    /// The event's name, exactly as docs/API.md §4 lists it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuditEvent::UserRegistered(_) => "user.registered",
+            AuditEvent::EmailVerificationSent => "email.verification_sent",
+            AuditEvent::EmailVerified => "email.verified",
+            AuditEvent::LoginSuccess { .. } => "login.success",
+            AuditEvent::LoginFailure { .. } => "login.failure",
+            AuditEvent::LoginLocked { .. } => "login.locked",
+            AuditEvent::SessionCreated { .. } => "session.created",
+            AuditEvent::SessionRotated { .. } => "session.rotated",
+            AuditEvent::SessionLogout { .. } => "session.logout",
+            AuditEvent::SessionRevoked { .. } => "session.revoked",
+            AuditEvent::Refused { refusal, .. } => refusal.name(),
+            AuditEvent::RateLimitExceeded { .. } => "rate_limit.exceeded",
+            AuditEvent::AdminUserUpdated { .. } => "admin.user_updated",
+            AuditEvent::AdminUserUnlocked => "admin.user_unlocked",
+            AuditEvent::MfaChallengeIssued { .. } => "mfa.challenge_issued",
+            AuditEvent::MfaTotpSetupStarted => "mfa.totp.setup_started",
+            AuditEvent::MfaTotpEnabled { .. } => "mfa.totp.enabled",
+            AuditEvent::MfaTotpDisabled => "mfa.totp.disabled",
+            AuditEvent::FactorUsed { factor, .. } => match factor {
+                Factor::Totp => "mfa.totp.success",
+                Factor::RecoveryCode => "mfa.recovery_code.used",
+                Factor::Passkey => "mfa.webauthn.success",
+            },
+            AuditEvent::CodeFailure { factor, .. } => match factor {
+                Factor::Totp => "mfa.totp.failure",
+                Factor::RecoveryCode => "mfa.recovery_code.failure",
+                Factor::Passkey => "mfa.webauthn.failure",
+            },
+            AuditEvent::MfaRecoveryCodesRegenerated { .. } => "mfa.recovery_codes.regenerated",
+            AuditEvent::MfaWebauthnRegistered { .. } => "mfa.webauthn.registered",
+            AuditEvent::MfaWebauthnFailure { .. } => "mfa.webauthn.failure",
+            AuditEvent::MfaWebauthnDeleted { .. } => "mfa.webauthn.deleted",
+            AuditEvent::MfaWebauthnRenamed { .. } => "mfa.webauthn.renamed",
+            AuditEvent::StepUpConfirmed { .. } | AuditEvent::StepUpSuccess { .. } => {
+                "step_up.success"
+            }
+            AuditEvent::PasswordResetRequested { .. } => "password.reset_requested",
+            AuditEvent::PasswordReset { .. } => "password.reset",
+            AuditEvent::PasswordChanged { .. } => "password.changed",
+        }
+    }
+
+    /// The record's `metadata`: a JSON object. Optional fields are left out, never null.
+    pub fn details(&self) -> Value {
+        match self {
+            AuditEvent::UserRegistered(Registration::Created) => json!({"outcome": "created"}),
+            AuditEvent::UserRegistered(Registration::AlreadyRegistered) => {
+                json!({"outcome": "already_registered"})
+            }
+            AuditEvent::UserRegistered(Registration::Cli { role }) => {
+                json!({"outcome": "created", "via": "cli", "role": role})
+            }
+            AuditEvent::EmailVerificationSent
+            | AuditEvent::EmailVerified
+            | AuditEvent::AdminUserUnlocked
+            | AuditEvent::MfaTotpSetupStarted
+            | AuditEvent::MfaTotpDisabled => json!({}),
+            AuditEvent::LoginSuccess { session_id, method } => match method {
+                LoginMethod::Password { rehashed } => {
+                    json!({"method": "password", "session_id": session_id, "rehashed": rehashed})
+                }
+                LoginMethod::PasswordAnd(factor) => json!({
+                    "method": format!("password+{}", factor.name()),
+                    "session_id": session_id,
+                }),
+                LoginMethod::Passkey => json!({"method": "passkey", "session_id": session_id}),
+            },
+            AuditEvent::LoginFailure { reason, by_passkey } => {
+                let mut details = json!({"reason": reason});
+                if *by_passkey {
+                    details["method"] = json!("passkey");
+                }
+                details
+            }
+            AuditEvent::LoginLocked { lock_seconds } => json!({"lock_seconds": lock_seconds}),
+            AuditEvent::SessionCreated { session_id, state } => {
+                json!({"session_id": session_id, "state": state.as_str()})
+            }
+            AuditEvent::SessionRotated { session_id, reason } => {
+                json!({"session_id": session_id, "reason": reason})
+            }
+            AuditEvent::SessionLogout { session_id } => json!({"session_id": session_id}),
+            AuditEvent::SessionRevoked { session_id, reason } => {
+                json!({"session_id": session_id, "reason": reason})
+            }
+            AuditEvent::Refused {
+                session_id,
+                refusal,
+                repeats,
+            } => {
+                let mut details = json!({"session_id": session_id});
+                if let RepeatedRefusal::Csrf { header_present } = refusal {
+                    details["header_present"] = json!(header_present);
+                }
+                // The first of a window stands alone; later ones say how many it stands for.
+                if *repeats > 1 {
+                    details["repeats"] = json!(repeats);
+                }
+                details
+            }
+            AuditEvent::RateLimitExceeded {
+                limit,
+                window_seconds,
+            } => json!({"scope": "auth", "limit": limit, "window_seconds": window_seconds}),
+            AuditEvent::AdminUserUpdated {
+                role,
+                disabled,
+                sessions_revoked,
+            } => json!({
+                "role": role,
+                "disabled": disabled,
+                "sessions_revoked": sessions_revoked,
+            }),
+            AuditEvent::MfaChallengeIssued {
+                session_id,
+                methods,
+            } => json!({"session_id": session_id, "methods": methods}),
+            AuditEvent::MfaTotpEnabled {
+                recovery_codes_issued,
+            } => json!({"recovery_codes_issued": recovery_codes_issued}),
+            AuditEvent::FactorUsed {
+                session_id, step, ..
+            } => {
+                let step = match step {
+                    FactorStep::Session(state) => state.as_str(),
+                    FactorStep::Passwordless => "passwordless",
+                };
+                json!({"session_id": session_id, "step": step})
+            }
+            AuditEvent::CodeFailure { factor, reason } => {
+                json!({"reason": reason, "factor": factor.name()})
+            }
+            AuditEvent::MfaRecoveryCodesRegenerated { count } => json!({"count": count}),
+            AuditEvent::MfaWebauthnRegistered {
+                credential,
+                name,
+                recovery_codes_issued,
+            } => json!({
+                "credential": credential,
+                "name": name,
+                "recovery_codes_issued": recovery_codes_issued,
+            }),
+            AuditEvent::MfaWebauthnFailure {
+                reason,
+                during_registration,
+            } => {
+                let mut details = json!({"reason": reason});
+                if *during_registration {
+                    details["step"] = json!("registration");
+                }
+                details
+            }
+            AuditEvent::MfaWebauthnDeleted { credential }
+            | AuditEvent::MfaWebauthnRenamed { credential } => json!({"credential": credential}),
+            AuditEvent::StepUpConfirmed { session_id } => {
+                json!({"session_id": session_id, "action": "step_up.confirm"})
+            }
+            AuditEvent::StepUpSuccess { session_id, factor } => {
+                json!({"session_id": session_id, "method": factor.name()})
+            }
+            AuditEvent::PasswordResetRequested { account_found } => {
+                json!({"account_found": account_found})
+            }
+            AuditEvent::PasswordReset { sessions_revoked }
+            | AuditEvent::PasswordChanged { sessions_revoked } => {
+                json!({"sessions_revoked": sessions_revoked})
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
+    const ID_JSON: &str = "01900000-0000-7000-8000-000000000001";
+
+    /// The name and the metadata exactly as the audit trail stores them (sorted keys).
+    fn written(event: AuditEvent) -> (String, String) {
+        (
+            event.name().to_owned(),
+            crate::storage::db::audit::canonical_json(&event.details()),
+        )
+    }
+
+    fn expect(event: AuditEvent, name: &str, metadata: &str) {
+        let metadata = metadata.replace("ID", ID_JSON);
+        assert_eq!(written(event), (name.to_owned(), metadata));
+    }
+
+    #[test]
+    fn account_events() {
+        expect(
+            AuditEvent::UserRegistered(Registration::Created),
+            "user.registered",
+            r#"{"outcome":"created"}"#,
+        );
+        expect(
+            AuditEvent::UserRegistered(Registration::AlreadyRegistered),
+            "user.registered",
+            r#"{"outcome":"already_registered"}"#,
+        );
+        expect(
+            AuditEvent::UserRegistered(Registration::Cli { role: Role::Admin }),
+            "user.registered",
+            r#"{"outcome":"created","role":"admin","via":"cli"}"#,
+        );
+        expect(
+            AuditEvent::EmailVerificationSent,
+            "email.verification_sent",
+            "{}",
+        );
+        expect(AuditEvent::EmailVerified, "email.verified", "{}");
+        expect(
+            AuditEvent::PasswordResetRequested {
+                account_found: false,
+            },
+            "password.reset_requested",
+            r#"{"account_found":false}"#,
+        );
+        expect(
+            AuditEvent::PasswordReset {
+                sessions_revoked: 2,
+            },
+            "password.reset",
+            r#"{"sessions_revoked":2}"#,
+        );
+        expect(
+            AuditEvent::PasswordChanged {
+                sessions_revoked: 0,
+            },
+            "password.changed",
+            r#"{"sessions_revoked":0}"#,
+        );
+    }
+
+    #[test]
+    fn login_events() {
+        expect(
+            AuditEvent::LoginSuccess {
+                session_id: ID,
+                method: LoginMethod::Password { rehashed: true },
+            },
+            "login.success",
+            r#"{"method":"password","rehashed":true,"session_id":"ID"}"#,
+        );
+        for (factor, method) in [
+            (Factor::Totp, "password+totp"),
+            (Factor::RecoveryCode, "password+recovery_code"),
+            (Factor::Passkey, "password+webauthn"),
+        ] {
+            expect(
+                AuditEvent::LoginSuccess {
+                    session_id: ID,
+                    method: LoginMethod::PasswordAnd(factor),
+                },
+                "login.success",
+                &format!(r#"{{"method":"{method}","session_id":"ID"}}"#),
+            );
+        }
+        expect(
+            AuditEvent::LoginSuccess {
+                session_id: ID,
+                method: LoginMethod::Passkey,
+            },
+            "login.success",
+            r#"{"method":"passkey","session_id":"ID"}"#,
+        );
+        for (reason, text) in [
+            (LoginFailure::InvalidCredentials, "invalid_credentials"),
+            (LoginFailure::AccountLocked, "account_locked"),
+            (LoginFailure::AccountDisabled, "account_disabled"),
+            (LoginFailure::EmailNotVerified, "email_not_verified"),
+        ] {
+            expect(
+                AuditEvent::LoginFailure {
+                    reason,
+                    by_passkey: false,
+                },
+                "login.failure",
+                &format!(r#"{{"reason":"{text}"}}"#),
+            );
+        }
+        expect(
+            AuditEvent::LoginFailure {
+                reason: LoginFailure::AccountDisabled,
+                by_passkey: true,
+            },
+            "login.failure",
+            r#"{"method":"passkey","reason":"account_disabled"}"#,
+        );
+        expect(
+            AuditEvent::LoginLocked { lock_seconds: 60 },
+            "login.locked",
+            r#"{"lock_seconds":60}"#,
+        );
+        expect(
+            AuditEvent::RateLimitExceeded {
+                limit: 10,
+                window_seconds: 60,
+            },
+            "rate_limit.exceeded",
+            r#"{"limit":10,"scope":"auth","window_seconds":60}"#,
+        );
+    }
+
+    #[test]
+    fn session_events() {
+        expect(
+            AuditEvent::SessionCreated {
+                session_id: ID,
+                state: SessionState::MfaPending,
+            },
+            "session.created",
+            r#"{"session_id":"ID","state":"mfa_pending"}"#,
+        );
+        for (reason, text) in [
+            (Rotation::MfaCompleted, "mfa_completed"),
+            (Rotation::RoleChanged, "role_changed"),
+        ] {
+            expect(
+                AuditEvent::SessionRotated {
+                    session_id: ID,
+                    reason,
+                },
+                "session.rotated",
+                &format!(r#"{{"reason":"{text}","session_id":"ID"}}"#),
+            );
+        }
+        expect(
+            AuditEvent::SessionLogout { session_id: ID },
+            "session.logout",
+            r#"{"session_id":"ID"}"#,
+        );
+        for (reason, text) in [
+            (Revocation::UserRequest, "user_request"),
+            (Revocation::RevokeOthers, "revoke_others"),
+            (Revocation::AccountDisabled, "account_disabled"),
+            (Revocation::PasswordReset, "password_reset"),
+            (Revocation::PasswordChanged, "password_changed"),
+        ] {
+            expect(
+                AuditEvent::SessionRevoked {
+                    session_id: ID,
+                    reason,
+                },
+                "session.revoked",
+                &format!(r#"{{"reason":"{text}","session_id":"ID"}}"#),
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_refusals() {
+        expect(
+            AuditEvent::Refused {
+                session_id: ID,
+                refusal: RepeatedRefusal::Csrf {
+                    header_present: false,
+                },
+                repeats: 1,
+            },
+            "csrf.failure",
+            r#"{"header_present":false,"session_id":"ID"}"#,
+        );
+        expect(
+            AuditEvent::Refused {
+                session_id: ID,
+                refusal: RepeatedRefusal::Csrf {
+                    header_present: true,
+                },
+                repeats: 10,
+            },
+            "csrf.failure",
+            r#"{"header_present":true,"repeats":10,"session_id":"ID"}"#,
+        );
+        expect(
+            AuditEvent::Refused {
+                session_id: ID,
+                refusal: RepeatedRefusal::StepUp,
+                repeats: 1,
+            },
+            "step_up.required",
+            r#"{"session_id":"ID"}"#,
+        );
+        expect(
+            AuditEvent::Refused {
+                session_id: ID,
+                refusal: RepeatedRefusal::StepUp,
+                repeats: 100,
+            },
+            "step_up.required",
+            r#"{"repeats":100,"session_id":"ID"}"#,
+        );
+    }
+
+    #[test]
+    fn admin_events() {
+        expect(
+            AuditEvent::AdminUserUpdated {
+                role: Change {
+                    from: Role::User,
+                    to: Role::Staff,
+                },
+                disabled: Change {
+                    from: false,
+                    to: true,
+                },
+                sessions_revoked: 3,
+            },
+            "admin.user_updated",
+            r#"{"disabled":{"from":false,"to":true},"role":{"from":"user","to":"staff"},"sessions_revoked":3}"#,
+        );
+        expect(AuditEvent::AdminUserUnlocked, "admin.user_unlocked", "{}");
+    }
+
+    #[test]
+    fn second_factor_events() {
+        expect(
+            AuditEvent::MfaChallengeIssued {
+                session_id: ID,
+                methods: vec!["totp", "webauthn", "recovery_code"],
+            },
+            "mfa.challenge_issued",
+            r#"{"methods":["totp","webauthn","recovery_code"],"session_id":"ID"}"#,
+        );
+        expect(
+            AuditEvent::MfaTotpSetupStarted,
+            "mfa.totp.setup_started",
+            "{}",
+        );
+        expect(
+            AuditEvent::MfaTotpEnabled {
+                recovery_codes_issued: true,
+            },
+            "mfa.totp.enabled",
+            r#"{"recovery_codes_issued":true}"#,
+        );
+        expect(AuditEvent::MfaTotpDisabled, "mfa.totp.disabled", "{}");
+        for (factor, name) in [
+            (Factor::Totp, "mfa.totp.success"),
+            (Factor::RecoveryCode, "mfa.recovery_code.used"),
+            (Factor::Passkey, "mfa.webauthn.success"),
+        ] {
+            expect(
+                AuditEvent::FactorUsed {
+                    factor,
+                    session_id: ID,
+                    step: FactorStep::Session(SessionState::Active),
+                },
+                name,
+                r#"{"session_id":"ID","step":"active"}"#,
+            );
+        }
+        expect(
+            AuditEvent::FactorUsed {
+                factor: Factor::Passkey,
+                session_id: ID,
+                step: FactorStep::Passwordless,
+            },
+            "mfa.webauthn.success",
+            r#"{"session_id":"ID","step":"passwordless"}"#,
+        );
+        for (factor, reason, name, text) in [
+            (
+                Factor::Totp,
+                CodeFailure::WrongCode,
+                "mfa.totp.failure",
+                r#"{"factor":"totp","reason":"wrong_code"}"#,
+            ),
+            (
+                Factor::Totp,
+                CodeFailure::ReplayedCode,
+                "mfa.totp.failure",
+                r#"{"factor":"totp","reason":"replayed_code"}"#,
+            ),
+            (
+                Factor::RecoveryCode,
+                CodeFailure::WrongRecoveryCode,
+                "mfa.recovery_code.failure",
+                r#"{"factor":"recovery_code","reason":"wrong_recovery_code"}"#,
+            ),
+        ] {
+            expect(AuditEvent::CodeFailure { factor, reason }, name, text);
+        }
+        expect(
+            AuditEvent::MfaRecoveryCodesRegenerated { count: 10 },
+            "mfa.recovery_codes.regenerated",
+            r#"{"count":10}"#,
+        );
+        expect(
+            AuditEvent::StepUpConfirmed { session_id: ID },
+            "step_up.success",
+            r#"{"action":"step_up.confirm","session_id":"ID"}"#,
+        );
+        expect(
+            AuditEvent::StepUpSuccess {
+                session_id: ID,
+                factor: Factor::RecoveryCode,
+            },
+            "step_up.success",
+            r#"{"method":"recovery_code","session_id":"ID"}"#,
+        );
+    }
+
+    #[test]
+    fn passkey_events() {
+        expect(
+            AuditEvent::MfaWebauthnRegistered {
+                credential: ID,
+                name: "Laptop".to_owned(),
+                recovery_codes_issued: false,
+            },
+            "mfa.webauthn.registered",
+            r#"{"credential":"ID","name":"Laptop","recovery_codes_issued":false}"#,
+        );
+        expect(
+            AuditEvent::MfaWebauthnRenamed { credential: ID },
+            "mfa.webauthn.renamed",
+            r#"{"credential":"ID"}"#,
+        );
+        expect(
+            AuditEvent::MfaWebauthnDeleted { credential: ID },
+            "mfa.webauthn.deleted",
+            r#"{"credential":"ID"}"#,
+        );
+        expect(
+            AuditEvent::MfaWebauthnFailure {
+                reason: PasskeyFailure::WrongOrigin,
+                during_registration: true,
+            },
+            "mfa.webauthn.failure",
+            r#"{"reason":"wrong_origin","step":"registration"}"#,
+        );
+        for (reason, text) in [
+            (PasskeyFailure::StorageError, "storage_error"),
+            (PasskeyFailure::UnknownCredential, "unknown_credential"),
+            (
+                PasskeyFailure::CredentialOfAnotherUser,
+                "credential_of_another_user",
+            ),
+            (
+                PasskeyFailure::UnreadableCredential,
+                "unreadable_credential",
+            ),
+            (PasskeyFailure::WrongUserHandle, "wrong_user_handle"),
+            (PasskeyFailure::WrongCeremony, "wrong_ceremony"),
+            (PasskeyFailure::CounterRegression, "counter_regression"),
+            (PasskeyFailure::UserNotVerified, "user_not_verified"),
+            (PasskeyFailure::WrongOrigin, "wrong_origin"),
+            (PasskeyFailure::WrongRpId, "wrong_rp_id"),
+            (PasskeyFailure::WrongChallenge, "wrong_challenge"),
+            (PasskeyFailure::VerificationFailed, "verification_failed"),
+        ] {
+            expect(
+                AuditEvent::MfaWebauthnFailure {
+                    reason,
+                    during_registration: false,
+                },
+                "mfa.webauthn.failure",
+                &format!(r#"{{"reason":"{text}"}}"#),
+            );
+        }
+    }
+}
