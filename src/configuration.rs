@@ -41,6 +41,10 @@ pub struct RateLimit {
     pub window: Duration,
 }
 
+/// The lowest `PASSWORD_MIN_LENGTH` a deployment may set: the OpenAPI document states it
+/// as every password's `minLength`.
+pub const PASSWORD_MIN_LENGTH_FLOOR: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct PasswordSettings {
     pub argon2_memory_kib: u32,
@@ -453,7 +457,7 @@ impl VarReader<'_> {
             banned_passwords_file: self.raw("BANNED_PASSWORDS_FILE").map(PathBuf::from),
             hashing_concurrency: self.parsed("PASSWORD_HASHING_CONCURRENCY", cores),
         };
-        if !(8..=128).contains(&password.min_length) {
+        if !(PASSWORD_MIN_LENGTH_FLOOR..=128).contains(&password.min_length) {
             self.errors
                 .push("PASSWORD_MIN_LENGTH: must be between 8 and 128".to_owned());
         }

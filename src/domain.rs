@@ -13,6 +13,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+/// The longest address SMTP can carry (RFC 5321 path limit less the angle brackets).
+pub const MAX_EMAIL_LEN: usize = 254;
+
 /// A normalised (trimmed, lower-case) email address that passed a syntax check. The
 /// `users.email` column holds one, checked again when a row is read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, DeriveValueType)]
@@ -69,7 +72,8 @@ impl EmailAddress {
         let safe_chars = email
             .chars()
             .all(|c| !c.is_whitespace() && !c.is_control() && !"<>()[]\\,;:\"".contains(c));
-        (valid_local && valid_domain && safe_chars && email.len() <= 254).then_some(Self(email))
+        (valid_local && valid_domain && safe_chars && email.len() <= MAX_EMAIL_LEN)
+            .then_some(Self(email))
     }
 
     pub fn as_str(&self) -> &str {

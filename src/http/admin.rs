@@ -15,13 +15,15 @@ use super::error_docs::{
     StaffReadErrors, error_responses,
 };
 use super::extract::{Admin, Authorized, ClientContext, Fresh, JsonBody, Staff};
-use crate::domain::Role;
 use crate::domain::parse_rfc3339_millis;
+use crate::domain::{MAX_EMAIL_LEN, Role};
 use crate::services::admin::{AdminUserView, UserChange, UserFilter};
 use crate::services::audit::{AuditEventView, AuditFilter};
 
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
+/// Event names are short snake_case words; a longer filter cannot match any.
+pub const MAX_EVENT_NAME_LEN: usize = 64;
 
 #[utoipa::path(
     get,
@@ -43,11 +45,22 @@ pub async fn ping(_: Authorized<Admin>) -> Json<CodeOnly> {
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    #[param(format = Uuid)]
     pub user_id: Option<String>,
+    /// An event name (e.g. `login_succeeded`); empty means any.
+    #[param(max_length = 64)]
     pub event: Option<String>,
+    /// RFC 3339; events at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
+    /// RFC 3339; events before it.
+    #[param(format = DateTime)]
     pub until: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub cursor: Option<String>,
+    /// Page size (default 50).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
 }
 
@@ -117,7 +130,7 @@ pub async fn audit(
     let event = query.event.filter(|e| !e.is_empty());
     if event
         .as_ref()
-        .is_some_and(|e| e.len() > 64 || e.contains('\0'))
+        .is_some_and(|e| e.len() > MAX_EVENT_NAME_LEN || e.contains('\0'))
     {
         return Err(ApiError::field("event", "must be an event name"));
     }
@@ -140,10 +153,18 @@ pub async fn audit(
 #[derive(Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsersQuery {
+    /// The start of the email address (case is ignored).
+    #[param(max_length = 254)]
     pub email: Option<String>,
+    #[param(value_type = Option<Role>)]
     pub role: Option<String>,
+    #[param(value_type = Option<bool>)]
     pub disabled: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
+    /// Page size (default 50).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
 }
 
@@ -200,7 +221,7 @@ pub async fn users(
     if query
         .email
         .as_ref()
-        .is_some_and(|e| e.len() > 254 || e.contains('\0'))
+        .is_some_and(|e| e.len() > MAX_EMAIL_LEN || e.contains('\0'))
     {
         return Err(ApiError::field(
             "email",
@@ -227,8 +248,11 @@ pub async fn users(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UserPatch {
+    #[schema(value_type = Option<Role>, nullable = false)]
     pub role: Option<String>,
+    #[schema(nullable = false)]
     pub disabled: Option<bool>,
 }
 
@@ -261,7 +285,7 @@ error_responses!(
     path = "/auth/admin/users/{id}",
     tag = "admin",
     summary = "Change a user's role or status (admin, fresh MFA); disabling ends their sessions",
-    params(("id" = String, Path, description = "User id (UUID)")),
+    params(("id" = Uuid, Path, description = "User id")),
     request_body = UserPatch,
     responses(
         (status = 200, description = "`user_updated`", body = UserUpdated),
@@ -303,7 +327,7 @@ pub async fn update_user(
     path = "/auth/admin/users/{id}/unlock",
     tag = "admin",
     summary = "Clear an account's lockout (staff, fresh MFA)",
-    params(("id" = String, Path, description = "User id (UUID)")),
+    params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "`user_unlocked`", body = CodeOnly),
         StaffFreshErrors,

@@ -20,19 +20,41 @@ use crate::domain::{EmailAddress, EnrolledFactor, Factors, Role, millis_to_rfc33
 use crate::services::accounts::Account;
 use crate::services::sessions::IssuedSession;
 
+// The `#[schema]` constraints below state what the handlers and services enforce, so
+// generated clients and contract tests send what the service accepts. Numbers must be
+// literals there; `openapi::tests` pins them to the constants the code checks against.
+
+/// A login. The password is only checked against the stored hash: no length rule here.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
+    /// Trimmed and lower-cased before use (`domain::EmailAddress`).
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     pub password: String,
 }
 
+/// A new account: the password must pass the policy (docs/API.md §4).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Registration {
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    /// At least `PASSWORD_MIN_LENGTH` characters (default 12, never below 8) and at most
+    /// 128, counted after NFKC normalisation; not banned, not guessable, not the email.
+    #[schema(min_length = 8, max_length = 128)]
+    pub password: String,
+}
+
+/// The email verification token (surrounding whitespace is ignored).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenBody {
+    #[schema(pattern = "^[A-Za-z0-9]{32}$")]
     pub token: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailBody {
+    /// Trimmed and lower-cased before use (`domain::EmailAddress`).
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -231,7 +253,7 @@ error_responses!(
     path = "/auth/register",
     tag = "registration",
     summary = "Register an account",
-    request_body = Credentials,
+    request_body = Registration,
     responses(
         (status = 201, description = "`verification_email_sent` — also when the email is taken (its owner gets a notice instead)", body = CodeOnly),
         RegisterErrors,
@@ -241,7 +263,7 @@ pub async fn register(
     _: PreAuthRateLimit,
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
-    JsonBody(body): JsonBody<Credentials>,
+    JsonBody(body): JsonBody<Registration>,
 ) -> ApiResult<impl IntoResponse> {
     let email = parse_email(&body.email)?;
     state

@@ -19,8 +19,18 @@ use super::extract::{
 use crate::services::mfa::MfaOutcome;
 use crate::services::mfa::totp::TotpVerified;
 
+/// A code from the authenticator app (RFC 6238: 6 digits; whitespace is ignored).
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct CodeBody {
+pub struct TotpCode {
+    #[schema(pattern = "^[0-9]{6}$")]
+    pub code: String,
+}
+
+/// One of the account's recovery codes: 16 base32 characters, as issued in groups of four
+/// (`abcd-efgh-ijkl-mnop`); case, whitespace and dashes are ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RecoveryCode {
+    #[schema(pattern = "^[A-Za-z2-7]{4}(-?[A-Za-z2-7]{4}){3}$")]
     pub code: String,
 }
 
@@ -140,7 +150,7 @@ error_responses!(
     path = "/auth/mfa/totp/verify",
     tag = "mfa",
     summary = "Verify a TOTP code (pending or active session)",
-    request_body = CodeBody,
+    request_body = TotpCode,
     responses(
         (status = 200, description = "`totp_enabled` with `recovery_codes` (finishing an enrollment; the first factor counts as a verification for the user's own sensitive actions, never for staff or admin routes), `login_ok` (mfa_pending session: rotated, new cookies and `csrf_token`), or `mfa_verified` (active session: step-up refreshed)", body = TotpAnswer),
         TotpVerifyErrors,
@@ -152,7 +162,7 @@ pub async fn totp_verify(
     ClientContext(ctx): ClientContext,
     AnySession(session): AnySession,
     jar: CookieJar,
-    JsonBody(body): JsonBody<CodeBody>,
+    JsonBody(body): JsonBody<TotpCode>,
 ) -> ApiResult<Response> {
     match state.mfa.totp_verify(&session, &body.code, &ctx).await? {
         TotpVerified::Enabled { recovery_codes } => Ok(Json(RecoveryCodes {
@@ -180,7 +190,7 @@ error_responses!(
     path = "/auth/mfa/recovery/verify",
     tag = "mfa",
     summary = "Use a recovery code (pending or active session)",
-    request_body = CodeBody,
+    request_body = RecoveryCode,
     responses(
         (status = 200, description = "`login_ok` (mfa_pending session) or `mfa_verified` (active session)", body = FactorAnswer),
         RecoveryVerifyErrors,
@@ -192,7 +202,7 @@ pub async fn recovery_verify(
     ClientContext(ctx): ClientContext,
     AnySession(session): AnySession,
     jar: CookieJar,
-    JsonBody(body): JsonBody<CodeBody>,
+    JsonBody(body): JsonBody<RecoveryCode>,
 ) -> ApiResult<Response> {
     let outcome = state
         .mfa

@@ -146,3 +146,93 @@ pub fn swagger_ui() -> axum::Router<super::AppState> {
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use crate::configuration::PASSWORD_MIN_LENGTH_FLOOR;
+    use crate::domain::MAX_EMAIL_LEN;
+    use crate::http::admin::{MAX_EVENT_NAME_LEN, MAX_PAGE};
+    use crate::services::accounts::{RESET_TOKEN_LEN, VERIFY_TOKEN_LEN};
+    use crate::services::mfa::{MAX_CEREMONY_ID_LEN, MAX_NAME_CHARS, RECOVERY_CODE_LEN};
+    use crate::services::passwords::MAX_PASSWORD_CHARS;
+
+    fn spec() -> Value {
+        serde_json::to_value(super::document()).unwrap()
+    }
+
+    fn property(spec: &Value, schema: &str, field: &str) -> Value {
+        spec["components"]["schemas"][schema]["properties"][field].clone()
+    }
+
+    fn query(spec: &Value, path: &str, name: &str) -> Value {
+        spec["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    }
+
+    /// `#[schema]` takes literals only: these keep the stated limits equal to the ones the
+    /// code enforces, so the document cannot promise what the service refuses.
+    #[test]
+    fn the_documented_limits_are_the_enforced_ones() {
+        let spec = spec();
+        for (schema, field) in [
+            ("Credentials", "email"),
+            ("Registration", "email"),
+            ("EmailBody", "email"),
+            ("LoginStart", "email"),
+        ] {
+            let email = property(&spec, schema, field);
+            assert_eq!(email["maxLength"], MAX_EMAIL_LEN, "{schema}.{field}");
+            assert_eq!(email["format"], "email", "{schema}.{field}");
+        }
+        for (schema, field) in [
+            ("Registration", "password"),
+            ("ResetConfirm", "new_password"),
+            ("PasswordChange", "new_password"),
+        ] {
+            let password = property(&spec, schema, field);
+            assert_eq!(password["minLength"], PASSWORD_MIN_LENGTH_FLOOR);
+            assert_eq!(password["maxLength"], MAX_PASSWORD_CHARS);
+        }
+        assert_eq!(
+            property(&spec, "TokenBody", "token")["pattern"],
+            format!("^[A-Za-z0-9]{{{VERIFY_TOKEN_LEN}}}$")
+        );
+        assert_eq!(
+            property(&spec, "ResetConfirm", "token")["pattern"],
+            format!("^[A-Za-z0-9_-]{{{RESET_TOKEN_LEN}}}$")
+        );
+        assert_eq!(
+            property(&spec, "RecoveryCode", "code")["pattern"],
+            format!(
+                "^[A-Za-z2-7]{{4}}(-?[A-Za-z2-7]{{4}}){{{}}}$",
+                RECOVERY_CODE_LEN / 4 - 1
+            )
+        );
+        assert_eq!(
+            property(&spec, "RegisterFinish", "name")["maxLength"],
+            MAX_NAME_CHARS
+        );
+        for schema in ["RegisterFinish", "LoginFinish"] {
+            let id = property(&spec, schema, "ceremony_id");
+            assert_eq!(id["maxLength"], MAX_CEREMONY_ID_LEN);
+        }
+        for path in ["/auth/admin/users", "/auth/admin/audit"] {
+            assert_eq!(query(&spec, path, "limit")["maximum"], MAX_PAGE);
+        }
+        assert_eq!(
+            query(&spec, "/auth/admin/audit", "event")["maxLength"],
+            MAX_EVENT_NAME_LEN
+        );
+        assert_eq!(
+            query(&spec, "/auth/admin/users", "email")["maxLength"],
+            MAX_EMAIL_LEN
+        );
+    }
+}

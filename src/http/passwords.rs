@@ -14,13 +14,19 @@ use super::extract::{ClientContext, FreshIfEnrolled, JsonBody, PreAuthRateLimit}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetConfirm {
+    /// The emailed token (surrounding whitespace is ignored).
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     pub token: String,
+    /// The password policy: see `Registration.password`.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     pub current_password: String,
+    /// The password policy: see `Registration.password`.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 

@@ -115,7 +115,7 @@ pub async fn revoke_others(
     path = "/auth/sessions/{id}",
     tag = "sessions",
     summary = "End one of the caller's sessions",
-    params(("id" = String, Path, description = "Public session id (UUID)")),
+    params(("id" = Uuid, Path, description = "Public session id")),
     responses(
         (status = 200, description = "`session_revoked`", body = CodeOnly),
         SessionErrors,

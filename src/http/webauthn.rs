@@ -24,7 +24,7 @@ use super::extract::{
     ActiveSession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, MaybeSession, OptionalJsonBody,
 };
 use super::mfa::{EnrollmentProof, factor_response};
-use crate::services::mfa::{CeremonyStart, PasskeyView};
+use crate::services::mfa::{CeremonyStart, MAX_NAME_CHARS, PasskeyView};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CeremonyOptions {
@@ -47,10 +47,14 @@ impl CeremonyOptions {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterFinish {
+    /// From `register/start`.
+    #[schema(min_length = 1, max_length = 128)]
     pub ceremony_id: String,
     /// The browser's `PublicKeyCredential` JSON (binary fields base64url).
     #[schema(value_type = Object)]
     pub credential: RegisterPublicKeyCredential,
+    /// A label for the list (control characters are removed).
+    #[schema(max_length = 64)]
     pub name: Option<String>,
 }
 
@@ -65,11 +69,15 @@ pub struct Registered {
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct LoginStart {
+    /// Without a session: the account to sign in to (omit for a discoverable passkey).
+    #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginFinish {
+    /// From `login/start`.
+    #[schema(min_length = 1, max_length = 128)]
     pub ceremony_id: String,
     /// The browser's `PublicKeyCredential` JSON (binary fields base64url).
     #[schema(value_type = Object)]
@@ -152,7 +160,11 @@ pub async fn register_finish(
     ActiveSession(session): ActiveSession,
     JsonBody(body): JsonBody<RegisterFinish>,
 ) -> ApiResult<impl IntoResponse> {
-    if body.name.as_ref().is_some_and(|n| n.chars().count() > 64) {
+    if body
+        .name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+    {
         return Err(ApiError::field("name", "must be at most 64 characters"));
     }
     let (credential, recovery_codes) = state
@@ -293,6 +305,7 @@ pub async fn list(
 pub struct RenamePasskey {
     /// The new name; control characters are removed and at most 64 characters kept (an
     /// empty name becomes "Passkey").
+    #[schema(max_length = 64)]
     pub name: String,
 }
 
@@ -346,7 +359,7 @@ pub async fn rename(
     path = "/auth/webauthn/credentials/{id}",
     tag = "passkeys",
     summary = "Delete a passkey (fresh MFA)",
-    params(("id" = String, Path, description = "Credential id from the list (UUID)")),
+    params(("id" = Uuid, Path, description = "Credential id from the list")),
     responses(
         (status = 200, description = "`webauthn_credential_deleted`", body = CodeOnly),
         FreshErrors,

@@ -20,10 +20,10 @@ use crate::storage::db::mfa as factors_db;
 use crate::storage::db::users::{self, NewUser, UserRow};
 use crate::storage::db::{Conn, Database, UnitOfWork};
 
-const VERIFY_TOKEN_LEN: usize = 32;
+pub const VERIFY_TOKEN_LEN: usize = 32;
 const VERIFY_TOKEN_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// Reset tokens: 256 random bits as 43 characters of base64url, valid for an hour.
-const RESET_TOKEN_LEN: usize = 43;
+pub const RESET_TOKEN_LEN: usize = 43;
 const RESET_TOKEN_TTL_MS: i64 = 60 * 60 * 1000;
 
 pub struct Accounts {

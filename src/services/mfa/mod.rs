@@ -17,7 +17,7 @@ use std::time::Duration;
 use uuid::Uuid;
 use webauthn_rs::Webauthn;
 
-pub use self::passkeys::{CeremonyStart, PasskeyView};
+pub use self::passkeys::{CeremonyStart, MAX_CEREMONY_ID_LEN, MAX_NAME_CHARS, PasskeyView};
 pub use self::totp::TotpSetup;
 use super::abuse::{AbuseControl, Attempt};
 use super::accounts::Account;
@@ -37,7 +37,7 @@ use crate::storage::store::Store;
 
 const RECOVERY_CODES: usize = 10;
 /// 16 characters of base32 (80 bits): too many to guess, short enough to type.
-const RECOVERY_CODE_LEN: usize = 16;
+pub const RECOVERY_CODE_LEN: usize = 16;
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// What a correct second factor did.

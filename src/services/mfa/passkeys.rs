@@ -30,7 +30,9 @@ use crate::storage::db::mfa::{self as factors_db, WebauthnRow};
 use crate::storage::db::users;
 
 const CEREMONY_TTL: Duration = Duration::from_secs(300);
-const MAX_NAME_CHARS: usize = 64;
+pub const MAX_NAME_CHARS: usize = 64;
+/// Ceremony ids are 43 characters; anything empty or over this is refused unread.
+pub const MAX_CEREMONY_ID_LEN: usize = 128;
 /// Length of the decoy credential id answered for an email without passkeys.
 const DECOY_ID_BYTES: usize = 32;
 
@@ -170,7 +172,7 @@ impl Mfa {
         id: &str,
         session: Option<&CurrentSession>,
     ) -> ServiceResult<Ceremony> {
-        if id.is_empty() || id.len() > 128 {
+        if id.is_empty() || id.len() > MAX_CEREMONY_ID_LEN {
             return Err(ServiceError::InvalidCeremony);
         }
         let raw = self
