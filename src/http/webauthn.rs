@@ -328,7 +328,7 @@ error_responses!(
     tag = "passkeys",
     summary = "Rename a passkey",
     description = "Extension (docs/API.md §10): the hosted account page lets people tell their passkeys apart. A session is enough: a name grants nothing. Audited as `mfa.webauthn.renamed`.",
-    params(("id" = String, Path, description = "Credential id from the list (UUID)")),
+    params(("id" = Uuid, Path, description = "Credential id from the list")),
     request_body = RenamePasskey,
     responses(
         (status = 200, description = "`webauthn_credential_renamed`", body = Renamed),

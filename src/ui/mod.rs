@@ -51,6 +51,7 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("/ui/sdk.d.ts", Route::Asset(Asset::SdkTypes)),
     ("/ui/pages.js", Route::Asset(Asset::PagesScript)),
     ("/ui/ui.css", Route::Asset(Asset::Stylesheet)),
+    ("/ui/base.css", Route::Asset(Asset::BaseStylesheet)),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +67,11 @@ pub enum Asset {
     Sdk,
     SdkTypes,
     PagesScript,
+    /// `ui.css`: the theme's when it has one, else the built-in one.
     Stylesheet,
+    /// The built-in stylesheet, always: a theme's `ui.css` can `@import "base.css"` and
+    /// change only what it needs (colours, fonts).
+    BaseStylesheet,
 }
 
 /// The routes of the hosted pages (GET only; other methods `405 method_not_allowed`).
@@ -126,6 +131,11 @@ async fn serve(
             Asset::Stylesheet => {
                 with_headers("text/css; charset=utf-8", pages.css().to_owned(), false)
             }
+            Asset::BaseStylesheet => with_headers(
+                "text/css; charset=utf-8",
+                pages::BUILT_IN_CSS.to_owned(),
+                false,
+            ),
         },
     }
 }

@@ -102,7 +102,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
 ];
 
-const BUILT_IN_CSS: &str = include_str!("../../assets/ui/ui.css");
+pub const BUILT_IN_CSS: &str = include_str!("../../assets/ui/ui.css");
 
 /// The rendered pages' source: templates, stylesheet and what the pages show of the settings.
 pub struct Pages {

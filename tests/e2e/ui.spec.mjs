@@ -13,7 +13,8 @@
 //   computed from the QR's secret) → sign out → sign in with password + TOTP → add a
 //   passkey (Chromium's virtual authenticator) → sign out → sign in with the passkey alone
 //   → a second browser signs in with a recovery code; the first signs it out → reset the
-//   forgotten password from the emailed link → sign in with the new password + passkey.
+//   forgotten password from the emailed link → sign in with the new password + passkey →
+//   a sensitive action once freshness expired opens the step-up prompt (TOTP).
 // On every page: axe-core finds no serious or critical violation, no request leaves the
 // origin, no script error, no Content-Security-Policy or Trusted Types violation. Plus: the
 // keyboard alone can sign in, the pages fit 360 px, German is chosen by Accept-Language.
@@ -152,6 +153,8 @@ async function startService(backend, mailbox, work) {
     ARGON2_ITERATIONS: '1',
     RATE_LIMIT_AUTH: '1000/600',
     OUTBOX_POLL_INTERVAL_MS: '100',
+    // Short, so the story can show the step-up prompt without waiting five minutes.
+    STEP_UP_MAX_AGE_SECONDS: '20',
     SMTP_HOST: '127.0.0.1',
     SMTP_PORT: String(mailbox.port),
     SMTP_TLS: 'none',
@@ -573,6 +576,20 @@ async function story(backend) {
     await page.getByRole('button', { name: 'Use a passkey' }).click();
     await me.expectPage('Your account', '/ui/account');
     await me.audit('signed-in-after-reset');
+    stepDone(step);
+
+    step = 'a sensitive action after freshness expired asks for a second factor';
+    // STEP_UP_MAX_AGE_SECONDS is 20 here: let the sign-in above grow stale.
+    await sleep(21_000);
+    await page.getByRole('button', { name: 'Create new recovery codes' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });
+    await dialog.waitFor();
+    await me.audit('step-up-dialog');
+    await dialog.getByLabel('Code from your authenticator app').fill(await freshTotp(secret, usedSteps));
+    await dialog.getByRole('button', { name: 'Verify' }).click();
+    await me.expectStatus('New recovery codes were created');
+    check((await page.locator('#recovery-list li').count()) === 10, 'ten new recovery codes shown');
+    check(!(await dialog.isVisible()), 'the dialog closed');
     stepDone(step);
 
     step = 'German, and 360 px wide';
