@@ -18,6 +18,8 @@ use super::error_docs::{
 use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody, PreAuthRateLimit};
 use crate::domain::{EmailAddress, EnrolledFactor, Factors, Role, millis_to_rfc3339};
 use crate::services::accounts::Account;
+use crate::services::audit::RequestContext;
+use crate::services::error::ServiceError;
 use crate::services::sessions::IssuedSession;
 
 // The `#[schema]` constraints below state what the handlers and services enforce, so
@@ -325,19 +327,32 @@ pub async fn resend_verification(
     JsonBody(body): JsonBody<EmailBody>,
 ) -> ApiResult<impl IntoResponse> {
     let email = parse_email(&body.email)?;
-    // Answered before any look-up, as a reset request is: neither the body nor the
-    // timing tells whether an unverified account exists.
+    Ok(answered_before_lookup(
+        "verification_email_sent",
+        ctx,
+        |ctx| async move { state.accounts.resend_verification(&email, &ctx).await },
+    ))
+}
+
+/// `202 code` at once, with the work done in the background: neither the body nor the
+/// timing may tell whether an account exists (verification resend, reset request).
+pub(super) fn answered_before_lookup<F, Fut>(
+    code: &'static str,
+    ctx: RequestContext,
+    work: F,
+) -> (StatusCode, Json<CodeOnly>)
+where
+    F: FnOnce(RequestContext) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ServiceError>> + Send + 'static,
+{
+    let request_id = ctx.request_id.clone();
+    let work = work(ctx);
     tokio::spawn(async move {
-        if let Err(error) = state.accounts.resend_verification(&email, &ctx).await {
-            tracing::error!(request_id = %ctx.request_id, %error, "verification resend failed");
+        if let Err(error) = work.await {
+            tracing::error!(%request_id, %error, code, "background work of a 202 answer failed");
         }
     });
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(CodeOnly {
-            code: "verification_email_sent",
-        }),
-    ))
+    (StatusCode::ACCEPTED, Json(CodeOnly { code }))
 }
 
 error_responses!(

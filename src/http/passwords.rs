@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::{CodeOnly, EmailBody, parse_email};
+use super::auth::{CodeOnly, EmailBody, answered_before_lookup, parse_email};
 use super::error::ApiResult;
 use super::error_docs::{ACTIVE, BODY, CSRF, PRE_AUTH, PreAuthErrors, STEP_UP, error_responses};
 use super::extract::{ClientContext, FreshIfEnrolled, JsonBody, PreAuthRateLimit};
@@ -57,16 +56,10 @@ pub async fn request_reset(
     JsonBody(body): JsonBody<EmailBody>,
 ) -> ApiResult<impl IntoResponse> {
     let email = parse_email(&body.email)?;
-    tokio::spawn(async move {
-        if let Err(error) = state.accounts.request_password_reset(&email, &ctx).await {
-            tracing::error!(request_id = %ctx.request_id, %error, "password reset request failed");
-        }
-    });
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(CodeOnly {
-            code: "reset_email_sent",
-        }),
+    Ok(answered_before_lookup(
+        "reset_email_sent",
+        ctx,
+        |ctx| async move { state.accounts.request_password_reset(&email, &ctx).await },
     ))
 }
 
