@@ -423,8 +423,9 @@ async function story(backend) {
     await me.expectStatus('Your email address is confirmed');
     stepDone(step);
 
-    step = 'sign in with the keyboard alone';
-    await me.goto('/ui/login');
+    step = 'sign in with the keyboard alone (a hostile return= is ignored)';
+    // The URL parser drops the tab: "/\t/evil.example" would be "//evil.example".
+    await me.goto('/ui/login?return=%2F%09%2Fevil.example%2Fsteal');
     await me.expectPage('Sign in', '/ui/login');
     await page.keyboard.press('Tab'); // the skip link
     check(await page.evaluate(() => document.activeElement?.classList.contains('skip-link')), 'the first Tab reaches the skip link');
@@ -435,6 +436,7 @@ async function story(backend) {
     await page.keyboard.type(PASSWORD);
     await page.keyboard.press('Enter');
     await me.expectPage('Your account', '/ui/account');
+    check(new URL(page.url()).origin === service.baseUrl, `stayed on the service: ${page.url()}`);
     await page.locator('#profile-email', { hasText: email }).waitFor();
     await me.audit('account');
     stepDone(step);

@@ -56,11 +56,25 @@ function date(iso) {
     const parsed = new Date(iso);
     return Number.isNaN(parsed.getTime()) ? iso : dateFormat.format(parsed);
 }
-/** Where to go after signing in: a same-origin path from `?return=`, else the account page. */
+/**
+ * Where to go after signing in: `?return=` when it resolves to this origin, else the
+ * account page. Resolved the way the browser will resolve it (the URL parser drops tabs
+ * and newlines, so a string test such as "starts with one slash" can be fooled by
+ * `/\t/evil.example`), then compared by origin.
+ */
 function returnTarget() {
-    const target = new URLSearchParams(location.search).get("return") ?? "";
-    const safe = target.startsWith("/") && !target.startsWith("//") && !target.includes("\\");
-    return safe ? target : "/ui/account";
+    const fallback = "/ui/account";
+    const target = new URLSearchParams(location.search).get("return");
+    if (!target)
+        return fallback;
+    let url;
+    try {
+        url = new URL(target, location.origin);
+    }
+    catch {
+        return fallback;
+    }
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : fallback;
 }
 function go(path) {
     location.assign(path);

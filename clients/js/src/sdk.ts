@@ -181,7 +181,9 @@ export class AuthClient {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: "same-origin",
+        // The service's own origin by default; with a baseUrl (a front end listed in
+        // FRONTEND_ORIGINS) the session cookie must travel cross-origin too.
+        credentials: this.baseUrl ? "include" : "same-origin",
       });
     } catch (error) {
       return failure(0, "network_error", describe(error, "The service could not be reached."));

@@ -18,7 +18,13 @@ import {
 function scripted(...answers) {
   const calls = [];
   const fetch = async (url, init) => {
-    calls.push({ url, method: init.method, headers: init.headers, body: init.body && JSON.parse(init.body) });
+    calls.push({
+      url,
+      method: init.method,
+      headers: init.headers,
+      credentials: init.credentials,
+      body: init.body && JSON.parse(init.body),
+    });
     const next = answers.shift();
     if (!next) throw new Error(`unexpected request ${init.method} ${url}`);
     if (next instanceof Error) throw next;
@@ -149,10 +155,13 @@ test("network failures and non-JSON answers are failures with status 0 or the st
   assert.deepEqual([html.ok, html.status, html.code], [false, 502, "invalid_response"]);
 });
 
-test("baseUrl is prefixed, with no doubled slash", async () => {
-  const { fetch, calls } = scripted([200, { code: "ok" }]);
+test("baseUrl is prefixed, with no doubled slash, and cookies go with the call", async () => {
+  const { fetch, calls } = scripted([200, { code: "ok" }], [200, { code: "ok" }]);
   await new AuthClient({ fetch, baseUrl: "https://auth.example/", cookies: () => "" }).sessions();
   assert.equal(calls[0].url, "https://auth.example/auth/sessions");
+  assert.equal(calls[0].credentials, "include");
+  await new AuthClient({ fetch, cookies: () => "" }).sessions();
+  assert.equal(calls[1].credentials, "same-origin");
 });
 
 test("base64url round-trips every byte value, without padding", () => {
