@@ -28,6 +28,14 @@ pub enum Lang {
 impl Lang {
     pub const ALL: [Lang; 2] = [Lang::En, Lang::De];
 
+    /// Position in `Lang::ALL`.
+    pub fn index(self) -> usize {
+        match self {
+            Lang::En => 0,
+            Lang::De => 1,
+        }
+    }
+
     /// The `lang` attribute of the page.
     pub fn tag(self) -> &'static str {
         match self {

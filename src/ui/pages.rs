@@ -107,6 +107,9 @@ pub const BUILT_IN_CSS: &str = include_str!("../../assets/ui/ui.css");
 /// The rendered pages' source: templates, stylesheet and what the pages show of the settings.
 pub struct Pages {
     env: Environment<'static>,
+    /// The texts the page script shows, per language (`Lang::ALL` order): built once,
+    /// not on every page view.
+    script_texts: Vec<std::collections::HashMap<&'static str, String>>,
     css: String,
     product: String,
     password_min_length: usize,
@@ -145,6 +148,7 @@ impl Pages {
         };
         let pages = Self {
             env,
+            script_texts: Lang::ALL.iter().map(|lang| lang.script_texts()).collect(),
             css,
             product: settings.rp_name.clone(),
             password_min_length: settings.password.min_length,
@@ -178,7 +182,7 @@ impl Pages {
             product => self.product.clone(),
             password_min_length => self.password_min_length,
             token => token,
-            script_text => lang.script_texts(),
+            script_text => self.script_texts.get(lang.index()),
         })
     }
 }
