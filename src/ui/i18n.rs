@@ -172,6 +172,22 @@ const SCRIPT_TEXTS: &[(&str, &[&str])] = &[
     ("reason-banned", &[]),
     ("reason-too_guessable", &[]),
     ("reason-contains_email", &[]),
+    // The login and consent step of an OAuth authorization request (docs/API.md §8).
+    ("oauth-continue-to", &["client"]),
+    ("consent-intro", &["client"]),
+    ("scope-openid", &[]),
+    ("scope-email", &[]),
+    ("scope-other", &["scope"]),
+    ("payment-title", &["amount", "creditor"]),
+    ("payment-amount", &[]),
+    ("payment-creditor", &[]),
+    ("payment-iban", &[]),
+    ("payment-remittance", &[]),
+    ("detail-other", &["type"]),
+    ("step-up-oauth", &[]),
+    ("done-returning", &[]),
+    ("error-invalid_request_id", &[]),
+    ("error-transaction_confirmation_required", &[]),
 ];
 
 #[cfg(test)]

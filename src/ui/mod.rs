@@ -1,5 +1,5 @@
 //! The hosted pages (docs/API.md §10): sign-in, registration, the landings of the emailed
-//! links, the MFA challenge and the account page, server-rendered in the person's language
+//! links, the MFA challenge, the account page and the consent step of the OpenID Provider, server-rendered in the person's language
 //! and driven by the browser SDK (`clients/js`, served at `/ui/sdk.js`). The pages use only
 //! the JSON API, like any integrator's front end; nothing here touches services directly.
 //!
@@ -44,6 +44,9 @@ pub const ROUTES: &[(&str, Route)] = &[
     ("/ui/forgot-password", Route::Page(Page::ForgotPassword)),
     ("/ui/mfa", Route::Page(Page::Mfa)),
     ("/ui/account", Route::Page(Page::Account)),
+    // The login and consent step of an authorization request: `/ui/login?request=<id>`
+    // (LOGIN_UI_URL), then `/ui/consent?request=<id>`; the script reads the id.
+    ("/ui/consent", Route::Page(Page::Consent)),
     // Where the emails link (`ORIGIN_URL/verify-email?token=…`, `/reset-password?token=…`).
     ("/verify-email", Route::Page(Page::VerifyEmail)),
     ("/reset-password", Route::Page(Page::ResetPassword)),

@@ -19,10 +19,12 @@ pub enum Page {
     ResetPassword,
     Mfa,
     Account,
+    /// The consent step of an OAuth authorization request (docs/API.md §8).
+    Consent,
 }
 
 impl Page {
-    pub const ALL: [Page; 7] = [
+    pub const ALL: [Page; 8] = [
         Page::Login,
         Page::Register,
         Page::VerifyEmail,
@@ -30,6 +32,7 @@ impl Page {
         Page::ResetPassword,
         Page::Mfa,
         Page::Account,
+        Page::Consent,
     ];
 
     /// `data-page` of the body (the script's switch) and the `page-…` title message.
@@ -42,6 +45,7 @@ impl Page {
             Page::ResetPassword => "reset",
             Page::Mfa => "mfa",
             Page::Account => "account",
+            Page::Consent => "consent",
         }
     }
 
@@ -54,6 +58,7 @@ impl Page {
             Page::ResetPassword => "reset.html",
             Page::Mfa => "mfa.html",
             Page::Account => "account.html",
+            Page::Consent => "consent.html",
         }
     }
 }
@@ -99,6 +104,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "account.html",
         include_str!("../../assets/ui/templates/account.html"),
+    ),
+    (
+        "consent.html",
+        include_str!("../../assets/ui/templates/consent.html"),
     ),
 ];
 

@@ -2,7 +2,8 @@
 //! Content-Security-Policy, in the language `Accept-Language` asks for, at the paths the
 //! emails link to; off with `UI_ENABLED=false`; rebranded from `UI_THEME_DIR`. The SDK calls
 //! only routes of the API. A real browser drives the pages in `.ci/e2e.sh`
-//! (tests/e2e/ui.spec.mjs).
+//! (tests/e2e/ui.spec.mjs, and tests/e2e/oauth.spec.mjs for the login and consent step of
+//! the OpenID Provider).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ on_both_backends!(
     every_page_and_asset_is_served_with_a_strict_policy,
     the_emailed_links_open_the_pages_with_their_token,
     the_language_follows_accept_language,
+    the_consent_page_is_served_in_both_languages,
     the_pages_can_be_turned_off,
     a_theme_replaces_the_look_without_touching_the_behaviour,
 );
@@ -225,6 +227,63 @@ async fn the_language_follows_accept_language(backend: Backend) {
     assert!(html(&garbage).contains("<html lang=\"en\">"));
 }
 
+/// `/ui/consent?request=<id>` (after `/ui/login?request=<id>`, the authorization
+/// endpoint's LOGIN_UI_URL): the pages' policy, both languages, the step-up prompt, and the
+/// texts its script shows; the request id is read by the script, never echoed by the server.
+async fn the_consent_page_is_served_in_both_languages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (accept_language, lang, title, allow, deny, expired) in [
+        (
+            "en-US,en;q=0.9",
+            "en",
+            "Allow access",
+            "Allow",
+            "Deny",
+            "This sign-in request has expired",
+        ),
+        (
+            "de-DE,de;q=0.9",
+            "de",
+            "Zugriff erlauben",
+            "Erlauben",
+            "Ablehnen",
+            "Diese Anmeldeanfrage ist abgelaufen",
+        ),
+    ] {
+        let path = "/ui/consent?request=req%3Cscript%3Eid";
+        let page = get_with(&app, path, &[("accept-language", accept_language)]).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        assert_strict_page_csp(path, &page);
+        assert_eq!(page.header("vary"), Some("Accept-Language"));
+        let body = html(&page);
+        assert!(body.contains(&format!("<html lang=\"{lang}\">")), "{body}");
+        assert!(body.contains(r#"<body data-page="consent">"#));
+        assert!(body.contains(&format!("<h1 id=\"page-title\">{title}</h1>")));
+        assert!(body.contains(&format!(
+            r#"<button type="button" id="consent-allow" class="primary">{allow}</button>"#
+        )));
+        assert!(body.contains(&format!(
+            r#"<button type="button" id="consent-deny">{deny}</button>"#
+        )));
+        assert!(body.contains(r#"<section id="consent" aria-labelledby="consent-intro" hidden>"#));
+        assert!(body.contains(r#"<dialog id="step-up""#), "the step-up prompt");
+        assert!(body.contains(r#"id="step-up-recovery-form""#));
+        // The script's texts, in the page's language: the scopes in words, the expiry.
+        assert!(body.contains(expired), "{body}");
+        assert!(body.contains("\"scope-openid\""));
+        assert!(body.contains("\"payment-iban\""));
+        assert!(body.contains("{client}"), "placeables left for the script");
+        assert!(!body.contains("req<script>") && !body.contains("reqscript"));
+        assert_eq!(body.matches("<script").count(), 2);
+    }
+    // The login page has the slots the OAuth step fills: who asks, and a way to cancel.
+    let login = get_with(&app, "/ui/login?request=abc", &[]).await;
+    let body = html(&login);
+    assert!(body.contains(r#"<p id="oauth-client" hidden></p>"#));
+    assert!(body.contains(r#"id="oauth-cancel""#));
+    assert!(body.contains("Sign in to continue to {client}."));
+}
+
 async fn the_pages_can_be_turned_off(backend: Backend) {
     let app = spawn_app_with(backend, &[("UI_ENABLED", "false")]).await;
     let browser = app.browser();
@@ -295,7 +354,7 @@ async fn the_sdk_calls_only_routes_of_the_api() {
             item.as_object()
                 .unwrap()
                 .keys()
-                .map(|method| (method.to_uppercase(), path.clone()))
+                .map(|method| (method.to_uppercase(), with_id_parameters(path)))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -308,13 +367,28 @@ async fn the_sdk_calls_only_routes_of_the_api() {
         let rest = rest.trim_start_matches([',', ' ', '\n']);
         let quote = rest.chars().next().unwrap();
         let literal = &rest[1..1 + rest[1..].find(quote).unwrap()];
-        let path = match literal.split_once("${") {
-            Some((head, _)) => format!("{head}{{id}}"),
-            None => literal.to_owned(),
-        };
+        // Each `${…}` is a path parameter: `/auth/oauth/requests/${…}/accept`.
+        let mut path = String::new();
+        let mut tail = literal;
+        while let Some((head, rest)) = tail.split_once("${") {
+            path.push_str(head);
+            path.push_str("{id}");
+            tail = rest.split_once('}').map_or("", |(_, after)| after);
+        }
+        path.push_str(tail);
         called.insert((method.to_owned(), path));
     }
-    assert!(called.len() >= 25, "{called:?}");
+    assert!(called.len() >= 28, "{called:?}");
+    for oauth in [
+        ("GET", "/auth/oauth/requests/{id}"),
+        ("POST", "/auth/oauth/requests/{id}/accept"),
+        ("POST", "/auth/oauth/requests/{id}/reject"),
+    ] {
+        assert!(
+            called.contains(&(oauth.0.to_owned(), oauth.1.to_owned())),
+            "{called:?}"
+        );
+    }
     let missing: Vec<_> = called.difference(&operations).collect();
     assert!(
         missing.is_empty(),
@@ -328,6 +402,19 @@ async fn the_sdk_calls_only_routes_of_the_api() {
             .unwrap()
             .contains("export declare class AuthClient")
     );
+}
+
+/// An OpenAPI path with each `{parameter}` named `{id}`, as the SDK's paths are read.
+fn with_id_parameters(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some((head, tail)) = rest.split_once('{') {
+        out.push_str(head);
+        out.push_str("{id}");
+        rest = tail.split_once('}').map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
  * `require-trusted-types-for 'script'`, no HTML strings: the DOM is changed with
  * `textContent` and element methods only.
  */
-import { AuthClient } from "./sdk.js";
+import { AuthClient, isPaymentInitiation, } from "./sdk.js";
 // ----------------------------------------------------------------------------------------
 // Texts and small DOM helpers
 // ----------------------------------------------------------------------------------------
@@ -56,13 +56,40 @@ function date(iso) {
     const parsed = new Date(iso);
     return Number.isNaN(parsed.getTime()) ? iso : dateFormat.format(parsed);
 }
+// ----------------------------------------------------------------------------------------
+// The authorization request a page is a step of (`?request=<id>`, docs/API.md §8)
+// ----------------------------------------------------------------------------------------
+/** The `?request=` of this page's URL: the login and consent pages of an OAuth request. */
+function oauthRequestId() {
+    return new URLSearchParams(location.search).get("request") || null;
+}
+function consentPath(id) {
+    return `/ui/consent?${new URLSearchParams({ request: id }).toString()}`;
+}
+function loginPath(id) {
+    return id ? `/ui/login?${new URLSearchParams({ request: id }).toString()}` : "/ui/login";
+}
 /**
- * Where to go after signing in: `?return=` when it resolves to this origin, else the
- * account page. Resolved the way the browser will resolve it (the URL parser drops tabs
+ * The request this sign-in belongs to: the page's own `?request=`, or (on the MFA page)
+ * the one of the consent page it returns to.
+ */
+function pendingRequest() {
+    const own = oauthRequestId();
+    if (own)
+        return own;
+    const target = new URL(returnTarget(), location.origin);
+    return target.pathname === "/ui/consent" ? target.searchParams.get("request") || null : null;
+}
+/**
+ * Where to go after signing in: the consent step when this sign-in is for an OAuth
+ * request; else `?return=` when it resolves to this origin, else the account page. Resolved the way the browser will resolve it (the URL parser drops tabs
  * and newlines, so a string test such as "starts with one slash" can be fooled by
  * `/\t/evil.example`), then compared by origin.
  */
 function returnTarget() {
+    const request = oauthRequestId();
+    if (request)
+        return consentPath(request);
     const fallback = "/ui/account";
     const target = new URLSearchParams(location.search).get("return");
     if (!target)
@@ -209,13 +236,20 @@ function openPrompt(client, prompt) {
     const dialog = $("step-up");
     const alert = $("step-up-alert");
     alert.hidden = true;
-    $("step-up-intro").textContent = prompt.kind === "password" ? t("step-up-password") : t("step-up-intro");
+    $("step-up-intro").textContent =
+        prompt.kind === "password" ? t("step-up-password") : (prompt.intro ?? t("step-up-intro"));
     const methods = prompt.kind === "factor" ? prompt.methods : [];
     show("step-up-password-form", prompt.kind === "password");
     show("step-up-totp-form", methods.includes("totp"));
+    // A theme's older _step_up.html may lack the recovery-code form.
+    const recovery = document.getElementById("step-up-recovery-form");
+    if (recovery)
+        recovery.hidden = !methods.includes("recovery_code");
     show("step-up-passkey", methods.includes("webauthn") && AuthClient.webauthnAvailable());
     input("step-up-password").value = "";
     input("step-up-code").value = "";
+    if (recovery)
+        input("step-up-recovery").value = "";
     return new Promise((resolve) => {
         const controller = new AbortController();
         const { signal } = controller;
@@ -239,6 +273,10 @@ function openPrompt(client, prompt) {
         $("step-up-totp-form").addEventListener("submit", (event) => {
             event.preventDefault();
             void client.verifyTotp(input("step-up-code").value).then(verified);
+        }, { signal });
+        recovery?.addEventListener("submit", (event) => {
+            event.preventDefault();
+            void client.verifyRecoveryCode(input("step-up-recovery").value).then(verified);
         }, { signal });
         $("step-up-passkey").addEventListener("click", () => void client.authenticateWithPasskey().then(verified), {
             signal,
@@ -307,6 +345,78 @@ function loginPage(client) {
         clearErrors();
         afterSignIn(await client.authenticateWithPasskey());
     });
+    const request = oauthRequestId();
+    if (request)
+        void oauthLogin(client, request, stopAutofill);
+}
+/**
+ * The login page as the first step of an OAuth authorization request: a decided request
+ * goes where it says, a browser already signed in goes on to consent; otherwise the page
+ * names the application, prefills the email the client hinted, and offers to cancel.
+ */
+async function oauthLogin(client, id, stopAutofill) {
+    const answer = await client.oauthRequest(id);
+    if (!answer.ok) {
+        stopAutofill();
+        requestFailed(answer);
+        return;
+    }
+    const request = answer.data;
+    if (request.redirect_to)
+        return go(request.redirect_to);
+    if (!request.login_required)
+        return go(consentPath(id));
+    const asking = t("oauth-continue-to", { client: clientName(request) });
+    const intro = document.getElementById("oauth-client");
+    if (intro) {
+        intro.textContent = asking;
+        intro.hidden = false;
+    }
+    else {
+        // A theme's login.html without the slot: say it in the status line instead.
+        announce(asking);
+    }
+    const email = input("email");
+    if (request.login_hint && !email.value)
+        email.value = request.login_hint;
+    if (document.getElementById("oauth-cancel")) {
+        const item = document.getElementById("oauth-cancel-item");
+        if (item)
+            item.hidden = false;
+        onClick("oauth-cancel", async () => {
+            stopAutofill();
+            await decided(await client.rejectOAuthRequest(id));
+        });
+    }
+}
+/** The application's name as the person should read it. */
+function clientName(request) {
+    return request.client.client_name || request.client.client_id;
+}
+/**
+ * A request that cannot go on (expired, unknown): says so, and takes away the forms and
+ * buttons that would only fail again.
+ */
+function requestFailed(failure) {
+    showFailure(failure);
+    if (failure.code !== "invalid_request_id")
+        return;
+    for (const element of Array.from(document.querySelectorAll("main form, main section, main .alternative"))) {
+        element.hidden = true;
+    }
+    const item = document.getElementById("oauth-cancel-item");
+    if (item)
+        item.hidden = true;
+}
+/** An accept or reject answer: on to where it says (the application), or the failure. */
+async function decided(answer) {
+    if (answer.ok) {
+        announce(t("done-returning"));
+        go(answer.data.redirect_to);
+    }
+    else {
+        requestFailed(answer);
+    }
 }
 function registerPage(client) {
     onSubmit("register-form", async (form) => {
@@ -378,9 +488,10 @@ function mfaPage(client) {
     show("mfa-totp", methods.includes("totp"));
     show("mfa-webauthn", methods.includes("webauthn"));
     show("mfa-recovery", methods.includes("recovery_code"));
+    // Signing in again keeps the OAuth request this sign-in is for, if any.
     const signInAgain = (answer) => {
         if (!answer.ok && answer.code === "not_authenticated")
-            go("/ui/login");
+            go(loginPath(pendingRequest()));
     };
     onSubmit("totp-form", async (form) => {
         const answer = await client.verifyTotp(input("totp-code").value);
@@ -398,8 +509,145 @@ function mfaPage(client) {
     });
     onClick("cancel-sign-in", async () => {
         await client.logout();
-        go("/ui/login");
+        go(loginPath(pendingRequest()));
     });
+}
+/**
+ * The consent step of an OAuth authorization request (`?request=<id>`): loads it; not
+ * signed in → the login page; a step-up asked for → the step-up prompt, then again;
+ * consent asked for → who asks for what (scopes in words, payments in full) with Allow
+ * and Deny; else accepts at once. Allow or Deny → on to the application.
+ */
+function consentPage(client) {
+    const id = oauthRequestId();
+    const missing = { ok: false, status: 400, code: "invalid_request_id", message: "" };
+    if (!id) {
+        requestFailed(missing);
+        return;
+    }
+    let stepUps = 0;
+    const accept = async () => {
+        const answer = await client.acceptOAuthRequest(id);
+        if (!answer.ok && answer.code === "not_authenticated")
+            return go(loginPath(id));
+        if (!answer.ok)
+            show("consent");
+        await decided(answer);
+    };
+    const load = async () => {
+        $("status").textContent = t("status-working");
+        const answer = await client.oauthRequest(id);
+        $("status").textContent = "";
+        if (!answer.ok)
+            return requestFailed(answer);
+        const request = answer.data;
+        if (request.redirect_to)
+            return go(request.redirect_to);
+        if (request.login_required)
+            return go(loginPath(id));
+        renderRequest(request);
+        if (request.step_up_required) {
+            // Twice at most: a request the person's factors cannot satisfy must not loop.
+            const methods = stepUps < 2 ? await stepUpMethods(client) : [];
+            stepUps += 1;
+            const confirmed = methods.length > 0 &&
+                (await openPrompt(client, { kind: "factor", methods, intro: t("step-up-oauth") })) === true;
+            if (confirmed)
+                return load();
+            show("consent");
+            showFailure({ ok: false, status: 401, code: "mfa_step_up_required", message: "" });
+            return;
+        }
+        if (request.consent_required) {
+            show("consent");
+            return;
+        }
+        await accept();
+    };
+    onClick("consent-allow", async () => {
+        clearErrors();
+        // A step-up that went stale while the page was open: the SDK's hook opens the
+        // prompt and retries once.
+        await accept();
+    });
+    onClick("consent-deny", async () => {
+        clearErrors();
+        await decided(await client.rejectOAuthRequest(id));
+    });
+    void load();
+}
+/** The second factors the signed-in person has (for the step-up prompt). */
+async function stepUpMethods(client) {
+    const me = await client.me();
+    if (!me.ok)
+        return ["totp", "webauthn"];
+    const mfa = me.data.user.mfa;
+    const methods = [];
+    if (mfa?.totp)
+        methods.push("totp");
+    if ((mfa?.webauthn_credentials ?? 0) > 0)
+        methods.push("webauthn");
+    if ((mfa?.recovery_codes_left ?? 0) > 0)
+        methods.push("recovery_code");
+    return methods;
+}
+/** Fills the consent section: who asks, the scopes in words, each payment in full. */
+function renderRequest(request) {
+    $("consent-intro").textContent = t("consent-intro", { client: clientName(request) });
+    $("consent-scopes").replaceChildren(...request.scopes.map((scope) => {
+        const item = document.createElement("li");
+        item.dataset.scope = scope;
+        item.textContent = ["openid", "email"].includes(scope) ? t(`scope-${scope}`) : t("scope-other", { scope });
+        return item;
+    }));
+    const details = request.authorization_details ?? [];
+    show("consent-payments", details.length > 0);
+    $("consent-payment-list").replaceChildren(...details.map((detail) => {
+        if (!isPaymentInitiation(detail)) {
+            const other = document.createElement("p");
+            other.textContent = t("detail-other", { type: String(detail.type) });
+            return other;
+        }
+        const amount = money(detail.instructedAmount.amount, detail.instructedAmount.currency);
+        const block = document.createElement("div");
+        block.className = "payment";
+        const title = document.createElement("p");
+        title.className = "item-title";
+        title.textContent = t("payment-title", { amount, creditor: detail.creditorName });
+        const list = document.createElement("dl");
+        const row = (label, value) => {
+            const term = document.createElement("dt");
+            term.textContent = label;
+            const description = document.createElement("dd");
+            description.textContent = value;
+            list.append(term, description);
+        };
+        row(t("payment-amount"), amount);
+        row(t("payment-creditor"), detail.creditorName);
+        row(t("payment-iban"), iban(detail.creditorAccount.iban));
+        if (detail.remittanceInformationUnstructured)
+            row(t("payment-remittance"), detail.remittanceInformationUnstructured);
+        block.append(title, list);
+        return block;
+    }));
+}
+/** An amount (a decimal string, kept exact) in the page's language and the currency's format. */
+function money(amount, currency) {
+    try {
+        const format = new Intl.NumberFormat(document.documentElement.lang || "en", { style: "currency", currency });
+        // Browsers format a decimal string exactly (Intl.NumberFormat v3); older ones as a number.
+        return format.format(amount);
+    }
+    catch {
+        return `${amount} ${currency}`;
+    }
+}
+/** An IBAN in groups of four, as printed on cards and statements. */
+function iban(value) {
+    return value
+        .replace(/\s+/g, "")
+        .replace(/(.{4})/g, "$1 ")
+        .trim();
 }
 function accountPage(client) {
     const refresh = async () => {
@@ -609,6 +857,7 @@ const PAGES = {
     reset: resetPage,
     mfa: mfaPage,
     account: accountPage,
+    consent: consentPage,
 };
 function start() {
     const page = document.body.dataset.page ?? "";

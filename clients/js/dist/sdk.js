@@ -12,7 +12,9 @@
  * - `mfa_required` at login and `401 mfa_step_up_required` elsewhere are typed answers,
  *   and an `onStepUpRequired` hook may satisfy a step-up and have the call retried;
  * - WebAuthn options and credentials are converted between the API's base64url JSON and
- *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported.
+ *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported;
+ * - the interaction API of the OpenID Provider (docs/API.md §8, "Login and consent"): read
+ *   an authorization request, accept it for the signed-in user, or reject it.
  */
 const CSRF_COOKIE = "csrf_token";
 /** A client of one Logicredit Auth service. */
@@ -252,6 +254,39 @@ export class AuthClient {
     deletePasskey(id) {
         return this.request("DELETE", `/auth/webauthn/credentials/${encodeURIComponent(id)}`);
     }
+    // ------------------------------------------------------------------------------------
+    // OpenID Provider: the login and consent step of an authorization request
+    // ------------------------------------------------------------------------------------
+    /**
+     * The authorization request `id` (the `?request=` the authorization endpoint sent the
+     * browser with). Needs no session. Unknown or expired → `400 invalid_request_id`.
+     */
+    oauthRequest(id) {
+        return this.request("GET", `/auth/oauth/requests/${encodeURIComponent(id)}`);
+    }
+    /**
+     * Grants the request for the signed-in user; navigate to `redirect_to`. Failures:
+     * `401 not_authenticated`, `401 mfa_step_up_required` (`maxAge`, `methods`; the
+     * `onStepUpRequired` hook is called and the call retried once), `403
+     * transaction_confirmation_required` (`transactionId`), `400 invalid_request_id`.
+     */
+    acceptOAuthRequest(id) {
+        return this.request("POST", `/auth/oauth/requests/${encodeURIComponent(id)}/accept`, {});
+    }
+    /** Refuses the request (the client gets `error=access_denied`); navigate to `redirect_to`. */
+    rejectOAuthRequest(id) {
+        return this.request("POST", `/auth/oauth/requests/${encodeURIComponent(id)}/reject`, {});
+    }
+}
+/** Whether an `authorization_details` entry is a payment initiation with its fields. */
+export function isPaymentInitiation(detail) {
+    const amount = detail.instructedAmount;
+    const account = detail.creditorAccount;
+    return (detail.type === "payment_initiation" &&
+        typeof amount?.currency === "string" &&
+        typeof amount.amount === "string" &&
+        typeof detail.creditorName === "string" &&
+        typeof account?.iban === "string");
 }
 // --------------------------------------------------------------------------------------
 // Helpers (exported for tests and for integrators who run their own ceremonies)
@@ -351,6 +386,8 @@ function fromErrorBody(status, code, data) {
         out.maxAge = data.max_age;
     if (Array.isArray(data.methods))
         out.methods = data.methods;
+    if (typeof data.transaction_id === "string")
+        out.transactionId = data.transaction_id;
     return out;
 }
 function webauthnUnavailable() {

@@ -12,7 +12,9 @@
  * - `mfa_required` at login and `401 mfa_step_up_required` elsewhere are typed answers,
  *   and an `onStepUpRequired` hook may satisfy a step-up and have the call retried;
  * - WebAuthn options and credentials are converted between the API's base64url JSON and
- *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported.
+ *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported;
+ * - the interaction API of the OpenID Provider (docs/API.md §8, "Login and consent"): read
+ *   an authorization request, accept it for the signed-in user, or reject it.
  */
 
 /** A second factor the API names in `methods`. */
@@ -39,6 +41,11 @@ export interface Failure {
   maxAge?: number;
   /** `401 mfa_step_up_required`: the factors that can satisfy it. */
   methods?: Factor[];
+  /**
+   * `403 transaction_confirmation_required` (accepting an authorization request that
+   * initiates a payment): the §9 transaction to confirm first.
+   */
+  transactionId?: string;
 }
 
 /** A successful call: the answer's `code` and its JSON body. */
@@ -107,6 +114,56 @@ export interface Passkey {
   name: string | null;
   created_at: string;
   last_used_at: string | null;
+}
+
+/** The application an authorization request comes from. */
+export interface OAuthClientInfo {
+  client_id: string;
+  /** The registered `client_name`; absent or null when the client has none. */
+  client_name?: string | null;
+}
+
+/** One entry of `authorization_details` (RFC 9396): its `type` and that type's fields. */
+export interface AuthorizationDetail {
+  type: string;
+  [field: string]: unknown;
+}
+
+/** An `authorization_details` entry of type `payment_initiation` (docs/API.md §8). */
+export interface PaymentInitiation extends AuthorizationDetail {
+  type: "payment_initiation";
+  /** `amount` is a decimal string ("12.50"); `currency` ISO 4217. */
+  instructedAmount: { currency: string; amount: string };
+  creditorName: string;
+  creditorAccount: { iban: string };
+  remittanceInformationUnstructured?: string;
+}
+
+/** `GET /auth/oauth/requests/{id}`: what the login and consent step has to do. */
+export interface OAuthRequest {
+  code: "ok";
+  request_id: string;
+  client: OAuthClientInfo;
+  scopes: string[];
+  authorization_details: AuthorizationDetail[];
+  /** No suitable session in this browser: sign in first (then load the request again). */
+  login_required: boolean;
+  /** Signed in, but the request asks for a fresher or stronger authentication. */
+  step_up_required: boolean;
+  /** The person must allow the client (else accept at once). */
+  consent_required: boolean;
+  /** The client's `login_hint` (an email address), to prefill the sign-in form. */
+  login_hint: string | null;
+  /** Present when the request is already decided: navigate there, nothing else to do. */
+  redirect_to?: string;
+  /** A payment request with an active session: the §9 transaction to confirm. */
+  transaction_id?: string;
+}
+
+/** `accept` or `reject` of an authorization request: where the browser goes next. */
+export interface OAuthDecision {
+  code: "ok";
+  redirect_to: string;
 }
 
 export interface ClientOptions {
@@ -396,6 +453,46 @@ export class AuthClient {
   deletePasskey(id: string): Promise<Result<{ code: "webauthn_credential_deleted" }>> {
     return this.request("DELETE", `/auth/webauthn/credentials/${encodeURIComponent(id)}`);
   }
+
+  // ------------------------------------------------------------------------------------
+  // OpenID Provider: the login and consent step of an authorization request
+  // ------------------------------------------------------------------------------------
+
+  /**
+   * The authorization request `id` (the `?request=` the authorization endpoint sent the
+   * browser with). Needs no session. Unknown or expired → `400 invalid_request_id`.
+   */
+  oauthRequest(id: string): Promise<Result<OAuthRequest>> {
+    return this.request("GET", `/auth/oauth/requests/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * Grants the request for the signed-in user; navigate to `redirect_to`. Failures:
+   * `401 not_authenticated`, `401 mfa_step_up_required` (`maxAge`, `methods`; the
+   * `onStepUpRequired` hook is called and the call retried once), `403
+   * transaction_confirmation_required` (`transactionId`), `400 invalid_request_id`.
+   */
+  acceptOAuthRequest(id: string): Promise<Result<OAuthDecision>> {
+    return this.request("POST", `/auth/oauth/requests/${encodeURIComponent(id)}/accept`, {});
+  }
+
+  /** Refuses the request (the client gets `error=access_denied`); navigate to `redirect_to`. */
+  rejectOAuthRequest(id: string): Promise<Result<OAuthDecision>> {
+    return this.request("POST", `/auth/oauth/requests/${encodeURIComponent(id)}/reject`, {});
+  }
+}
+
+/** Whether an `authorization_details` entry is a payment initiation with its fields. */
+export function isPaymentInitiation(detail: AuthorizationDetail): detail is PaymentInitiation {
+  const amount = detail.instructedAmount as { currency?: unknown; amount?: unknown } | undefined;
+  const account = detail.creditorAccount as { iban?: unknown } | undefined;
+  return (
+    detail.type === "payment_initiation" &&
+    typeof amount?.currency === "string" &&
+    typeof amount.amount === "string" &&
+    typeof detail.creditorName === "string" &&
+    typeof account?.iban === "string"
+  );
 }
 
 // --------------------------------------------------------------------------------------
@@ -499,6 +596,7 @@ function fromErrorBody(status: number, code: string, data: Json): Failure {
   if (typeof data.retry_after === "number") out.retryAfter = data.retry_after;
   if (typeof data.max_age === "number") out.maxAge = data.max_age;
   if (Array.isArray(data.methods)) out.methods = data.methods as Factor[];
+  if (typeof data.transaction_id === "string") out.transactionId = data.transaction_id;
   return out;
 }
 

@@ -9,6 +9,7 @@ import {
   creationOptions,
   credentialJson,
   fromBase64url,
+  isPaymentInitiation,
   readCookie,
   requestOptions,
   toBase64url,
@@ -162,6 +163,103 @@ test("baseUrl is prefixed, with no doubled slash, and cookies go with the call",
   assert.equal(calls[0].credentials, "include");
   await new AuthClient({ fetch, cookies: () => "" }).sessions();
   assert.equal(calls[1].credentials, "same-origin");
+});
+
+const PAYMENT = {
+  type: "payment_initiation",
+  instructedAmount: { currency: "EUR", amount: "1250.00" },
+  creditorName: "Merchant GmbH",
+  creditorAccount: { iban: "DE89370400440532013000" },
+  remittanceInformationUnstructured: "Invoice 42",
+};
+
+test("an authorization request is read with no session and its id is escaped", async () => {
+  const request = {
+    code: "ok",
+    request_id: "r/1",
+    client: { client_id: "spa", client_name: "Banking SPA" },
+    scopes: ["openid", "email"],
+    authorization_details: [PAYMENT],
+    login_required: true,
+    step_up_required: false,
+    consent_required: true,
+    login_hint: "alice@example.com",
+  };
+  const { fetch, calls } = scripted([200, request]);
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).oauthRequest("r/1");
+  assert.ok(answer.ok);
+  assert.equal(calls[0].method, "GET");
+  assert.equal(calls[0].url, "/auth/oauth/requests/r%2F1");
+  assert.equal(calls[0].headers["X-CSRF-Token"], undefined);
+  assert.equal(answer.data.client.client_name, "Banking SPA");
+  assert.equal(answer.data.login_hint, "alice@example.com");
+  assert.equal(answer.data.redirect_to, undefined);
+  assert.ok(isPaymentInitiation(answer.data.authorization_details[0]));
+});
+
+test("an expired authorization request is a typed failure", async () => {
+  const { fetch } = scripted([400, { code: "invalid_request_id", message: "Unknown or expired request" }]);
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).oauthRequest("gone");
+  assert.deepEqual(answer, { ok: false, status: 400, code: "invalid_request_id", message: "Unknown or expired request" });
+});
+
+test("accept and reject post {} with the CSRF token and answer where to go", async () => {
+  const { fetch, calls } = scripted(
+    [200, { code: "ok", redirect_to: "https://rp.example/cb?code=c&state=s&iss=x" }],
+    [200, { code: "ok", redirect_to: "https://rp.example/cb?error=access_denied&state=s" }],
+  );
+  const client = new AuthClient({ fetch, cookies: () => "csrf_token=t" });
+  const accepted = await client.acceptOAuthRequest("r1");
+  assert.ok(accepted.ok);
+  assert.equal(accepted.data.redirect_to, "https://rp.example/cb?code=c&state=s&iss=x");
+  assert.deepEqual([calls[0].method, calls[0].url, calls[0].body], ["POST", "/auth/oauth/requests/r1/accept", {}]);
+  assert.equal(calls[0].headers["X-CSRF-Token"], "t");
+  assert.equal(calls[0].headers["Content-Type"], "application/json");
+  const rejected = await client.rejectOAuthRequest("r1");
+  assert.ok(rejected.ok);
+  assert.deepEqual([calls[1].method, calls[1].url, calls[1].body], ["POST", "/auth/oauth/requests/r1/reject", {}]);
+  assert.match(rejected.data.redirect_to, /error=access_denied/);
+});
+
+test("accept: a step-up goes to the hook and is retried; a payment needs its transaction confirmed", async () => {
+  const { fetch, calls } = scripted(
+    [401, { code: "mfa_step_up_required", message: "fresh MFA", max_age: 300, methods: ["totp"] }],
+    [200, { code: "ok", redirect_to: "https://rp.example/cb?code=c" }],
+    [403, { code: "transaction_confirmation_required", message: "confirm", transaction_id: "tx-1" }],
+    [401, { code: "not_authenticated", message: "sign in" }],
+  );
+  const seen = [];
+  const client = new AuthClient({
+    fetch,
+    cookies: () => "csrf_token=t",
+    onStepUpRequired: async (failure) => {
+      seen.push(failure);
+      return true;
+    },
+  });
+  const accepted = await client.acceptOAuthRequest("r1");
+  assert.ok(accepted.ok);
+  assert.equal(seen.length, 1);
+  assert.deepEqual(seen[0].methods, ["totp"]);
+  assert.equal(calls.length, 2);
+  const payment = await client.acceptOAuthRequest("r2");
+  assert.deepEqual(
+    [payment.ok, payment.status, payment.code, payment.transactionId],
+    [false, 403, "transaction_confirmation_required", "tx-1"],
+  );
+  const signedOut = await client.acceptOAuthRequest("r3");
+  assert.equal(signedOut.code, "not_authenticated");
+  assert.equal(signedOut.transactionId, undefined);
+});
+
+test("isPaymentInitiation wants the type and every required field", () => {
+  assert.ok(isPaymentInitiation(PAYMENT));
+  const { remittanceInformationUnstructured: _, ...bare } = PAYMENT;
+  assert.ok(isPaymentInitiation(bare));
+  assert.ok(!isPaymentInitiation({ ...PAYMENT, type: "account_information" }));
+  assert.ok(!isPaymentInitiation({ ...PAYMENT, creditorAccount: {} }));
+  assert.ok(!isPaymentInitiation({ ...PAYMENT, instructedAmount: { currency: "EUR", amount: 12.5 } }));
+  assert.ok(!isPaymentInitiation({ type: "payment_initiation" }));
 });
 
 test("base64url round-trips every byte value, without padding", () => {

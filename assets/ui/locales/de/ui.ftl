@@ -9,6 +9,7 @@ page-forgot = Passwort vergessen
 page-reset = Neues Passwort wählen
 page-mfa = Zweiter Schritt der Anmeldung
 page-account = Ihr Konto
+page-consent = Zugriff erlauben
 
 ## Layout
 skip-to-content = Zum Inhalt springen
@@ -56,6 +57,10 @@ action-rename = Umbenennen
 action-save = Speichern
 action-delete = Löschen
 action-revoke = Sitzung beenden
+action-cancel-oauth = Abbrechen und zur Anwendung zurückkehren
+action-allow = Erlauben
+action-deny = Ablehnen
+action-use-recovery-code = Diesen Wiederherstellungscode verwenden
 
 ## Links
 link-forgot-password = Passwort vergessen?
@@ -82,6 +87,8 @@ totp-scan = Scannen Sie diesen QR-Code mit Ihrer Authenticator-App oder tippen S
 totp-qr-alt = QR-Code zum Einrichten Ihrer Authenticator-App
 totp-secret-label = Schlüssel:
 recovery-save = Bewahren Sie diese Codes sicher auf. Jeder gilt einmal, und sie werden nur jetzt angezeigt.
+consent-note = Erlauben Sie dies nur, wenn Sie es selbst veranlasst haben und der Anwendung vertrauen. Der Zugriff gilt nur für diese Anwendung.
+heading-consent-payments = Zu genehmigende Zahlung
 
 ## Texte des Seitenskripts
 totp-on = Ihre Authenticator-App ist eingerichtet.
@@ -116,6 +123,19 @@ missing-token = Dieser Link ist unvollständig. Öffnen Sie den Link aus der E-M
 field-required = Bitte füllen Sie dieses Feld aus.
 field-email = Bitte geben Sie eine E-Mail-Adresse wie name@example.com ein.
 field-totp = Bitte geben Sie die 6 Ziffern aus Ihrer Authenticator-App ein.
+oauth-continue-to = Melden Sie sich an, um mit { $client } fortzufahren.
+consent-intro = { $client } möchte:
+scope-openid = Ihre Identität bestätigen
+scope-email = Ihre E-Mail-Adresse sehen
+scope-other = Die Berechtigung „{ $scope }“ nutzen
+payment-title = { $amount } an { $creditor } zahlen
+payment-amount = Betrag
+payment-creditor = Empfänger
+payment-iban = IBAN des Empfängers
+payment-remittance = Verwendungszweck
+detail-other = Weiterer Zugriff der Art „{ $type }“
+step-up-oauth = Bevor Sie fortfahren, bestätigen Sie mit Ihrem zweiten Faktor, dass Sie es sind.
+done-returning = Sie werden zur Anwendung zurückgeleitet …
 
 ## Fehler, nach dem Code der API
 error-invalid_credentials = E-Mail-Adresse oder Passwort ist falsch.
@@ -149,3 +169,5 @@ reason-too_long = Es ist zu lang.
 reason-banned = Es steht auf einer Liste häufiger Passwörter.
 reason-too_guessable = Es ist zu leicht zu erraten.
 reason-contains_email = Es enthält Ihre E-Mail-Adresse.
+error-invalid_request_id = Diese Anmeldeanfrage ist abgelaufen oder ungültig. Kehren Sie zur Anwendung zurück und versuchen Sie es erneut.
+error-transaction_confirmation_required = Diese Zahlung muss zuerst mit Ihrem zweiten Faktor für genau diesen Betrag und Empfänger bestätigt werden, und diese Bestätigung ist auf dieser Seite noch nicht möglich. Lehnen Sie die Anfrage ab, oder kehren Sie zur Anwendung zurück und versuchen Sie es später erneut.

@@ -9,6 +9,7 @@ page-forgot = Forgotten password
 page-reset = Choose a new password
 page-mfa = Second step of sign-in
 page-account = Your account
+page-consent = Allow access
 
 ## Layout
 skip-to-content = Skip to content
@@ -56,6 +57,10 @@ action-rename = Rename
 action-save = Save
 action-delete = Delete
 action-revoke = End session
+action-cancel-oauth = Cancel and go back to the application
+action-allow = Allow
+action-deny = Deny
+action-use-recovery-code = Use this recovery code
 
 ## Links
 link-forgot-password = Forgotten your password?
@@ -82,6 +87,8 @@ totp-scan = Scan this QR code with your authenticator app, or type in the key be
 totp-qr-alt = QR code to set up your authenticator app
 totp-secret-label = Key:
 recovery-save = Save these codes somewhere safe. Each works once, and they are shown only now.
+consent-note = Allow this only if you started it and trust the application. Access is given to this application only.
+heading-consent-payments = Payment to approve
 
 ## Texts the page script shows
 totp-on = Your authenticator app is set up.
@@ -116,6 +123,19 @@ missing-token = This link is incomplete. Open the link from the email again, or 
 field-required = Please fill in this field.
 field-email = Please enter an email address such as name@example.com.
 field-totp = Please enter the 6 digits from your authenticator app.
+oauth-continue-to = Sign in to continue to { $client }.
+consent-intro = { $client } would like to:
+scope-openid = Confirm your identity
+scope-email = See your email address
+scope-other = Use the permission “{ $scope }”
+payment-title = Pay { $amount } to { $creditor }
+payment-amount = Amount
+payment-creditor = Payee
+payment-iban = Payee’s IBAN
+payment-remittance = Reference
+detail-other = Other access of the type “{ $type }”
+step-up-oauth = Before you continue, confirm it is you with your second factor.
+done-returning = Taking you back to the application…
 
 ## Errors, by the API's code
 error-invalid_credentials = The email address or password is wrong.
@@ -149,3 +169,5 @@ reason-too_long = It is too long.
 reason-banned = It is on a list of common passwords.
 reason-too_guessable = It is too easy to guess.
 reason-contains_email = It contains your email address.
+error-invalid_request_id = This sign-in request has expired or is not valid. Go back to the application and try again.
+error-transaction_confirmation_required = This payment must first be confirmed with your second factor for exactly this amount and payee, and that confirmation is not available on this page yet. Deny the request, or go back to the application and try again later.
