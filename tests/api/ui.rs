@@ -266,7 +266,10 @@ async fn the_consent_page_is_served_in_both_languages(backend: Backend) {
             r#"<button type="button" id="consent-deny">{deny}</button>"#
         )));
         assert!(body.contains(r#"<section id="consent" aria-labelledby="consent-intro" hidden>"#));
-        assert!(body.contains(r#"<dialog id="step-up""#), "the step-up prompt");
+        assert!(
+            body.contains(r#"<dialog id="step-up""#),
+            "the step-up prompt"
+        );
         assert!(body.contains(r#"id="step-up-recovery-form""#));
         // The script's texts, in the page's language: the scopes in words, the expiry.
         assert!(body.contains(expired), "{body}");
