@@ -11,6 +11,9 @@
 //       `state` and `iss`; the code buys an ID token for this client, with the nonce;
 //   (b) signed in, the skip_consent client → straight back with a code, no click;
 //   (c) "Cancel" on the sign-in page, and Deny on the consent page → `error=access_denied`;
+//   (e) `acr_values` asks for two factors from a one-factor session → the step-up prompt on
+//       the consent page → a code whose ID token has acr loa:2;
+//   (f) a sign-in with a second factor goes through /ui/mfa and keeps the request;
 //   (d) every page of it passes axe-core (serious/critical), with no request to a third
 //       origin, no script error, no CSP or Trusted Types violation; an unknown or expired
 //       request says so, in English and German. Screenshots in E2E_ARTIFACTS.
@@ -29,8 +32,11 @@ import {
   STEP_TIMEOUT_MS,
   check,
   freePort,
+  freshTotp,
   startService,
 } from './harness.mjs';
+
+const LOA_2 = 'urn:logicredit:loa:2';
 
 const base64url = (bytes) => Buffer.from(bytes).toString('base64url');
 
@@ -100,8 +106,10 @@ class RelyingParty {
         code_challenge: base64url(createHash('sha256').update(verifier).digest()),
         code_challenge_method: 'S256',
       };
-      const hint = url.searchParams.get('login_hint');
-      if (hint) params.login_hint = hint;
+      for (const name of ['login_hint', 'acr_values']) {
+        const value = url.searchParams.get(name);
+        if (value) params[name] = value;
+      }
       for (const [name, value] of Object.entries(params)) authorize.searchParams.set(name, value);
       response.writeHead(302, { Location: authorize.toString() });
       response.end();
@@ -127,7 +135,7 @@ class RelyingParty {
   }
 
   /** Exchanges the callback's code at the token endpoint; checks the ID token. */
-  async exchange(callback, email) {
+  async exchange(callback, email, acr) {
     const { clientId, nonce, verifier } = this.pending.get(callback.state);
     const response = await fetch(this.metadata.token_endpoint, {
       method: 'POST',
@@ -150,6 +158,7 @@ class RelyingParty {
     check(claims.nonce === nonce, 'ID token nonce');
     check(typeof claims.sub === 'string' && claims.sub.length > 0, 'ID token sub');
     check(claims.email === email, `ID token email (scope email): ${claims.email}`);
+    if (acr) check(claims.acr === acr, `ID token acr ${claims.acr}, expected ${acr}`);
     return claims;
   }
 }
@@ -247,6 +256,48 @@ async function story(backend) {
     check(rp.pending.get(skipped.state).clientId === 'banking', 'the callback answers the banking request');
     await rp.exchange(skipped, alice);
     stepDone(`${step} (via ${visited.join(' → ')})`);
+
+    step = '(e) a request for two factors from a one-factor session: the step-up prompt, then a code';
+    // Alice adds an authenticator app on her account page; her session stays one-factor.
+    const usedSteps = new Set();
+    await a.goto('/ui/account');
+    await a.expectPage('Your account', '/ui/account');
+    await a.page.getByRole('button', { name: 'Set up authenticator app' }).click();
+    await a.page.locator('#totp-qr[src^="data:image/svg+xml"]').waitFor();
+    const secret = (await a.page.locator('#totp-secret').textContent()).trim();
+    await a.page.locator('#totp-enroll').getByLabel('Code from your authenticator app').fill(await freshTotp(secret, usedSteps));
+    await a.page.getByRole('button', { name: 'Turn on' }).click();
+    await a.expectStatus('Your authenticator app is turned on.');
+    await a.page.goto(`${rp.origin}/start?client=portal&acr_values=${encodeURIComponent(LOA_2)}`);
+    const dialog = a.page.getByRole('dialog', { name: 'Confirm it is you' });
+    await dialog.waitFor();
+    check(new URL(a.page.url()).pathname === '/ui/consent', `the prompt is on the consent page: ${a.page.url()}`);
+    await dialog.getByText('Before you continue, confirm it is you with your second factor.').waitFor();
+    await a.audit('consent-step-up');
+    await dialog.getByLabel('Code from your authenticator app').fill(await freshTotp(secret, usedSteps));
+    await dialog.getByRole('button', { name: 'Verify' }).click();
+    // Consent to these scopes was given in (a): the request is accepted at once.
+    const stepped = await atCallback(a, rp);
+    check(stepped.code && !stepped.error, `a code, no error: ${JSON.stringify(stepped)}`);
+    await rp.exchange(stepped, alice, LOA_2);
+    stepDone(step);
+
+    step = '(f) a sign-in with a second factor keeps the request through /ui/mfa';
+    const m = await open('mfa');
+    await m.page.goto(`${rp.origin}/start?client=portal&login_hint=${encodeURIComponent(alice)}`);
+    await m.expectPage('Sign in', '/ui/login');
+    await m.page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await m.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await m.expectPage('Second step of sign-in', '/ui/mfa');
+    const back = new URL(new URL(m.page.url()).searchParams.get('return') ?? '', service.baseUrl);
+    check(back.pathname === '/ui/consent' && back.searchParams.get('request'), `the MFA page returns to consent: ${m.page.url()}`);
+    await m.audit('mfa-for-portal');
+    await m.page.getByLabel('Code from your authenticator app').fill(await freshTotp(secret, usedSteps));
+    await m.page.getByRole('button', { name: 'Verify' }).first().click();
+    const afterMfa = await atCallback(m, rp);
+    check(afterMfa.code && !afterMfa.error, `a code, no error: ${JSON.stringify(afterMfa)}`);
+    await rp.exchange(afterMfa, alice, LOA_2);
+    stepDone(step);
 
     step = '(c) Cancel on the sign-in page: access_denied';
     const b = await open('b');
