@@ -1155,6 +1155,45 @@ async fn the_resource_server_example_accepts_access_tokens_only(backend: Backend
     assert!(api.verify(&tampered).await.is_err());
 }
 
+/// An invalid clients file stops the start, naming the client and the field.
+#[tokio::test]
+async fn an_invalid_clients_file_stops_the_start_naming_client_and_field() {
+    let dir = std::env::temp_dir().join(format!(
+        "lcauth-badclients-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("clients.json");
+    std::fs::write(&file, r#"[{"client_id":"shop","redirect_uris":["http://shop.example/cb"],"token_endpoint_auth_method":"none"}]"#).unwrap();
+    let vars: HashMap<String, String> = [
+        ("DATA_DIR", dir.display().to_string()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/auth.db", dir.display()),
+        ),
+        (
+            "TOTP_ENCRYPTION_KEY",
+            crate::helpers::ENCRYPTION_KEY.to_owned(),
+        ),
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("METRICS_ADDR", "off".to_owned()),
+        ("OIDC_CLIENTS_FILE", file.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = logicredit_auth::configuration::Settings::from_vars(&vars).unwrap();
+    let err = match logicredit_auth::startup::Application::build(settings).await {
+        Ok(_) => panic!("an invalid clients file must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("client \"shop\": redirect_uris[0]: http is only allowed"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 on_both_backends!(
     the_resource_server_example_accepts_access_tokens_only,
     discovery_lists_the_endpoints_and_only_what_is_supported,
