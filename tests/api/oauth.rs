@@ -731,6 +731,14 @@ async fn service_tokens_come_from_client_credentials_and_only_their_client_sees_
         .post_form("/oauth/introspect", &auth, &[("token", token)])
         .await;
     assert_eq!(after.body, json!({"active": false}));
+    let metrics = p.app.metrics().await;
+    for series in [
+        // One recorder per process: other tests' counts add up, so only the series is checked.
+        r#"oauth_tokens_total{client_id="payments-batch",grant_type="client_credentials",outcome="issued"} "#,
+        r#"oauth_tokens_total{client_id="payments-batch",grant_type="access_token",outcome="revoked"} "#,
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
 }
 
 async fn revocation_and_logout_end_refresh_tokens_on_every_instance(backend: Backend) {
