@@ -1004,6 +1004,29 @@ async fn prompt_none_without_a_session_answers_login_required(backend: Backend) 
             .starts_with(&format!("{REDIRECT}?code=")),
         "{direct:?}"
     );
+    // max_age=0 is prompt=login: the existing session is too old, a login made after the
+    // request satisfies it (OIDC Core §3.1.2.1).
+    let (_, challenge) = pkce();
+    let start = alice
+        .get(&format!(
+            "/oauth/authorize?{}",
+            form(&[
+                ("response_type", "code"),
+                ("client_id", FIRST_PARTY),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("max_age", "0")
+            ])
+        ))
+        .await;
+    let request = query_of(start.header("location").unwrap())["request"].clone();
+    let info = alice.get(&format!("/auth/oauth/requests/{request}")).await;
+    assert_eq!(info.body["login_required"], true, "{info:?}");
+    let again = p.app.login("alice@example.com").await;
+    let accepted = again
+        .post(&format!("/auth/oauth/requests/{request}/accept"), json!({}))
+        .await;
+    assert_eq!(accepted.status, 200, "{accepted:?}");
     // Declining ends the request with access_denied.
     let (_, challenge) = pkce();
     let start = anonymous
