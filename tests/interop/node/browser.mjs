@@ -97,7 +97,8 @@ export class Browser {
     if (!requestId) return { callback: location, info: null, status: first.status };
     let info = await this.requestInfo(requestId);
     if (info.redirect_to) return { callback: new URL(info.redirect_to), info, status: first.status };
-    if (info.login_required) {
+    // Accepting needs a session; rejecting does not (the person just says no).
+    if (info.login_required && accept) {
       await this.login();
       info = await this.requestInfo(requestId);
     }

@@ -133,7 +133,8 @@ class Browser:
         info = self.request_info(request_id)
         if info.get("redirect_to"):
             return info["redirect_to"]
-        if info["login_required"]:
+        # Accepting needs a session; rejecting does not.
+        if info["login_required"] and accept:
             self.login()
         verb = "accept" if accept else "reject"
         headers = {"X-CSRF-Token": self.csrf} if self.csrf else {}
