@@ -41,6 +41,9 @@ pub enum Command {
     /// Re-encrypt every stored secret under the current TOTP_ENCRYPTION_KEY (keep the old
     /// key in TOTP_ENCRYPTION_KEYS_OLD while it runs). Safe to interrupt and re-run.
     RotateKeys,
+    /// Make a new token signing key current now (the OpenID Provider, docs/OIDC.md). The
+    /// old key stays in the JWKS until the last token it signed has expired.
+    RotateSigningKeys,
     /// Time Argon2 with the configured parameters (for capacity planning and benchmarks):
     /// prints JSON with the seconds one hash takes and the per-core ceiling.
     HashBenchmark {
@@ -110,6 +113,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "re-encrypted {rotated} secrets under key {}; {current} already used it",
                 services.mfa.secrets().current_key_id()
+            );
+            Ok(())
+        }
+        Command::RotateSigningKeys => {
+            let (db, store) = connect_storage(&settings).await?;
+            db.migrate().await?;
+            let services = Services::build(settings, db, store).await?;
+            let kid = services.oauth.keys.rotate().await?;
+            println!(
+                "signing key {kid} is current; older keys stay published until their tokens expire"
             );
             Ok(())
         }

@@ -113,6 +113,41 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The hosted pages under `/ui/` (docs/API.md §10).
     pub ui: UiSettings,
+    /// The OpenID Provider (docs/API.md §8).
+    pub oidc: OidcSettings,
+}
+
+/// The algorithm the provider signs ID and access tokens with (`SIGNING_ALG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    Es256,
+    EdDsa,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// The OpenID Provider's settings: `ISSUER_URL` (default `ORIGIN_URL`), `OIDC_CLIENTS_FILE`,
+/// `LOGIN_UI_URL` (default the hosted `/ui/login`), token lifetimes, the access tokens'
+/// default audience, and the signing algorithm and key rotation period.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub clients_file: Option<PathBuf>,
+    pub login_ui_url: String,
+    pub access_token_ttl: Duration,
+    pub id_token_ttl: Duration,
+    pub access_token_audience: String,
+    pub signing_alg: SigningAlg,
+    /// A new signing key becomes current after this long; old keys stay published until
+    /// the last token they signed has expired.
+    pub key_rotation: Duration,
 }
 
 /// `UI_ENABLED` (default true) and `UI_THEME_DIR` (templates and `ui.css` that replace the
@@ -199,6 +234,9 @@ impl Settings {
         }
         if self.origin_url.starts_with("http://") && !is_localhost_url(&self.origin_url) {
             problems.push("ORIGIN_URL must use https:// in production".to_owned());
+        }
+        if self.oidc.issuer.starts_with("http://") && !is_localhost_url(&self.oidc.issuer) {
+            problems.push("ISSUER_URL must use https:// in production".to_owned());
         }
         for origin in &self.frontend_origins {
             if origin.starts_with("http://") && !is_loopback_origin(origin) {
@@ -466,6 +504,10 @@ impl VarReader<'_> {
                 .push("PASSWORD_HASHING_CONCURRENCY: must be at least 1".to_owned());
         }
         let smtp = self.smtp();
+        let origin_url = self
+            .string("ORIGIN_URL", "http://localhost:8000")
+            .trim_end_matches('/')
+            .to_owned();
         Settings {
             app_env,
             bind_addr,
@@ -478,10 +520,6 @@ impl VarReader<'_> {
             old_encryption_keys: secrets(self.list("TOTP_ENCRYPTION_KEYS_OLD")),
             rp_id: self.string("FIDO_RP_ID", "localhost"),
             rp_name: self.string("FIDO_RP_NAME", "Logicredit"),
-            origin_url: self
-                .string("ORIGIN_URL", "http://localhost:8000")
-                .trim_end_matches('/')
-                .to_owned(),
             frontend_origins: self.frontend_origins(),
             smtp,
             session,
@@ -507,7 +545,50 @@ impl VarReader<'_> {
                 enabled: self.bool("UI_ENABLED", true),
                 theme_dir: self.raw("UI_THEME_DIR").map(PathBuf::from),
             },
+            oidc: self.oidc(&origin_url),
+            origin_url,
             data_dir,
+        }
+    }
+
+    fn oidc(&mut self, origin_url: &str) -> OidcSettings {
+        let issuer = self
+            .string("ISSUER_URL", origin_url)
+            .trim_end_matches('/')
+            .to_owned();
+        match url::Url::parse(&issuer) {
+            Ok(url)
+                if matches!(url.scheme(), "https" | "http")
+                    && url.query().is_none()
+                    && url.fragment().is_none() => {}
+            _ => self.errors.push(format!(
+                "ISSUER_URL: expected an https:// URL with no query or fragment, got {issuer:?}"
+            )),
+        }
+        let signing_alg = match self.string("SIGNING_ALG", "ES256").as_str() {
+            "ES256" => SigningAlg::Es256,
+            "EdDSA" => SigningAlg::EdDsa,
+            other => {
+                self.errors.push(format!(
+                    "SIGNING_ALG: expected ES256 or EdDSA, got {other:?} (PS256 is accepted from clients but not used to sign: the rsa crate carries RUSTSEC-2023-0071)"
+                ));
+                SigningAlg::Es256
+            }
+        };
+        let rotation_days: u64 = self.parsed("SIGNING_KEY_ROTATION_DAYS", 90);
+        if rotation_days == 0 {
+            self.errors
+                .push("SIGNING_KEY_ROTATION_DAYS: must be more than 0".to_owned());
+        }
+        OidcSettings {
+            clients_file: self.raw("OIDC_CLIENTS_FILE").map(PathBuf::from),
+            login_ui_url: self.string("LOGIN_UI_URL", &format!("{origin_url}/ui/login")),
+            access_token_ttl: self.seconds("ACCESS_TOKEN_TTL_SECONDS", 300),
+            id_token_ttl: self.seconds("ID_TOKEN_TTL_SECONDS", 300),
+            access_token_audience: self.string("ACCESS_TOKEN_AUDIENCE", &issuer),
+            signing_alg,
+            key_rotation: Duration::from_secs(rotation_days.max(1) * 86_400),
+            issuer,
         }
     }
 

@@ -136,6 +136,19 @@ impl Role {
     }
 }
 
+/// How a session's login began (`sessions.first_factor`): what the OpenID Provider reports
+/// as `amr` and `acr` (docs/API.md §8). A passwordless passkey login is two factors in one
+/// (possession + user verification); a password login is one until a second factor follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, EnumIter, DeriveActiveEnum)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum FirstFactor {
+    #[sea_orm(string_value = "password")]
+    Password,
+    #[sea_orm(string_value = "passkey")]
+    Passkey,
+}
+
 /// How a session's second factor was last proven (`sessions.mfa_method`). Enrollment
 /// counts for a user's own sensitive actions (docs/API.md §7) but never for privileged routes:
 /// a stolen session that enrolls a first factor must not become an admin's step-up.

@@ -175,6 +175,26 @@ fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
             "reauthentication_required",
             "Confirm your password (send current_password) to set up your first second factor.",
         ),
+        ServiceError::InvalidRequestId => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_id",
+            "This sign-in request is unknown, finished or expired; start again from the application.",
+        ),
+        ServiceError::ClientNotChangeable(_) => (
+            StatusCode::CONFLICT,
+            "client_not_changeable",
+            "This client comes from OIDC_CLIENTS_FILE; change it there.",
+        ),
+        ServiceError::ClientExists => (
+            StatusCode::CONFLICT,
+            "client_exists",
+            "A client with this client_id exists.",
+        ),
+        ServiceError::InvalidClientMetadata(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_client_metadata",
+            "The client metadata is invalid; see fields.",
+        ),
         ServiceError::LastAdmin => (
             StatusCode::CONFLICT,
             "last_admin",
@@ -218,6 +238,22 @@ fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
         }
         ServiceError::ReauthenticationRequired { max_age_secs } => {
             body.max_age = Some(*max_age_secs);
+        }
+        ServiceError::InvalidClientMetadata(problems) => {
+            // Each problem reads "field: reason" (services::oauth::clients::validate).
+            let mut fields = BTreeMap::new();
+            for problem in problems {
+                let (field, reason) = problem.split_once(": ").unwrap_or(("metadata", problem));
+                let field = field.split('[').next().unwrap_or(field).to_owned();
+                fields
+                    .entry(field)
+                    .and_modify(|r: &mut String| {
+                        r.push_str("; ");
+                        r.push_str(reason);
+                    })
+                    .or_insert_with(|| reason.to_owned());
+            }
+            body.fields = Some(fields);
         }
         _ => {}
     }

@@ -11,6 +11,7 @@ mod extract;
 mod health;
 mod mfa;
 pub mod middleware;
+mod oauth;
 pub mod openapi;
 mod passwords;
 pub mod server;
@@ -34,8 +35,6 @@ use error::ApiError;
 
 pub type AppState = Arc<Services>;
 
-/// Every route of the service with its middleware, in the order requests pass them:
-/// request id + log span → security headers → CORS → panic guard → timeout → body limit.
 /// Every API route, registered from its handler's OpenAPI annotation: the router and the
 /// OpenAPI document come from this one list.
 pub fn api_routes() -> OpenApiRouter<AppState> {
@@ -71,6 +70,14 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::update_user))
         .routes(routes!(admin::unlock_user))
         .routes(routes!(admin::audit))
+        .routes(routes!(oauth::requests::info))
+        .routes(routes!(oauth::requests::accept))
+        .routes(routes!(oauth::requests::reject))
+        .routes(routes!(oauth::clients::list))
+        .routes(routes!(oauth::clients::create))
+        .routes(routes!(oauth::clients::get))
+        .routes(routes!(oauth::clients::update))
+        .routes(routes!(oauth::clients::delete))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::spec))
@@ -87,6 +94,8 @@ pub enum RouteKind {
     Docs,
     /// A hosted page or its asset (`ui::ROUTES`), unless `UI_ENABLED=false`.
     Ui,
+    /// An OpenID Provider protocol endpoint (found through discovery, not in OpenAPI).
+    Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,6 +140,15 @@ pub fn route_table() -> Vec<RouteEntry> {
             kind: RouteKind::Docs,
         });
     }
+    for (path, methods) in oauth::PROTOCOL_ROUTES {
+        for method in *methods {
+            table.push(RouteEntry {
+                method: (*method).to_owned(),
+                path: (*path).to_owned(),
+                kind: RouteKind::Protocol,
+            });
+        }
+    }
     for (path, _) in crate::ui::ROUTES {
         table.push(RouteEntry {
             method: "GET".to_owned(),
@@ -166,19 +184,25 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// Every route of the service with its middleware, in the order requests pass them:
-/// request id + log span → security headers → CORS → panic guard → timeout → body limit.
-/// `pages` are the hosted pages (`/ui/`, docs/API.md §10); None when `UI_ENABLED=false`.
+/// request id + log span → security headers → panic guard → timeout → body limit → CORS
+/// (per kind of route). `pages` are the hosted pages (`/ui/`, docs/API.md §10); None when `UI_ENABLED=false`.
 pub fn router(state: AppState, pages: Option<Arc<crate::ui::Pages>>) -> Router {
     let (routes, _) = api_routes().split_for_parts();
+    let mut routes = routes.merge(openapi::swagger_ui());
+    // The JSON API admits only the configured front ends, with credentials; the protocol
+    // endpoints bring their own policy (any origin, no credentials).
+    if let Some(cors) = cors_layer(&state.settings.frontend_origins) {
+        routes = routes.layer(cors);
+    }
     let mut routes = routes
-        .merge(openapi::swagger_ui())
+        .merge(oauth::protocol_routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound });
     if let Some(pages) = pages {
         routes = routes.merge(crate::ui::routes(pages));
     }
 
-    let mut app = routes
+    let app = routes
         .layer(axum::middleware::from_fn(middleware::buffer_body))
         .layer(DefaultBodyLimit::max(middleware::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -190,9 +214,6 @@ pub fn router(state: AppState, pages: Option<Arc<crate::ui::Pages>>) -> Router {
             middleware::session_rotation,
         ))
         .layer(CatchPanicLayer::custom(middleware::panic_response));
-    if let Some(cors) = cors_layer(&state.settings.frontend_origins) {
-        app = app.layer(cors);
-    }
     app.layer(axum::middleware::from_fn_with_state(
         state.clone(),
         middleware::security_headers,

@@ -35,6 +35,7 @@ Checks run in this order: session → CSRF → role → MFA freshness → body."
         (name = "passkeys", description = "WebAuthn: registration, passwordless login, second factor"),
         (name = "passwords", description = "Password reset and change"),
         (name = "admin", description = "Roles: staff read, admins change"),
+        (name = "oauth", description = "OpenID Provider: the login/consent interaction of an authorization request, and the admin API for clients. The protocol endpoints (authorize, token, userinfo, JWKS, revocation, introspection, end-session) follow the OAuth/OpenID standards and are listed in the discovery document at /.well-known/openid-configuration; see docs/OIDC.md."),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]

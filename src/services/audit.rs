@@ -13,8 +13,8 @@ use crate::storage::db::audit::{self, AuditRow, ChainReport, CheckpointRow, NewA
 
 mod events;
 pub use events::{
-    AuditEvent, Change, CodeFailure, FactorStep, LoginFailure, LoginMethod, PasskeyFailure,
-    Registration, RepeatedRefusal, Revocation, Rotation,
+    AuditEvent, Change, CodeFailure, FactorStep, LoginFailure, LoginMethod, OAuthEvent,
+    PasskeyFailure, Registration, RepeatedRefusal, Revocation, Rotation,
 };
 
 /// Where a request came from, for audit records and session metadata.

@@ -50,6 +50,14 @@ pub enum ServiceError {
     ReauthenticationRequired { max_age_secs: u64 },
     #[error("a second factor must be enrolled first")]
     MfaEnrollmentRequired,
+    #[error("unknown or expired authorization request")]
+    InvalidRequestId,
+    #[error("the OAuth client cannot be changed here: {0}")]
+    ClientNotChangeable(&'static str),
+    #[error("an OAuth client with this id exists")]
+    ClientExists,
+    #[error("invalid client metadata")]
+    InvalidClientMetadata(Vec<String>),
     #[error("the last active admin cannot be demoted or disabled")]
     LastAdmin,
     #[error("a dependency is unavailable: {0}")]

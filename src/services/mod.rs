@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod email;
 pub mod error;
 pub mod mfa;
+pub mod oauth;
 pub mod passwords;
 pub mod sessions;
 
@@ -33,6 +34,8 @@ pub struct Services {
     pub audit: audit::AuditTrail,
     pub mfa: mfa::Mfa,
     pub admin: admin::Admin,
+    /// The OpenID Provider (docs/API.md §8).
+    pub oauth: oauth::OAuth,
     /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -79,6 +82,13 @@ impl Services {
             abuse.clone(),
             templates.clone(),
         )?;
+        let oauth = oauth::OAuth::new(
+            &settings,
+            db.clone(),
+            store.clone(),
+            sessions.clone(),
+            mfa.secrets().clone(),
+        )?;
         Ok(Arc::new(Self {
             keys: KeyRing::new(settings.encryption_key.expose_secret()),
             settings,
@@ -90,6 +100,7 @@ impl Services {
             audit,
             mfa,
             admin,
+            oauth,
             metrics: crate::telemetry::metrics_handle(),
         }))
     }

@@ -23,7 +23,7 @@ use crate::configuration::SessionSettings;
 use crate::crypto::{random_token, token_hash};
 use crate::domain::Factors;
 pub use crate::domain::SessionState;
-use crate::domain::{EmailAddress, MfaMethod, Millis, Role, now_millis};
+use crate::domain::{EmailAddress, FirstFactor, MfaMethod, Millis, Role, now_millis};
 use crate::storage::db::sessions::{self as session_rows, SessionRow};
 use crate::storage::db::users::{self, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
@@ -166,6 +166,12 @@ impl Sessions {
             mfa_verified_at: mfa_verified.map(|(at, _)| at),
             mfa_method: mfa_verified.map(|(_, method)| method),
             rotate_required: false,
+            // Only a passwordless passkey login creates an active session with its factor
+            // already verified; every other login starts with the password.
+            first_factor: match (state, mfa_verified) {
+                (SessionState::Active, Some((_, MfaMethod::Webauthn))) => FirstFactor::Passkey,
+                _ => FirstFactor::Password,
+            },
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.chars().take(512).collect(),
         };
@@ -494,6 +500,29 @@ impl Sessions {
         ));
         uow.commit().await?;
         Ok(())
+    }
+
+    /// Ends the session `session_id` of `user_id` (an RP-initiated logout that proved it
+    /// with an ID token); false when it had already ended.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn logout_by_id(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        ctx: &RequestContext,
+    ) -> ServiceResult<bool> {
+        let Some(row) = session_rows::find_by_id(self.db.connection(), session_id).await? else {
+            return Ok(false);
+        };
+        if row.user_id != user_id {
+            return Ok(false);
+        }
+        self.forget(&row.token_hash).await?;
+        let mut uow = self.db.begin().await?;
+        let deleted = session_rows::delete_by_token_hash(uow.conn(), &row.token_hash).await?;
+        uow.audit(ctx.record(AuditEvent::SessionLogout { session_id }, Some(user_id)));
+        uow.commit().await?;
+        Ok(deleted)
     }
 
     /// Revokes one of the caller's own sessions; any other id is `NotFound`.

@@ -17,6 +17,7 @@ mod email_delivery;
 mod health;
 mod login;
 mod mfa;
+mod oauth;
 mod openapi;
 mod passkeys;
 mod passwords;

@@ -13,6 +13,8 @@ use crate::services::sessions::SessionState;
 /// Every auditable event with the fields it records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
+    /// The OpenID Provider's `oauth.*` events (docs/API.md §8).
+    OAuth(OAuthEvent),
     /// `user.registered`
     UserRegistered(Registration),
     /// `email.verification_sent`
@@ -218,6 +220,114 @@ pub enum PasskeyFailure {
     VerificationFailed,
 }
 
+/// What the OpenID Provider records. `client_id` names the relying party; `grant_id` the
+/// grant (the family of tokens from one authorization) when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthEvent {
+    /// `oauth.authorization_granted`
+    AuthorizationGranted {
+        client_id: String,
+        session_id: Uuid,
+        scope: String,
+        consent_shown: bool,
+    },
+    /// `oauth.authorization_denied`: the user refused, or the request could not be met.
+    AuthorizationDenied { client_id: String, error: String },
+    /// `oauth.token_issued`
+    TokenIssued {
+        client_id: String,
+        grant_type: &'static str,
+        grant_id: Option<Uuid>,
+    },
+    /// `oauth.token_refreshed`
+    TokenRefreshed { client_id: String, grant_id: Uuid },
+    /// `oauth.refresh_reuse_detected`: a rotated refresh token (or a used code) came back;
+    /// the grant was revoked.
+    RefreshReuseDetected {
+        client_id: String,
+        grant_id: Uuid,
+        presented: &'static str,
+    },
+    /// `oauth.token_revoked`
+    TokenRevoked {
+        client_id: String,
+        token_type: &'static str,
+        grant_id: Option<Uuid>,
+    },
+    /// `oauth.client_changed`
+    ClientChanged {
+        client_id: String,
+        change: &'static str,
+    },
+}
+
+impl OAuthEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            OAuthEvent::AuthorizationGranted { .. } => "oauth.authorization_granted",
+            OAuthEvent::AuthorizationDenied { .. } => "oauth.authorization_denied",
+            OAuthEvent::TokenIssued { .. } => "oauth.token_issued",
+            OAuthEvent::TokenRefreshed { .. } => "oauth.token_refreshed",
+            OAuthEvent::RefreshReuseDetected { .. } => "oauth.refresh_reuse_detected",
+            OAuthEvent::TokenRevoked { .. } => "oauth.token_revoked",
+            OAuthEvent::ClientChanged { .. } => "oauth.client_changed",
+        }
+    }
+
+    fn details(&self) -> Value {
+        match self {
+            OAuthEvent::AuthorizationGranted {
+                client_id,
+                session_id,
+                scope,
+                consent_shown,
+            } => json!({
+                "client_id": client_id,
+                "session_id": session_id,
+                "scope": scope,
+                "consent_shown": consent_shown,
+            }),
+            OAuthEvent::AuthorizationDenied { client_id, error } => {
+                json!({"client_id": client_id, "error": error})
+            }
+            OAuthEvent::TokenIssued {
+                client_id,
+                grant_type,
+                grant_id,
+            } => {
+                let mut details = json!({"client_id": client_id, "grant_type": grant_type});
+                if let Some(grant_id) = grant_id {
+                    details["grant_id"] = json!(grant_id);
+                }
+                details
+            }
+            OAuthEvent::TokenRefreshed {
+                client_id,
+                grant_id,
+            } => json!({"client_id": client_id, "grant_id": grant_id}),
+            OAuthEvent::RefreshReuseDetected {
+                client_id,
+                grant_id,
+                presented,
+            } => json!({"client_id": client_id, "grant_id": grant_id, "presented": presented}),
+            OAuthEvent::TokenRevoked {
+                client_id,
+                token_type,
+                grant_id,
+            } => {
+                let mut details = json!({"client_id": client_id, "token_type": token_type});
+                if let Some(grant_id) = grant_id {
+                    details["grant_id"] = json!(grant_id);
+                }
+                details
+            }
+            OAuthEvent::ClientChanged { client_id, change } => {
+                json!({"client_id": client_id, "change": change})
+            }
+        }
+    }
+}
+
 /// A value an admin changed (or left as it was).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Change<T> {
@@ -229,6 +339,7 @@ impl AuditEvent {
     /// The event's name, exactly as docs/API.md §4 lists it.
     pub fn name(&self) -> &'static str {
         match self {
+            AuditEvent::OAuth(event) => event.name(),
             AuditEvent::UserRegistered(_) => "user.registered",
             AuditEvent::EmailVerificationSent => "email.verification_sent",
             AuditEvent::EmailVerified => "email.verified",
@@ -274,6 +385,7 @@ impl AuditEvent {
     /// The record's `metadata`: a JSON object. Optional fields are left out, never null.
     pub fn details(&self) -> Value {
         match self {
+            AuditEvent::OAuth(event) => event.details(),
             AuditEvent::UserRegistered(Registration::Created) => json!({"outcome": "created"}),
             AuditEvent::UserRegistered(Registration::AlreadyRegistered) => {
                 json!({"outcome": "already_registered"})

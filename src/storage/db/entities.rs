@@ -32,7 +32,7 @@ pub mod user {
 pub mod session {
     use sea_orm::entity::prelude::*;
 
-    use crate::domain::{MfaMethod, SessionState};
+    use crate::domain::{FirstFactor, MfaMethod, SessionState};
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "sessions")]
@@ -56,6 +56,8 @@ pub mod session {
         /// The user's role changed since this token was issued: the next request
         /// rotates it.
         pub rotate_required: bool,
+        /// How the login began: password, or a passwordless passkey.
+        pub first_factor: FirstFactor,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -261,6 +263,124 @@ pub mod webauthn_credential {
         pub sign_count: i64,
         pub created_at: i64,
         pub last_used_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod oauth_signing_key {
+    use sea_orm::entity::prelude::*;
+
+    /// A key the provider signs tokens with; the private half sealed under the master key.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kid: String,
+        pub alg: String,
+        pub private_key: String,
+        pub public_jwk: String,
+        pub created_at: i64,
+        /// When a newer key replaced it; it stays published until its tokens expired.
+        pub retired_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod oauth_client {
+    use sea_orm::entity::prelude::*;
+
+    /// A client registered through the admin API (file clients live in memory only).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_clients")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub client_id: String,
+        /// The validated RFC 7591 metadata as JSON (never the secret).
+        pub metadata: String,
+        pub secret_hash: Option<String>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod oauth_grant {
+    use sea_orm::entity::prelude::*;
+
+    /// One authorization of a client by a user in a session: the family its tokens share.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_grants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub client_id: String,
+        pub user_id: Uuid,
+        pub session_id: Uuid,
+        pub scope: String,
+        pub audience: String,
+        pub auth_time: i64,
+        pub acr: String,
+        /// JSON array of RFC 8176 values.
+        pub amr: String,
+        pub authorization_details: Option<String>,
+        pub tx_hash: Option<String>,
+        pub dpop_jkt: Option<String>,
+        pub created_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod oauth_refresh_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_refresh_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub grant_id: Uuid,
+        pub created_at: i64,
+        pub expires_at: i64,
+        /// Set when it was exchanged: a second use is reuse.
+        pub used_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod oauth_consent {
+    use sea_orm::entity::prelude::*;
+
+    /// The scopes a user has allowed a client; a request within them needs no consent step.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_consents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub client_id: String,
+        pub scope: String,
+        pub granted_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

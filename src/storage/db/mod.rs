@@ -6,6 +6,7 @@ pub mod entities;
 pub mod locks;
 pub mod mfa;
 mod migrations;
+pub mod oauth;
 pub mod outbox;
 pub mod sessions;
 pub mod users;

@@ -24,6 +24,7 @@ pub async fn insert(conn: &impl Conn, row: SessionRow) -> StorageResult<()> {
         user_agent: Set(row.user_agent),
         mfa_method: Set(row.mfa_method),
         rotate_required: Set(row.rotate_required),
+        first_factor: Set(row.first_factor),
     }
     .insert(conn)
     .await
@@ -168,6 +169,22 @@ pub async fn set_mfa_verified(
         .col_expr(session::Column::MfaVerifiedAt, Expr::value(at))
         .col_expr(session::Column::MfaMethod, Expr::value(method))
         .filter(session::Column::TokenHash.eq(token_hash))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected == 1)
+}
+
+pub async fn find_by_id(conn: &impl Conn, id: Uuid) -> StorageResult<Option<SessionRow>> {
+    session::Entity::find_by_id(id).one(conn).await.storage()
+}
+
+/// Refreshes the durable last-seen time of the session `id` (a relying party refreshed a
+/// token it holds for the session); false when the session no longer exists.
+pub async fn touch_by_id(conn: &impl Conn, id: Uuid, now: Millis) -> StorageResult<bool> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::LastSeenAt, Expr::value(now))
+        .filter(session::Column::Id.eq(id))
         .exec(conn)
         .await
         .storage()?;

@@ -4,6 +4,7 @@ mod m20261125_000001_initial;
 mod m20261125_000002_mfa;
 mod m20261130_000003_session_hardening;
 mod m20261130_000004_audit_keys;
+mod m20261201_000005_oauth;
 
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_mfa::Migration),
             Box::new(m20261130_000003_session_hardening::Migration),
             Box::new(m20261130_000004_audit_keys::Migration),
+            Box::new(m20261201_000005_oauth::Migration),
         ]
     }
 }

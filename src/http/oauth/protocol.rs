@@ -1,0 +1,369 @@
+//! The protocol endpoints; thin: parse the form or query, call `services::oauth`, shape
+//! the standard response.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::CookieJar;
+use serde_json::{Value, json};
+
+use super::BrowserSession;
+use super::error::OAuthHttpError;
+use crate::http::AppState;
+use crate::http::cookies;
+use crate::http::extract::ClientContext;
+use crate::services::oauth::authorize::Authorize;
+use crate::services::oauth::client_auth::Presented;
+use crate::services::oauth::logout::Logout;
+use crate::services::oauth::tokens::BearerError;
+use crate::services::oauth::{OAuth, OAuthError, parse_params, paths};
+
+/// Every protocol route and its methods (for `http::route_table`).
+pub const PROTOCOL_ROUTES: &[(&str, &[&str])] = &[
+    (paths::DISCOVERY, &["GET"]),
+    (paths::AS_METADATA, &["GET"]),
+    (paths::JWKS, &["GET"]),
+    (paths::AUTHORIZE, &["GET", "POST"]),
+    (paths::TOKEN, &["POST"]),
+    (paths::USERINFO, &["GET", "POST"]),
+    (paths::REVOKE, &["POST"]),
+    (paths::INTROSPECT, &["POST"]),
+    (paths::LOGOUT, &["GET", "POST"]),
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::DISCOVERY, get(discovery))
+        .route(paths::AS_METADATA, get(discovery))
+        .route(paths::JWKS, get(jwks))
+        .route(paths::AUTHORIZE, get(authorize).post(authorize))
+        .route(paths::TOKEN, axum::routing::post(token))
+        .route(paths::USERINFO, get(userinfo).post(userinfo))
+        .route(paths::REVOKE, axum::routing::post(revoke))
+        .route(paths::INTROSPECT, axum::routing::post(introspect))
+        .route(paths::LOGOUT, get(logout).post(logout))
+}
+
+type OAuthResponse = Result<Response, OAuthHttpError>;
+
+/// Responses carrying tokens or decisions are never cached (RFC 6749 §5.1).
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => no_store((StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response()),
+        Err(_) => {
+            OAuthHttpError::from(OAuthError::invalid_request("unusable redirect")).into_response()
+        }
+    }
+}
+
+/// The parameters of a GET (query) or POST (form body).
+async fn request_params(request: Request) -> Result<HashMap<String, String>, OAuthError> {
+    if request.method() == Method::POST {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, crate::http::middleware::MAX_BODY_BYTES)
+            .await
+            .map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
+        form_params(&parts.headers, &body)
+    } else {
+        parse_params(request.uri().query().unwrap_or(""))
+    }
+}
+
+fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
+    parse_params(text)
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The discovery document (OpenID Connect Discovery 1.0, RFC 8414): exactly what is
+/// supported.
+fn metadata(oauth: &OAuth) -> Value {
+    let e = |p| oauth.endpoint(p);
+    json!({
+        "issuer": oauth.issuer(),
+        "authorization_endpoint": e(paths::AUTHORIZE),
+        "token_endpoint": e(paths::TOKEN),
+        "userinfo_endpoint": e(paths::USERINFO),
+        "jwks_uri": e(paths::JWKS),
+        "revocation_endpoint": e(paths::REVOKE),
+        "introspection_endpoint": e(paths::INTROSPECT),
+        "end_session_endpoint": e(paths::LOGOUT),
+        "scopes_supported": ["openid", "email"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [oauth.settings().signing_alg.as_str()],
+        "token_endpoint_auth_methods_supported":
+            ["private_key_jwt", "client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "EdDSA"],
+        "revocation_endpoint_auth_methods_supported":
+            ["private_key_jwt", "client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported":
+            ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported":
+            ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
+             "email", "email_verified"],
+        "acr_values_supported": ["urn:logicredit:loa:1", "urn:logicredit:loa:2"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+        "frontchannel_logout_supported": false,
+        "backchannel_logout_supported": false,
+    })
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    let mut response = Json(metadata(&state.oauth)).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+async fn jwks(State(state): State<AppState>) -> OAuthResponse {
+    let set = state.oauth.keys.jwks().await.map_err(OAuthError::from)?;
+    let mut response = Json(set).into_response();
+    // Short: a new key is used as soon as it exists, and clients re-fetch on an unknown kid.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(response)
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    BrowserSession(session): BrowserSession,
+    request: Request,
+) -> OAuthResponse {
+    let params = request_params(request).await?;
+    match state.oauth.begin(&params, session.as_ref(), &ctx).await? {
+        Authorize::Interaction(location) | Authorize::Client(location) => Ok(see_other(&location)),
+    }
+}
+
+async fn token(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> OAuthResponse {
+    let params = form_params(&headers, &body)?;
+    let presented = Presented {
+        authorization: authorization(&headers),
+        params: &params,
+    };
+    let basic = presented.authorization.is_some();
+    let client = state
+        .oauth
+        .authenticate_client(&presented)
+        .await
+        .map_err(|error| OAuthHttpError { error, basic })?;
+    let response = state.oauth.token(&client, &params, &ctx).await?;
+    Ok(no_store(Json(response).into_response()))
+}
+
+/// RFC 6750 §3: a missing token gets a bare challenge; a bad one names the error.
+fn bearer_challenge(status: StatusCode, error: Option<(&str, &str)>) -> Response {
+    let challenge = match error {
+        None => "Bearer".to_owned(),
+        Some((code, description)) => {
+            format!("Bearer error=\"{code}\", error_description=\"{description}\"")
+        }
+    };
+    let mut response = match error {
+        None => status.into_response(),
+        Some((code, description)) => (
+            status,
+            Json(json!({"error": code, "error_description": description})),
+        )
+            .into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    no_store(response)
+}
+
+async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let token = authorization(&headers).and_then(|h| {
+        let (scheme, token) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return bearer_challenge(StatusCode::UNAUTHORIZED, None);
+    };
+    match state.oauth.userinfo(token).await {
+        Ok(info) => no_store(Json(info).into_response()),
+        Err(BearerError::InvalidToken(why)) => {
+            bearer_challenge(StatusCode::UNAUTHORIZED, Some(("invalid_token", why)))
+        }
+        Err(BearerError::InsufficientScope) => bearer_challenge(
+            StatusCode::FORBIDDEN,
+            Some(("insufficient_scope", "the token lacks the openid scope")),
+        ),
+        Err(BearerError::Service(e)) => OAuthHttpError::from(OAuthError::from(e)).into_response(),
+    }
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> OAuthResponse {
+    let params = form_params(&headers, &body)?;
+    let presented = Presented {
+        authorization: authorization(&headers),
+        params: &params,
+    };
+    let basic = presented.authorization.is_some();
+    let client = state
+        .oauth
+        .authenticate_client(&presented)
+        .await
+        .map_err(|error| OAuthHttpError { error, basic })?;
+    state.oauth.revoke(&client, &params, &ctx).await?;
+    Ok(no_store(StatusCode::OK.into_response()))
+}
+
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> OAuthResponse {
+    let params = form_params(&headers, &body)?;
+    let presented = Presented {
+        authorization: authorization(&headers),
+        params: &params,
+    };
+    let basic = presented.authorization.is_some();
+    let client = state
+        .oauth
+        .authenticate_client(&presented)
+        .await
+        .map_err(|error| OAuthHttpError { error, basic })?;
+    if client.is_public() {
+        return Err(OAuthHttpError {
+            error: OAuthError::invalid_client("introspection needs an authenticated client"),
+            basic,
+        });
+    }
+    let answer = state.oauth.introspect(&client, &params).await?;
+    Ok(no_store(Json(answer).into_response()))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    BrowserSession(session): BrowserSession,
+    jar: CookieJar,
+    request: Request,
+) -> OAuthResponse {
+    let params = request_params(request).await?;
+    match state
+        .oauth
+        .end_session(&params, session.as_ref(), &ctx)
+        .await?
+    {
+        Logout::Done { redirect_to } => {
+            // This browser's session may be the one that ended: forget its cookies too
+            // when it no longer authenticates.
+            let still = match &session {
+                Some(s) => state.sessions.authenticate(&s.token).await.is_ok(),
+                None => false,
+            };
+            let jar = if still {
+                jar
+            } else {
+                cookies::cleared(jar, &state.settings.session)
+            };
+            let response = match redirect_to {
+                Some(location) => see_other(&location),
+                None => no_store(Html(signed_out_page()).into_response()),
+            };
+            Ok((jar, response).into_response())
+        }
+        Logout::Confirm { params } => Ok(no_store(Html(confirm_page(&params)).into_response())),
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+const PAGE_HEAD: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Sign out</title><link rel=\"stylesheet\" href=\"/ui/ui.css\"></head><body><main class=\"card\">";
+
+/// The confirmation asked before a logout without an ID token: a plain form, no script.
+fn confirm_page(params: &[(String, String)]) -> String {
+    let mut hidden = String::new();
+    for (name, value) in params {
+        hidden.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            escape(name),
+            escape(value)
+        ));
+    }
+    format!(
+        "{PAGE_HEAD}<h1>Sign out?</h1><p>An application asked to sign you out of Logicredit.</p>\
+         <form method=\"post\" action=\"{}\">{hidden}<input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+         <button type=\"submit\">Sign out</button></form></main></body></html>",
+        paths::LOGOUT
+    )
+}
+
+fn signed_out_page() -> String {
+    format!(
+        "{PAGE_HEAD}<h1>Signed out</h1><p>You are signed out. You can close this window.</p></main></body></html>"
+    )
+}
