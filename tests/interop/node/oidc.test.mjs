@@ -115,7 +115,7 @@ describe(`openid-client against the provider (${ENV.deployment})`, () => {
   before(async () => {
     spa = await discover(SPA.client_id, client.None());
     web = await discover(WEB.client_id, client.ClientSecretBasic(WEB.client_secret));
-    pkjwt = await discover(PKJWT.client_id, client.PrivateKeyJWT(await importTestKey()));
+    pkjwt = await discover(PKJWT.client_id, client.PrivateKeyJwt(await importTestKey()));
     service = await discover(SERVICE.client_id, client.ClientSecretPost(SERVICE.client_secret));
     // ID tokens from the token endpoint: check their signature against the JWKS too
     // (by default the library trusts the TLS channel instead).
@@ -145,7 +145,6 @@ describe(`openid-client against the provider (${ENV.deployment})`, () => {
     for (const field of [
       'authorization_endpoint', 'token_endpoint', 'userinfo_endpoint', 'jwks_uri',
       'revocation_endpoint', 'introspection_endpoint', 'end_session_endpoint',
-      'pushed_authorization_request_endpoint',
     ]) {
       assert.equal(typeof m[field], 'string', `${field} is published`);
       assert.ok(m[field].startsWith(ISSUER), `${field} is on the issuer's origin: ${m[field]}`);
@@ -163,6 +162,13 @@ describe(`openid-client against the provider (${ENV.deployment})`, () => {
       assert.ok(!m.grant_types_supported.includes(grant), `no ${grant} grant`);
     }
     assert.ok(m.id_token_signing_alg_values_supported.includes('ES256'));
+    // RFC 8414 §2: where private_key_jwt is offered, the algorithms MUST be listed too.
+    for (const endpoint of ['token_endpoint', 'revocation_endpoint', 'introspection_endpoint']) {
+      if (m[`${endpoint}_auth_methods_supported`]?.includes('private_key_jwt')) {
+        assert.ok(m[`${endpoint}_auth_signing_alg_values_supported`]?.includes('ES256'),
+          `${endpoint}_auth_signing_alg_values_supported (RFC 8414 §2: required with private_key_jwt)`);
+      }
+    }
     assert.ok(m.subject_types_supported?.length, 'subject_types_supported (required by OIDC Discovery)');
     const keys = await (await fetch(m.jwks_uri)).json();
     assert.ok(keys.keys.length >= 1, 'JWKS has a key');
@@ -261,13 +267,13 @@ describe(`openid-client against the provider (${ENV.deployment})`, () => {
 
     // An assertion signed by a key the client did not register → invalid_client (401).
     const stranger = await jose.generateKeyPair('ES256');
-    const impostor = await discover(PKJWT.client_id, client.PrivateKeyJWT({ key: stranger.privateKey, kid: TEST_KEY.kid }));
+    const impostor = await discover(PKJWT.client_id, client.PrivateKeyJwt({ key: stranger.privateKey, kid: TEST_KEY.kid }));
     const wrongKey = await oauthError(client.refreshTokenGrant(impostor, refreshed.refresh_token));
     assert.deepEqual([wrongKey.status, wrongKey.error], [401, 'invalid_client'], 'assertion signed by another key');
 
     // The same jti twice → invalid_client (401), even with a valid refresh token.
     const jti = `interop-${crypto.randomUUID()}`;
-    const fixedJti = await discover(PKJWT.client_id, client.PrivateKeyJWT(await importTestKey(), {
+    const fixedJti = await discover(PKJWT.client_id, client.PrivateKeyJwt(await importTestKey(), {
       [client.modifyAssertion]: (_header, payload) => { payload.jti = jti; },
     }));
     const once = await client.refreshTokenGrant(fixedJti, refreshed.refresh_token);
