@@ -85,7 +85,8 @@ export class Browser {
    * Opens `authorizationUrl` as a cross-site navigation (no cookies) and plays the login
    * page until the provider hands back the relying party's callback URL. Signs in first
    * when the request says login_required. Returns {callback: URL, info} where info is the
-   * interaction request's JSON (or null when the provider redirected straight back).
+   * interaction request's JSON as first read, before any login (or null when the provider
+   * redirected straight back).
    */
   async authorize(authorizationUrl, { accept = true } = {}) {
     const first = await fetch(authorizationUrl, { redirect: 'manual' });
@@ -95,12 +96,16 @@ export class Browser {
     const location = new URL(first.headers.get('location'), authorizationUrl);
     const requestId = location.searchParams.get('request');
     if (!requestId) return { callback: location, info: null, status: first.status };
-    let info = await this.requestInfo(requestId);
+    // `info` is what the login page is told first, before anyone signs in.
+    const info = await this.requestInfo(requestId);
     if (info.redirect_to) return { callback: new URL(info.redirect_to), info, status: first.status };
     // Accepting needs a session; rejecting does not (the person just says no).
     if (info.login_required && accept) {
       await this.login();
-      info = await this.requestInfo(requestId);
+      const after = await this.requestInfo(requestId);
+      if (after.login_required) {
+        throw new Error(`still login_required after a fresh login: ${JSON.stringify(after)}`);
+      }
     }
     const verb = accept ? 'accept' : 'reject';
     const response = await this.request(`/auth/oauth/requests/${encodeURIComponent(requestId)}/${verb}`, {

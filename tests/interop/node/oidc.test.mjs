@@ -389,6 +389,172 @@ describe(`openid-client against the provider (${ENV.deployment})`, () => {
     assert.equal(seen.error, 'access_denied');
   });
 
+  /** A code for `config` (browser part done), without redeeming it. */
+  async function freshCode(config, redirectUri) {
+    const verifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const nonce = client.randomNonce();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: redirectUri, scope: 'openid', state, nonce,
+      code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+    });
+    const { callback } = await new Browser().authorize(url);
+    return { callback, checks: { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce } };
+  }
+
+  test('a code is bound to its verifier, redirect_uri and client → invalid_grant otherwise (RFC 7636 §4.6, RFC 6749 §4.1.3)', T, async () => {
+    const wrongVerifier = await freshCode(web, WEB.redirect_uris[0]);
+    const seen = await oauthError(client.authorizationCodeGrant(web, wrongVerifier.callback, {
+      ...wrongVerifier.checks, pkceCodeVerifier: client.randomPKCECodeVerifier(),
+    }));
+    assert.deepEqual([seen.status, seen.error], [400, 'invalid_grant'], 'wrong code_verifier');
+
+    const otherRedirect = await freshCode(web, WEB.redirect_uris[0]);
+    const moved = new URL(otherRedirect.callback);
+    moved.pathname = '/elsewhere';
+    const redirectSeen = await oauthError(client.authorizationCodeGrant(web, moved, otherRedirect.checks));
+    assert.deepEqual([redirectSeen.status, redirectSeen.error], [400, 'invalid_grant'], 'another redirect_uri');
+
+    const otherClient = await freshCode(web, WEB.redirect_uris[0]);
+    const clientSeen = await oauthError(client.authorizationCodeGrant(pkjwt, otherClient.callback, otherClient.checks));
+    assert.deepEqual([clientSeen.status, clientSeen.error], [400, 'invalid_grant'], "another client's code");
+  });
+
+  test('token responses are not cached (RFC 6749 §5.1: Cache-Control no-store)', T, async () => {
+    const response = await fetch(service.serverMetadata().token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials', scope: 'accounts:read',
+        client_id: SERVICE.client_id, client_secret: SERVICE.client_secret,
+      }),
+    });
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.match(response.headers.get('cache-control') ?? '', /no-store/);
+    assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+  });
+
+  test('prompt=none: with a session a code comes back with no page; without one, error=login_required', T, async () => {
+    const browser = new Browser();
+    await browser.login();
+    const silent = async (who) => {
+      const verifier = client.randomPKCECodeVerifier();
+      const state = client.randomState();
+      const nonce = client.randomNonce();
+      const url = client.buildAuthorizationUrl(web, {
+        redirect_uri: WEB.redirect_uris[0], scope: 'openid', state, nonce, prompt: 'none',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+      });
+      const { callback, info } = await who.authorize(url);
+      return { callback, info, checks: { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce } };
+    };
+    const withSession = await silent(browser);
+    if (withSession.info) assert.equal(withSession.info.login_required, false, 'the session satisfies prompt=none');
+    const tokens = await client.authorizationCodeGrant(web, withSession.callback, withSession.checks);
+    assert.ok(tokens.claims().sub, 'prompt=none with a session: tokens');
+
+    const anonymous = await silent(new Browser());
+    assert.equal(anonymous.callback.searchParams.get('error'), 'login_required', `callback ${anonymous.callback}`);
+    assert.equal(anonymous.callback.searchParams.get('iss'), ISSUER);
+    const seen = await oauthError(client.authorizationCodeGrant(web, anonymous.callback, anonymous.checks));
+    assert.equal(seen.error, 'login_required', 'as openid-client reads it');
+  });
+
+  test('prompt=login asks for a fresh login even with a session; auth_time proves it', T, async () => {
+    const browser = new Browser();
+    await browser.login();
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const requested = Math.floor(Date.now() / 1000);
+    const verifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const nonce = client.randomNonce();
+    const url = client.buildAuthorizationUrl(web, {
+      redirect_uri: WEB.redirect_uris[0], scope: 'openid', state, nonce, prompt: 'login',
+      code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+    });
+    const { callback, info } = await browser.authorize(url);
+    assert.ok(info?.login_required, `a fresh login is asked for: ${JSON.stringify(info)}`);
+    const tokens = await client.authorizationCodeGrant(web, callback, {
+      pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce,
+    });
+    assert.ok(tokens.claims().auth_time >= requested, `auth_time ${tokens.claims().auth_time} >= ${requested}`);
+  });
+
+  // OpenID Connect Core 1.0 §3.1.2.1: max_age=0 is equivalent to prompt=login. A login made
+  // after the request must satisfy it, however many milliseconds have passed since.
+  test('max_age=0 asks for a fresh login even with a session; auth_time proves it', T, async () => {
+    const browser = new Browser();
+    await browser.login();
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const requested = Math.floor(Date.now() / 1000);
+    const verifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const nonce = client.randomNonce();
+    const url = client.buildAuthorizationUrl(web, {
+      redirect_uri: WEB.redirect_uris[0], scope: 'openid', state, nonce, max_age: '0',
+      code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+    });
+    const { callback, info } = await browser.authorize(url);
+    assert.ok(info && (info.login_required || info.step_up_required), `a fresh login is asked for: ${JSON.stringify(info)}`);
+    const tokens = await client.authorizationCodeGrant(web, callback, {
+      pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, maxAge: 0,
+    });
+    assert.ok(tokens.claims().auth_time >= requested, `auth_time ${tokens.claims().auth_time} >= ${requested}`);
+  });
+
+  test('other authorization errors go back to the client with state and iss (RFC 6749 §4.1.2.1)', T, async () => {
+    for (const [what, extra, expected] of [
+      ['response_type=token', { response_type: 'token' }, 'unsupported_response_type'],
+      ['a scope the client did not register', { scope: 'openid accounts:write' }, 'invalid_scope'],
+    ]) {
+      const state = client.randomState();
+      const answer = await openAuthorize(spa, {
+        client_id: SPA.client_id, response_type: 'code', redirect_uri: SPA.redirect_uris[0], scope: 'openid',
+        state, code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()),
+        code_challenge_method: 'S256', ...extra,
+      });
+      assert.ok([302, 303].includes(answer.status), `${what}: a redirect, got ${answer.status} ${answer.body}`);
+      const location = new URL(answer.location);
+      assert.equal(location.origin + location.pathname, SPA.redirect_uris[0], what);
+      assert.equal(location.searchParams.get('error'), expected, what);
+      assert.equal(location.searchParams.get('state'), state, `${what}: state`);
+      assert.equal(location.searchParams.get('iss'), ISSUER, `${what}: iss`);
+    }
+  });
+
+  test('revocation: an unknown token → 200; another client cannot revoke a token (RFC 7009 §2.1, §2.2)', T, async () => {
+    await client.tokenRevocation(web, 'not-a-token-this-server-issued');
+    const { tokens } = await codeFlow(web, WEB.redirect_uris[0]);
+    try {
+      await client.tokenRevocation(service, tokens.access_token);
+    } catch (err) {
+      // refusing the request is also correct (§2.1: "the request is refused")
+      assert.ok(err instanceof client.ResponseBodyError, String(err));
+    }
+    assert.equal((await client.tokenIntrospection(web, tokens.access_token)).active, true,
+      "the owner's token is still active after another client tried to revoke it");
+    try {
+      await client.tokenRevocation(service, tokens.refresh_token);
+    } catch (err) {
+      assert.ok(err instanceof client.ResponseBodyError, String(err));
+    }
+    assert.ok((await client.refreshTokenGrant(web, tokens.refresh_token)).access_token,
+      "the owner's refresh token still works after another client tried to revoke it");
+  });
+
+  test('introspection is for authenticated clients: a public client learns nothing', T, async () => {
+    const { tokens } = await codeFlow(spa, SPA.redirect_uris[0]);
+    let answer;
+    try {
+      answer = await client.tokenIntrospection(spa, tokens.access_token);
+    } catch (err) {
+      const seen = await oauthError(Promise.reject(err));
+      assert.deepEqual([seen.status, seen.error], [401, 'invalid_client']);
+      return;
+    }
+    assert.deepEqual(answer, { active: false }, 'a public client gets no token details');
+  });
+
   test('RP-initiated logout: id_token_hint + post_logout_redirect_uri + state → 303 there; the session is gone', T, async () => {
     const browser = new Browser();
     const { tokens } = await codeFlow(spa, SPA.redirect_uris[0], { browser });
