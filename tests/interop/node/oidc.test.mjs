@@ -555,6 +555,26 @@ describe(`openid-client against the provider (${ENV.deployment})`, () => {
     assert.deepEqual(answer, { active: false }, 'a public client gets no token details');
   });
 
+  test('refresh tokens: bound to their client, and never widen the scope (RFC 6749 §6)', T, async () => {
+    const { tokens } = await codeFlow(web, WEB.redirect_uris[0], { scope: 'openid' });
+    const stolen = await oauthError(client.refreshTokenGrant(pkjwt, tokens.refresh_token));
+    assert.deepEqual([stolen.status, stolen.error], [400, 'invalid_grant'], "another client's refresh token");
+    const wider = await oauthError(client.refreshTokenGrant(web, tokens.refresh_token, { scope: 'openid email' }));
+    assert.equal(wider.error, 'invalid_scope', 'a refresh asking for more than was granted');
+  });
+
+  test('private_key_jwt: an assertion for another audience, or living an hour, → invalid_client 401', T, async () => {
+    for (const [what, modify] of [
+      ['aud of another server', (_h, p) => { p.aud = 'https://other-issuer.example'; }],
+      ['exp an hour ahead', (_h, p) => { p.exp = p.iat + 3600; }],
+      ['iss not the client', (_h, p) => { p.iss = WEB.client_id; }],
+    ]) {
+      const bent = await discover(PKJWT.client_id, client.PrivateKeyJwt(await importTestKey(), { [client.modifyAssertion]: modify }));
+      const seen = await oauthError(client.refreshTokenGrant(bent, 'x'.repeat(43)));
+      assert.deepEqual([seen.status, seen.error], [401, 'invalid_client'], what);
+    }
+  });
+
   test('RP-initiated logout: id_token_hint + post_logout_redirect_uri + state → 303 there; the session is gone', T, async () => {
     const browser = new Browser();
     const { tokens } = await codeFlow(spa, SPA.redirect_uris[0], { browser });
