@@ -575,6 +575,39 @@ describe(`openid-client against the provider (${ENV.deployment})`, () => {
     }
   });
 
+  test('an SPA in the browser: discovery, JWKS, token, userinfo, revocation answer cross-origin (CORS)', T, async () => {
+    const origin = new URL(SPA.redirect_uris[0]).origin;
+    const m = spa.serverMetadata();
+    for (const [endpoint, method, headers] of [
+      [m.token_endpoint, 'POST', 'content-type,dpop'],
+      [m.userinfo_endpoint, 'GET', 'authorization'],
+      [m.revocation_endpoint, 'POST', 'content-type'],
+    ]) {
+      const preflight = await fetch(endpoint, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': headers },
+      });
+      assert.ok(preflight.status >= 200 && preflight.status < 300, `preflight ${method} ${endpoint}: ${preflight.status}`);
+      const allowOrigin = preflight.headers.get('access-control-allow-origin');
+      assert.ok(allowOrigin === '*' || allowOrigin === origin, `preflight ${endpoint}: allow-origin ${allowOrigin}`);
+      const allowHeaders = (preflight.headers.get('access-control-allow-headers') ?? '').toLowerCase();
+      for (const h of headers.split(',')) {
+        assert.ok(allowHeaders === '*' || allowHeaders.includes(h), `preflight ${endpoint}: allows ${h} (${allowHeaders})`);
+      }
+    }
+    const { tokens } = await codeFlow(spa, SPA.redirect_uris[0], { scope: 'openid' });
+    for (const [what, url, init] of [
+      ['discovery', `${ISSUER}/.well-known/openid-configuration`, {}],
+      ['jwks', m.jwks_uri, {}],
+      ['userinfo', m.userinfo_endpoint, { headers: { authorization: `Bearer ${tokens.access_token}` } }],
+    ]) {
+      const response = await fetch(url, { ...init, headers: { ...(init.headers ?? {}), origin } });
+      assert.equal(response.status, 200, what);
+      const allowOrigin = response.headers.get('access-control-allow-origin');
+      assert.ok(allowOrigin === '*' || allowOrigin === origin, `${what}: allow-origin ${allowOrigin}`);
+    }
+  });
+
   test('RP-initiated logout: id_token_hint + post_logout_redirect_uri + state → 303 there; the session is gone', T, async () => {
     const browser = new Browser();
     const { tokens } = await codeFlow(spa, SPA.redirect_uris[0], { browser });
