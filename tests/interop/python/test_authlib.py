@@ -425,3 +425,51 @@ def test_revoked_access_token_is_refused_at_userinfo(browser, metadata, web):
         metadata["introspection_endpoint"], token=token["access_token"]
     ).json()
     assert introspected == {"active": False}
+
+
+def test_a_wrong_token_type_hint_does_not_hide_the_token(browser, metadata, web):
+    """RFC 7009 §2.1 and RFC 7662 §2.1: a hint that does not fit makes the server search
+    further; it never changes the answer."""
+    session = web_session(web)
+    token, _, _, _, _ = code_flow(browser, metadata, session, web["redirect_uris"][0])
+    introspected = session.introspect_token(
+        metadata["introspection_endpoint"],
+        token=token["access_token"],
+        token_type_hint="refresh_token",
+    ).json()
+    assert introspected["active"] is True, introspected
+    revoked = session.revoke_token(
+        metadata["revocation_endpoint"],
+        token=token["access_token"],
+        token_type_hint="refresh_token",
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert_invalid_token(userinfo(metadata, token["access_token"]), "revoked under a wrong hint")
+
+
+def test_userinfo_and_authorize_answer_post_too(browser, metadata, web):
+    """OpenID Connect Core §5.3.1 (userinfo by POST) and §3.1.2.1 (the authorization
+    request by form POST)."""
+    session = web_session(web)
+    token, _, _, _, _ = code_flow(browser, metadata, session, web["redirect_uris"][0])
+    response = requests.post(
+        metadata["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["sub"]
+
+    url, state = session.create_authorization_url(
+        metadata["authorization_endpoint"],
+        code_verifier=generate_token(64),
+        redirect_uri=web["redirect_uris"][0],
+        nonce=generate_token(24),
+    )
+    form = query(url)
+    response = requests.post(
+        metadata["authorization_endpoint"], data=form, allow_redirects=False, timeout=TIMEOUT
+    )
+    assert response.status_code in (302, 303), response.text
+    assert "request=" in response.headers["Location"], response.headers["Location"]
+    assert form["state"] == state
