@@ -110,8 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.migrate().await?;
             let services = Services::build(settings, db, store).await?;
             let (rotated, current) = services.mfa.rotate_keys().await?;
+            let signing = services.oauth.keys.reseal().await?;
             println!(
-                "re-encrypted {rotated} secrets under key {}; {current} already used it",
+                "re-encrypted {rotated} secrets and {signing} signing keys under key {}; {current} secrets already used it",
                 services.mfa.secrets().current_key_id()
             );
             Ok(())

@@ -781,6 +781,33 @@ mod tests {
     }
 
     #[test]
+    fn the_openid_provider_settings_default_to_the_origin_and_refuse_bad_values() {
+        let settings = production_with(&[]).unwrap();
+        assert_eq!(settings.oidc.issuer, "https://bank.example");
+        assert_eq!(settings.oidc.login_ui_url, "https://bank.example/ui/login");
+        assert_eq!(settings.oidc.access_token_audience, "https://bank.example");
+        assert_eq!(settings.oidc.signing_alg, SigningAlg::Es256);
+        let err = production_with(&[("SIGNING_ALG", "PS256"), ("SIGNING_KEY_ROTATION_DAYS", "0")])
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "SIGNING_ALG",
+            "RUSTSEC-2023-0071",
+            "SIGNING_KEY_ROTATION_DAYS",
+        ] {
+            assert!(err.contains(expected), "{expected} missing from: {err}");
+        }
+        let err = production_with(&[("ISSUER_URL", "http://auth.bank.example")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ISSUER_URL must use https://"), "{err}");
+        let err = production_with(&[("ISSUER_URL", "https://auth.bank.example/?x=1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ISSUER_URL"), "{err}");
+    }
+
+    #[test]
     fn production_refuses_to_start_without_smtp() {
         // Without SMTP, emails (verification and reset links) would go to the log.
         let mut without = vars(SECURE_PRODUCTION);

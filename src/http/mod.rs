@@ -188,7 +188,11 @@ pub fn metrics_router(state: AppState) -> Router {
 /// (per kind of route). `pages` are the hosted pages (`/ui/`, docs/API.md §10); None when `UI_ENABLED=false`.
 pub fn router(state: AppState, pages: Option<Arc<crate::ui::Pages>>) -> Router {
     let (routes, _) = api_routes().split_for_parts();
-    let mut routes = routes.merge(openapi::swagger_ui());
+    // The method-not-allowed answer is set before CORS wraps the routes, so a preflight
+    // (OPTIONS) still reaches the CORS layer.
+    let mut routes = routes
+        .merge(openapi::swagger_ui())
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     // The JSON API admits only the configured front ends, with credentials; the protocol
     // endpoints bring their own policy (any origin, no credentials).
     if let Some(cors) = cors_layer(&state.settings.frontend_origins) {
@@ -196,7 +200,6 @@ pub fn router(state: AppState, pages: Option<Arc<crate::ui::Pages>>) -> Router {
     }
     let mut routes = routes
         .merge(oauth::protocol_routes())
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound });
     if let Some(pages) = pages {
         routes = routes.merge(crate::ui::routes(pages));

@@ -731,6 +731,14 @@ async fn service_tokens_come_from_client_credentials_and_only_their_client_sees_
         .post_form("/oauth/introspect", &auth, &[("token", token)])
         .await;
     assert_eq!(after.body, json!({"active": false}));
+    let metrics = p.app.metrics().await;
+    for series in [
+        // One recorder per process: other tests' counts add up, so only the series is checked.
+        r#"oauth_tokens_total{client_id="payments-batch",grant_type="client_credentials",outcome="issued"} "#,
+        r#"oauth_tokens_total{client_id="payments-batch",grant_type="access_token",outcome="revoked"} "#,
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
 }
 
 async fn revocation_and_logout_end_refresh_tokens_on_every_instance(backend: Backend) {
@@ -996,6 +1004,29 @@ async fn prompt_none_without_a_session_answers_login_required(backend: Backend) 
             .starts_with(&format!("{REDIRECT}?code=")),
         "{direct:?}"
     );
+    // max_age=0 is prompt=login: the existing session is too old, a login made after the
+    // request satisfies it (OIDC Core §3.1.2.1).
+    let (_, challenge) = pkce();
+    let start = alice
+        .get(&format!(
+            "/oauth/authorize?{}",
+            form(&[
+                ("response_type", "code"),
+                ("client_id", FIRST_PARTY),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("max_age", "0")
+            ])
+        ))
+        .await;
+    let request = query_of(start.header("location").unwrap())["request"].clone();
+    let info = alice.get(&format!("/auth/oauth/requests/{request}")).await;
+    assert_eq!(info.body["login_required"], true, "{info:?}");
+    let again = p.app.login("alice@example.com").await;
+    let accepted = again
+        .post(&format!("/auth/oauth/requests/{request}/accept"), json!({}))
+        .await;
+    assert_eq!(accepted.status, 200, "{accepted:?}");
     // Declining ends the request with access_denied.
     let (_, challenge) = pkce();
     let start = anonymous
@@ -1153,6 +1184,45 @@ async fn the_resource_server_example_accepts_access_tokens_only(backend: Backend
     let mut tampered = tokens.body["access_token"].as_str().unwrap().to_owned();
     tampered.insert(tampered.len() - 3, 'A');
     assert!(api.verify(&tampered).await.is_err());
+}
+
+/// An invalid clients file stops the start, naming the client and the field.
+#[tokio::test]
+async fn an_invalid_clients_file_stops_the_start_naming_client_and_field() {
+    let dir = std::env::temp_dir().join(format!(
+        "lcauth-badclients-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("clients.json");
+    std::fs::write(&file, r#"[{"client_id":"shop","redirect_uris":["http://shop.example/cb"],"token_endpoint_auth_method":"none"}]"#).unwrap();
+    let vars: HashMap<String, String> = [
+        ("DATA_DIR", dir.display().to_string()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/auth.db", dir.display()),
+        ),
+        (
+            "TOTP_ENCRYPTION_KEY",
+            crate::helpers::ENCRYPTION_KEY.to_owned(),
+        ),
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("METRICS_ADDR", "off".to_owned()),
+        ("OIDC_CLIENTS_FILE", file.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = logicredit_auth::configuration::Settings::from_vars(&vars).unwrap();
+    let err = match logicredit_auth::startup::Application::build(settings).await {
+        Ok(_) => panic!("an invalid clients file must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("client \"shop\": redirect_uris[0]: http is only allowed"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 on_both_backends!(

@@ -30,21 +30,23 @@ pub use protocol::PROTOCOL_ROUTES;
 
 /// The protocol endpoints with their CORS policy.
 pub fn protocol_routes() -> Router<AppState> {
-    protocol::routes().layer(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::any())
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                HeaderName::from_static("dpop"),
-            ])
-            .expose_headers([
-                header::WWW_AUTHENTICATE,
-                HeaderName::from_static("dpop-nonce"),
-            ])
-            .max_age(Duration::from_secs(600)),
-    )
+    protocol::routes()
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::any())
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("dpop"),
+                ])
+                .expose_headers([
+                    header::WWW_AUTHENTICATE,
+                    HeaderName::from_static("dpop-nonce"),
+                ])
+                .max_age(Duration::from_secs(600)),
+        )
 }
 
 /// The browser's session, if it sent a valid one; no CSRF check, because these routes

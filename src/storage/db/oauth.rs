@@ -63,6 +63,28 @@ pub async fn insert_current_key(conn: &impl Conn, row: SigningKeyRow) -> Storage
     Ok(())
 }
 
+/// Every signing key (for re-sealing under a new master key).
+pub async fn all_keys(conn: &impl Conn) -> StorageResult<Vec<SigningKeyRow>> {
+    oauth_signing_key::Entity::find().all(conn).await.storage()
+}
+
+/// Replaces a sealed private key if it still holds `old`; false when another run did it.
+pub async fn replace_private_key(
+    conn: &impl Conn,
+    kid: &str,
+    old: &str,
+    new: &str,
+) -> StorageResult<bool> {
+    let result = oauth_signing_key::Entity::update_many()
+        .col_expr(oauth_signing_key::Column::PrivateKey, Expr::value(new))
+        .filter(oauth_signing_key::Column::Kid.eq(kid))
+        .filter(oauth_signing_key::Column::PrivateKey.eq(old))
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected == 1)
+}
+
 // --- clients ----------------------------------------------------------------------------
 
 pub async fn find_client(conn: &impl Conn, client_id: &str) -> StorageResult<Option<ClientRow>> {
