@@ -20,6 +20,7 @@ use crate::http::cookies;
 use crate::http::extract::ClientContext;
 use crate::services::oauth::authorize::Authorize;
 use crate::services::oauth::client_auth::Presented;
+use crate::services::oauth::clients::Client;
 use crate::services::oauth::logout::Logout;
 use crate::services::oauth::tokens::BearerError;
 use crate::services::oauth::{OAuth, OAuthError, parse_params, paths};
@@ -183,15 +184,16 @@ async fn authorize(
     }
 }
 
-async fn token(
-    State(state): State<AppState>,
-    ClientContext(ctx): ClientContext,
-    headers: HeaderMap,
-    body: Bytes,
-) -> OAuthResponse {
-    let params = form_params(&headers, &body)?;
+/// The form of a client-authenticated endpoint and the client it authenticates; `basic`
+/// says whether HTTP Basic was tried (a 401 then carries `WWW-Authenticate: Basic`).
+async fn authenticated(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Client, HashMap<String, String>, bool), OAuthHttpError> {
+    let params = form_params(headers, body)?;
     let presented = Presented {
-        authorization: authorization(&headers),
+        authorization: authorization(headers),
         params: &params,
     };
     let basic = presented.authorization.is_some();
@@ -200,6 +202,16 @@ async fn token(
         .authenticate_client(&presented)
         .await
         .map_err(|error| OAuthHttpError { error, basic })?;
+    Ok((client, params, basic))
+}
+
+async fn token(
+    State(state): State<AppState>,
+    ClientContext(ctx): ClientContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> OAuthResponse {
+    let (client, params, _) = authenticated(&state, &headers, &body).await?;
     let response = state.oauth.token(&client, &params, &ctx).await?;
     Ok(no_store(Json(response).into_response()))
 }
@@ -255,17 +267,7 @@ async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> OAuthResponse {
-    let params = form_params(&headers, &body)?;
-    let presented = Presented {
-        authorization: authorization(&headers),
-        params: &params,
-    };
-    let basic = presented.authorization.is_some();
-    let client = state
-        .oauth
-        .authenticate_client(&presented)
-        .await
-        .map_err(|error| OAuthHttpError { error, basic })?;
+    let (client, params, _) = authenticated(&state, &headers, &body).await?;
     state.oauth.revoke(&client, &params, &ctx).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
@@ -275,17 +277,7 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> OAuthResponse {
-    let params = form_params(&headers, &body)?;
-    let presented = Presented {
-        authorization: authorization(&headers),
-        params: &params,
-    };
-    let basic = presented.authorization.is_some();
-    let client = state
-        .oauth
-        .authenticate_client(&presented)
-        .await
-        .map_err(|error| OAuthHttpError { error, basic })?;
+    let (client, params, basic) = authenticated(&state, &headers, &body).await?;
     if client.is_public() {
         return Err(OAuthHttpError {
             error: OAuthError::invalid_client("introspection needs an authenticated client"),
