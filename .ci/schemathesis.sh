@@ -15,7 +15,7 @@ binary=target/debug/logicredit-auth
 [ -x "$binary" ] || cargo build
 work=$(mktemp -d)
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q schemathesis
+"$work/venv/bin/pip" install -q schemathesis==4.32.5
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # Limits raised so generated traffic reaches the handlers: the pre-auth rate limit, the
@@ -43,10 +43,13 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 
+# One worker: with two, hypothesis describes strategies from two threads at once and
+# CPython's ast parser can trip over itself ("AST constructor recursion depth mismatch"),
+# a tool error that failed a run with no finding. Pinned so a run reproduces.
 run() {
     "$work/venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
         --checks not_a_server_error,response_schema_conformance \
-        --max-examples 25 --workers 2 --seed 20261125 "$@"
+        --max-examples 25 --workers 1 --seed 20261125 "$@"
 }
 
 echo "== anonymous run"
