@@ -277,6 +277,24 @@ impl Provider {
     }
 }
 
+/// Starts an authorization request in `browser` (PKCE S256) and returns the request id the
+/// login UI receives.
+async fn pending_request(browser: &Browser, client_id: &str, extra: &[(&str, &str)]) -> String {
+    let (_, challenge) = pkce();
+    let mut pairs = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    pairs.extend_from_slice(extra);
+    let start = browser
+        .get(&format!("/oauth/authorize?{}", form(&pairs)))
+        .await;
+    assert_eq!(start.status, 303, "{start:?}");
+    query_of(start.header("location").unwrap())["request"].clone()
+}
+
 #[track_caller]
 fn assert_oauth_error(response: &TestResponse, status: u16, error: &str) {
     assert_eq!(
@@ -908,20 +926,12 @@ async fn acr_values_for_two_factors_need_a_step_up_and_report_how(backend: Backe
     // accepting needs a step-up first.
     let dave = p.app.logged_in("dave@example.com").await;
     let (authenticator, _) = crate::mfa::enroll_totp(&dave).await;
-    let (_, challenge) = pkce();
-    let start = dave
-        .get(&format!(
-            "/oauth/authorize?{}",
-            form(&[
-                ("response_type", "code"),
-                ("client_id", FIRST_PARTY),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("acr_values", "urn:logicredit:loa:2")
-            ])
-        ))
-        .await;
-    let request = query_of(start.header("location").unwrap())["request"].clone();
+    let request = pending_request(
+        &dave,
+        FIRST_PARTY,
+        &[("acr_values", "urn:logicredit:loa:2")],
+    )
+    .await;
     let info = dave.get(&format!("/auth/oauth/requests/{request}")).await;
     assert_eq!(
         (
@@ -950,21 +960,12 @@ async fn acr_values_for_two_factors_need_a_step_up_and_report_how(backend: Backe
 
     // prompt=none cannot ask Carol for anything: the request is decided at once.
     let carol = p.app.logged_in("carol@example.com").await;
-    let (_, challenge) = pkce();
-    let start = carol
-        .get(&format!(
-            "/oauth/authorize?{}",
-            form(&[
-                ("response_type", "code"),
-                ("client_id", FIRST_PARTY),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("acr_values", "urn:logicredit:loa:2"),
-                ("prompt", "none")
-            ])
-        ))
-        .await;
-    let request = query_of(start.header("location").unwrap())["request"].clone();
+    let request = pending_request(
+        &carol,
+        FIRST_PARTY,
+        &[("acr_values", "urn:logicredit:loa:2"), ("prompt", "none")],
+    )
+    .await;
     let info = carol.get(&format!("/auth/oauth/requests/{request}")).await;
     let decided = query_of(info.body["redirect_to"].as_str().unwrap());
     assert_eq!(
@@ -1006,20 +1007,7 @@ async fn prompt_none_without_a_session_answers_login_required(backend: Backend) 
     );
     // max_age=0 is prompt=login: the existing session is too old, a login made after the
     // request satisfies it (OIDC Core §3.1.2.1).
-    let (_, challenge) = pkce();
-    let start = alice
-        .get(&format!(
-            "/oauth/authorize?{}",
-            form(&[
-                ("response_type", "code"),
-                ("client_id", FIRST_PARTY),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("max_age", "0")
-            ])
-        ))
-        .await;
-    let request = query_of(start.header("location").unwrap())["request"].clone();
+    let request = pending_request(&alice, FIRST_PARTY, &[("max_age", "0")]).await;
     let info = alice.get(&format!("/auth/oauth/requests/{request}")).await;
     assert_eq!(info.body["login_required"], true, "{info:?}");
     let again = p.app.login("alice@example.com").await;
@@ -1028,20 +1016,7 @@ async fn prompt_none_without_a_session_answers_login_required(backend: Backend) 
         .await;
     assert_eq!(accepted.status, 200, "{accepted:?}");
     // Declining ends the request with access_denied.
-    let (_, challenge) = pkce();
-    let start = anonymous
-        .get(&format!(
-            "/oauth/authorize?{}",
-            form(&[
-                ("response_type", "code"),
-                ("client_id", SPA),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("state", "s2")
-            ])
-        ))
-        .await;
-    let request = query_of(start.header("location").unwrap())["request"].clone();
+    let request = pending_request(&anonymous, SPA, &[("state", "s2")]).await;
     let declined = anonymous
         .post(&format!("/auth/oauth/requests/{request}/reject"), json!({}))
         .await;
