@@ -10,6 +10,7 @@ pub mod error;
 pub mod mfa;
 pub mod oauth;
 pub mod passwords;
+pub mod payments;
 pub mod sessions;
 
 use secrecy::ExposeSecret;
