@@ -17,9 +17,7 @@ use crate::helpers::{Backend, Browser, Csrf, TestApp, TestResponse, spawn_app_wi
 use crate::mfa::enroll_verified_totp;
 use crate::on_both_backends;
 
-#[path = "../../examples/resource_server.rs"]
-#[allow(dead_code)]
-mod resource_server;
+use crate::oauth::resource_server;
 
 /// A third-party provider under the FAPI 2.0 profile.
 const TPP: &str = "tpp";
@@ -1195,7 +1193,98 @@ async fn a_code_pushed_with_a_dpop_key_is_redeemed_only_with_it(backend: Backend
     assert_oauth_error(&with_both, 400, "invalid_dpop_proof");
 }
 
+/// A client's own key server: serves whatever set the test puts in.
+async fn jwks_server(set: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let set = set.clone();
+            async move { axum::Json(set.lock().unwrap().clone()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/jwks")
+}
+
+async fn remote_token(p: &Provider, assertion: String) -> TestResponse {
+    let ccg = [("grant_type", "client_credentials")];
+    p.post("/oauth/token", &Auth::Jwt(assertion), &ccg, None)
+        .await
+}
+
+fn with_kid(key: &Key, kid: &str) -> Value {
+    let mut jwk = serde_json::to_value(&key.jwk).unwrap();
+    jwk["kid"] = json!(kid);
+    jwk
+}
+
+fn assertion_by(key: &Key, kid: &str, client_id: &str) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.into());
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": ISSUER,
+                        "jti": uuid::Uuid::new_v4().to_string(), "iat": now, "exp": now + 50});
+    jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+}
+
+/// §5.4.2 (JSON Web Key Sets) and RFC 7591 `jwks_uri`: a `private_key_jwt` client may
+/// publish its keys; the provider fetches them (https, or http to loopback only), caches
+/// them, and follows a rotation when an assertion names a new `kid`.
+async fn clients_may_publish_their_keys_at_a_jwks_uri(backend: Backend) {
+    let p = provider(backend).await;
+    let old = p256_key();
+    let published = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"keys": [with_kid(&old, "k1")]}),
+    ));
+    let jwks_uri = jwks_server(published.clone()).await;
+    let admin = p.app.logged_in_as("root@example.com", "admin").await;
+    enroll_verified_totp(&admin).await;
+    let created = admin
+        .post(
+            "/auth/admin/oauth-clients",
+            json!({"client_id": "remote-keys", "grant_types": ["client_credentials"],
+                   "response_types": [], "scope": "accounts:read",
+                   "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let first = remote_token(&p, assertion_by(&old, "k1", "remote-keys")).await;
+    assert_eq!(first.status, 200, "{first:?}");
+
+    // The client rotates: the new key is fetched when an assertion names it.
+    let new = p256_key();
+    *published.lock().unwrap() = json!({"keys": [with_kid(&new, "k2")]});
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let rotated = remote_token(&p, assertion_by(&new, "k2", "remote-keys")).await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let retired = remote_token(&p, assertion_by(&old, "k1", "remote-keys")).await;
+    assert_oauth_error(&retired, 401, "invalid_client");
+    let stranger = remote_token(&p, assertion_by(&p256_key(), "k2", "remote-keys")).await;
+    assert_oauth_error(&stranger, 401, "invalid_client");
+
+    for (metadata, field) in [
+        (json!({"jwks_uri": "http://keys.example/jwks"}), "jwks_uri"),
+        (json!({"jwks_uri": "ftp://127.0.0.1/jwks"}), "jwks_uri"),
+        (
+            json!({"jwks_uri": jwks_uri, "jwks": {"keys": [with_kid(&new, "k2")]}}),
+            "jwks_uri",
+        ),
+    ] {
+        let mut body = json!({"client_id": "bad-keys", "grant_types": ["client_credentials"],
+                              "response_types": [], "token_endpoint_auth_method": "private_key_jwt"});
+        for (k, v) in metadata.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let refused = admin.post("/auth/admin/oauth-clients", body).await;
+        refused.assert_error(422, "invalid_client_metadata");
+        assert!(refused.body["fields"][field].is_string(), "{refused:?}");
+    }
+}
+
 on_both_backends!(
+    clients_may_publish_their_keys_at_a_jwks_uri,
     discovery_advertises_par_dpop_and_the_iss_parameter,
     a_fapi2_client_completes_par_private_key_jwt_and_dpop,
     authorization_requests_of_fapi2_clients_must_be_pushed,

@@ -19,7 +19,7 @@ use crate::on_both_backends;
 
 #[path = "../../examples/resource_server.rs"]
 #[allow(dead_code)]
-mod resource_server;
+pub(crate) mod resource_server;
 
 const SPA: &str = "spa";
 const WEB: &str = "web";
