@@ -175,6 +175,11 @@ fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
             "reauthentication_required",
             "Confirm your password (send current_password) to set up your first second factor.",
         ),
+        ServiceError::TransactionConfirmationRequired { .. } => (
+            StatusCode::FORBIDDEN,
+            "transaction_confirmation_required",
+            "Confirm the payment (transaction_id) with your passkey or authenticator app first.",
+        ),
         ServiceError::InvalidTransaction => (
             StatusCode::BAD_REQUEST,
             "invalid_transaction",
@@ -250,6 +255,9 @@ fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
             body.max_age = Some(*max_age_secs);
         }
         ServiceError::Validation(fields) => body.fields = Some(fields.clone()),
+        ServiceError::TransactionConfirmationRequired { transaction_id } => {
+            body.transaction_id = Some(*transaction_id);
+        }
         ServiceError::InvalidClientMetadata(problems) => {
             // Each problem reads "field: reason" (services::oauth::clients::validate).
             let mut fields = BTreeMap::new();
@@ -360,6 +368,9 @@ pub struct ErrorBody {
     /// `rate_limited`, `account_locked`: seconds to wait (also in `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// `transaction_confirmation_required`: the transaction to confirm (§9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<uuid::Uuid>,
 }
 
 impl ErrorBody {
@@ -372,6 +383,7 @@ impl ErrorBody {
             methods: None,
             reasons: None,
             retry_after: None,
+            transaction_id: None,
         }
     }
 }

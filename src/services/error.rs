@@ -52,6 +52,9 @@ pub enum ServiceError {
     MfaEnrollmentRequired,
     #[error("the transaction is confirmed or expired")]
     InvalidTransaction,
+    /// A payment authorization request is allowed only once its §9 transaction is confirmed.
+    #[error("confirm transaction {transaction_id} first")]
+    TransactionConfirmationRequired { transaction_id: uuid::Uuid },
     /// Fields that break the request's rules (`422 validation_error` with `fields`), found
     /// by a service rather than by the JSON schema (payment details).
     #[error("validation failed")]

@@ -85,21 +85,23 @@ impl Services {
             abuse.clone(),
             templates.clone(),
         )?;
-        let oauth = oauth::OAuth::new(
-            &settings,
-            db.clone(),
-            store.clone(),
-            sessions.clone(),
-            mfa.secrets().clone(),
-        )?;
         // Confirmations are signed with the provider's keys: one JWKS for both.
+        let signing_keys = oauth::OAuth::signing_keys(&settings, db.clone(), mfa.secrets().clone());
         let transactions = payments::Transactions::new(
             &settings,
             db.clone(),
             store.clone(),
             mfa.clone(),
-            oauth.keys.clone(),
+            signing_keys.clone(),
         );
+        let oauth = oauth::OAuth::new(
+            &settings,
+            db.clone(),
+            store.clone(),
+            sessions.clone(),
+            signing_keys,
+            transactions.clone(),
+        )?;
         Ok(Arc::new(Self {
             keys: KeyRing::new(settings.encryption_key.expose_secret()),
             settings,

@@ -19,6 +19,7 @@ mod health;
 mod login;
 mod mfa;
 mod oauth;
+mod oauth_payments;
 mod openapi;
 mod passkeys;
 mod passwords;

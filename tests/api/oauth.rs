@@ -22,13 +22,16 @@ use crate::on_both_backends;
 pub(crate) mod resource_server;
 
 const SPA: &str = "spa";
-const WEB: &str = "web";
-const WEB_SECRET: &str = "web-secret-0123456789abcdef-0123456789";
+pub(crate) const WEB: &str = "web";
+pub(crate) const WEB_SECRET: &str = "web-secret-0123456789abcdef-0123456789";
 const SERVICE: &str = "payments-batch";
 const SERVICE_SECRET: &str = "svc-secret-0123456789abcdef-0123456789";
 const JWT_CLIENT: &str = "jwt-app";
-const FIRST_PARTY: &str = "mobile";
-const REDIRECT: &str = "https://rp.example/cb";
+pub(crate) const FIRST_PARTY: &str = "mobile";
+/// A third party allowed to initiate payments (RFC 9396 `payment_initiation`).
+pub(crate) const TPP: &str = "tpp";
+pub(crate) const TPP_SECRET: &str = "tpp-secret-0123456789abcdef-0123456789";
+pub(crate) const REDIRECT: &str = "https://rp.example/cb";
 
 /// A private_key_jwt client's key pair (generated per run; the public half is registered).
 struct ClientKey {
@@ -63,7 +66,12 @@ fn clients_file(key: &ClientKey) -> String {
          "scope": "payments:write ledger:read"},
         {"client_id": FIRST_PARTY, "redirect_uris": [REDIRECT], "skip_consent": true,
          "grant_types": ["authorization_code", "refresh_token"],
-         "token_endpoint_auth_method": "none"}
+         "token_endpoint_auth_method": "none",
+         "authorization_details_types": ["payment_initiation"]},
+        {"client_id": TPP, "client_name": "Budget Planner TPP", "redirect_uris": [REDIRECT],
+         "grant_types": ["authorization_code", "refresh_token"],
+         "token_endpoint_auth_method": "client_secret_basic", "client_secret": TPP_SECRET,
+         "authorization_details_types": ["payment_initiation"]}
     ]);
     let path = std::env::temp_dir().join(format!(
         "lcauth-clients-{}.json",
@@ -73,12 +81,12 @@ fn clients_file(key: &ClientKey) -> String {
     path.display().to_string()
 }
 
-struct Provider {
-    app: TestApp,
+pub(crate) struct Provider {
+    pub(crate) app: TestApp,
     key: ClientKey,
 }
 
-async fn provider(backend: Backend) -> Provider {
+pub(crate) async fn provider(backend: Backend) -> Provider {
     provider_with(backend, &[]).await
 }
 
@@ -91,20 +99,20 @@ async fn provider_with(backend: Backend, extra: &[(&str, &str)]) -> Provider {
     Provider { app, key }
 }
 
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
-fn query_of(url: &str) -> HashMap<String, String> {
+pub(crate) fn query_of(url: &str) -> HashMap<String, String> {
     let url = url::Url::parse(url).unwrap();
     url.query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     let mut serializer = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         serializer.append_pair(k, v);
@@ -113,7 +121,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 /// How the relying party authenticates at the token endpoint.
-enum Auth<'a> {
+pub(crate) enum Auth<'a> {
     Public(&'a str),
     Basic(&'a str, &'a str),
     Post(&'a str, &'a str),
@@ -130,12 +138,17 @@ impl Provider {
         jsonwebtoken::encode(&header, &claims, &self.key.encoding).unwrap()
     }
 
-    fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         "http://localhost:8000".to_owned()
     }
 
     /// A form post from the relying party's back end (no cookies).
-    async fn post_form(&self, path: &str, auth: &Auth<'_>, pairs: &[(&str, &str)]) -> TestResponse {
+    pub(crate) async fn post_form(
+        &self,
+        path: &str,
+        auth: &Auth<'_>,
+        pairs: &[(&str, &str)],
+    ) -> TestResponse {
         let mut pairs: Vec<(&str, &str)> = pairs.to_vec();
         let assertion;
         let mut request = reqwest::Client::new()
@@ -240,7 +253,7 @@ impl Provider {
     }
 
     /// Verifies a token of ours as a relying party would, against the published JWKS.
-    async fn verify(&self, token: &str, typ: &str, aud: &str) -> Value {
+    pub(crate) async fn verify(&self, token: &str, typ: &str, aud: &str) -> Value {
         let header = jsonwebtoken::decode_header(token).unwrap();
         assert_eq!(header.typ.as_deref(), Some(typ));
         let jwks = self.jwks().await;
@@ -264,7 +277,7 @@ impl Provider {
             .await
     }
 
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         let response = self
             .post_form(
                 "/oauth/introspect",
@@ -296,7 +309,7 @@ async fn pending_request(browser: &Browser, client_id: &str, extra: &[(&str, &st
 }
 
 #[track_caller]
-fn assert_oauth_error(response: &TestResponse, status: u16, error: &str) {
+pub(crate) fn assert_oauth_error(response: &TestResponse, status: u16, error: &str) {
     assert_eq!(
         (response.status, response.body["error"].as_str()),
         (status, Some(error)),

@@ -38,7 +38,7 @@ fn payment(amount: &str) -> Value {
 }
 
 /// A logged-in user with a registered passkey.
-async fn with_passkey(app: &TestApp, email: &str) -> (Browser, Passkey) {
+pub(crate) async fn with_passkey(app: &TestApp, email: &str) -> (Browser, Passkey) {
     let browser = app.logged_in(email).await;
     let key = Passkey::new();
     let start = browser
@@ -74,7 +74,7 @@ fn path(id: &Value, rest: &str) -> String {
 }
 
 /// Runs the passkey ceremony of a transaction; the finish answer.
-async fn confirm_with(
+pub(crate) async fn confirm_with(
     browser: &Browser,
     key: &Passkey,
     id: &Value,

@@ -144,6 +144,8 @@ fn metadata(oauth: &OAuth) -> Value {
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "EdDSA"],
         "code_challenge_methods_supported": ["S256"],
         "dpop_signing_alg_values_supported": DPOP_ALG_NAMES,
+        // RFC 9396: the type the provider understands (validated, shown, dynamically linked).
+        "authorization_details_types_supported": ["payment_initiation"],
         "claims_supported":
             ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
              "email", "email_verified"],

@@ -36,6 +36,10 @@ pub struct RequestInfoBody {
     pub step_up_required: bool,
     /// Ask the user to allow the request before accepting it.
     pub consent_required: bool,
+    /// A payment (`payment_initiation`) with a signed-in user: the §9 transaction for
+    /// exactly these details. Confirm it (`/auth/transactions/{id}/…`) before `accept`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<Uuid>,
     /// The application's hint for the email field.
     pub login_hint: Option<String>,
     /// Present when the request is already decided (e.g. `prompt=none` that needed the
@@ -99,6 +103,7 @@ pub async fn info(
         login_required: info.login_required,
         step_up_required: info.step_up_required,
         consent_required: info.consent_required,
+        transaction_id: info.transaction_id,
         login_hint: info.login_hint,
         redirect_to: info.redirect_to,
     }))
@@ -108,10 +113,16 @@ error_responses!(
     AcceptErrors = INVALID_REQUEST_ID,
     crate::http::error_docs::ACTIVE,
     crate::http::error_docs::CSRF,
-    &[(
-        401,
-        "`mfa_step_up_required`: the request asks for a level (`acr_values`) the session has not reached; step up (`max_age`, `methods`) and accept again"
-    )]
+    &[
+        (
+            401,
+            "`mfa_step_up_required`: the request asks for a level (`acr_values`) the session has not reached; step up (`max_age`, `methods`) and accept again"
+        ),
+        (
+            403,
+            "`transaction_confirmation_required` (with `transaction_id`): a payment request; confirm that transaction through `/auth/transactions/{id}/…` and accept again"
+        )
+    ]
 );
 
 #[utoipa::path(

@@ -9,6 +9,7 @@
 //! the user in or steps up, shows consent, and `accept`s or `reject`s it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -19,6 +20,7 @@ use super::{CODE_LIFETIME, ErrorCode, OAuth, OAuthError, OAuthResult, REQUEST_LI
 use crate::crypto::token_hash;
 use crate::domain::{Millis, SessionState, now_millis};
 use crate::services::audit::{AuditEvent, OAuthEvent, RequestContext};
+use crate::services::payments::PaymentOrder;
 use crate::services::sessions::CurrentSession;
 use crate::services::{ServiceError, ServiceResult};
 use crate::storage::db::oauth as rows;
@@ -53,6 +55,18 @@ pub struct PendingAuthorization {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
     pub created_at: Millis,
+    /// For `payment_initiation` details: the §9 transaction the user confirms, opened for
+    /// the session that is looking at the request.
+    #[serde(default)]
+    pub transaction: Option<LinkedTransaction>,
+}
+
+/// A §9 transaction opened for an authorization request, and whose session it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedTransaction {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub session_id: Uuid,
 }
 
 /// What a code stands for until it is exchanged (store: `oauth:code:<hash>`, 60 s).
@@ -67,6 +81,9 @@ pub struct IssuedCode {
     pub nonce: Option<String>,
     pub resource: Option<String>,
     pub authorization_details: Option<serde_json::Value>,
+    /// The confirmed hash of the payment details (dynamic linking), recorded with the grant.
+    #[serde(default)]
+    pub tx_hash: Option<String>,
     pub authentication: Authentication,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
@@ -83,6 +100,8 @@ pub struct RequestInfo {
     pub login_required: bool,
     pub step_up_required: bool,
     pub consent_required: bool,
+    /// Payments: the §9 transaction to confirm before `accept` (docs/API.md §8).
+    pub transaction_id: Option<Uuid>,
     pub login_hint: Option<String>,
     /// Set when the request is already decided (prompt=none could not be met, or the
     /// required level cannot be reached): the UI just navigates there.
@@ -227,7 +246,10 @@ impl OAuth {
         if let Some(session) = session.filter(|s| s.state == SessionState::Active) {
             let assessment = self.assess(&client, &pending, Some(session)).await?;
             if !assessment.interaction_needed() && !assessment.unreachable {
-                let location = self.grant(&client, &pending, session, false, ctx).await?;
+                // Never a payment: those always need the user (assess).
+                let location = self
+                    .grant(&client, &pending, session, false, None, ctx)
+                    .await?;
                 return Ok(Authorize::Client(location));
             }
         }
@@ -411,12 +433,14 @@ impl OAuth {
             authorization_details,
             dpop_jkt,
             created_at: now_millis(),
+            transaction: None,
         })
     }
 
     /// RFC 9396: a JSON array of objects with a `type` the client registered. Payments
-    /// need the transaction confirmation of docs/API.md §9, which this version lacks: they
-    /// are refused rather than granted without dynamic linking.
+    /// (`payment_initiation`) are validated (ISO 4217 amount, IBAN) and normalized: they
+    /// are what the user confirms and what the confirmation's hash covers, so they cannot be
+    /// mixed with other types — one confirmation covers the whole request.
     fn check_details(&self, client: &Client, raw: &str) -> OAuthResult<serde_json::Value> {
         let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidAuthorizationDetails, d);
         let value: serde_json::Value = serde_json::from_str(raw)
@@ -425,6 +449,7 @@ impl OAuth {
             .as_array()
             .filter(|a| !a.is_empty())
             .ok_or_else(|| invalid("authorization_details must be a non-empty JSON array"))?;
+        let mut payments = 0;
         for item in items {
             let kind = item
                 .get("type")
@@ -441,12 +466,25 @@ impl OAuth {
                 ));
             }
             if kind == PAYMENT_INITIATION {
-                return Err(invalid(
-                    "payment_initiation needs transaction confirmation (dynamic linking), which this version does not offer",
-                ));
+                payments += 1;
             }
         }
-        Ok(value)
+        if payments == 0 {
+            return Ok(value);
+        }
+        if payments != items.len() {
+            return Err(invalid(
+                "payment_initiation cannot be combined with other types: one confirmation covers the whole request",
+            ));
+        }
+        let order = PaymentOrder::from_authorization_details(items).map_err(|fields| {
+            let problems: Vec<String> = fields
+                .iter()
+                .map(|(field, reason)| format!("{field}: {reason}"))
+                .collect();
+            invalid(&problems.join("; "))
+        })?;
+        Ok(as_authorization_details(&order))
     }
 
     /// What the session lacks for this request.
@@ -459,7 +497,7 @@ impl OAuth {
         let Some(session) = session.filter(|s| s.state == SessionState::Active) else {
             return Ok(Assessment {
                 login_required: true,
-                consent_required: !client.metadata.skip_consent,
+                consent_required: !client.metadata.skip_consent || payment_order(pending).is_some(),
                 ..Assessment::default()
             });
         };
@@ -469,14 +507,18 @@ impl OAuth {
             auth_time < pending.created_at && now - auth_time > (max as Millis).saturating_mul(1000)
         });
         let login_required = too_old || (pending.prompt.login && auth_time < pending.created_at);
-        let needed = if client.is_fapi2() {
+        // A payment needs SCA (PSD2 RTS Art. 4), whatever the client asked for.
+        let needed = if client.is_fapi2() || payment_order(pending).is_some() {
             Some(Loa::Two)
         } else {
             pending.acr
         };
         let short = needed.is_some_and(|level| claims::level_of(session) < level);
         let can_step_up = session.factors.any_second_factor();
-        let consent_required = if client.metadata.skip_consent {
+        // A payment is always shown and confirmed, even to a first-party client.
+        let consent_required = if payment_order(pending).is_some() {
+            true
+        } else if client.metadata.skip_consent {
             false
         } else if pending.prompt.consent || pending.authorization_details.is_some() {
             true
@@ -553,7 +595,7 @@ impl OAuth {
         session: Option<&CurrentSession>,
         ctx: &RequestContext,
     ) -> ServiceResult<RequestInfo> {
-        let (pending, client) = self.pending(id).await?;
+        let (mut pending, client) = self.pending(id).await?;
         let assessment = self.assess(&client, &pending, session).await?;
         let user_id = session.map(|s| s.user_id);
         let mut redirect_to = None;
@@ -580,6 +622,16 @@ impl OAuth {
                     .await?,
             );
         }
+        // Payments: the transaction to confirm is opened as soon as a signed-in user looks.
+        let transaction_id = match (payment_order(&pending), session) {
+            (Some(order), Some(session)) if redirect_to.is_none() && !assessment.login_required => {
+                Some(
+                    self.linked_transaction(&mut pending, &order, session, ctx)
+                        .await?,
+                )
+            }
+            _ => None,
+        };
         Ok(RequestInfo {
             id: pending.id,
             client_id: client.id().to_owned(),
@@ -593,6 +645,7 @@ impl OAuth {
             login_required: assessment.login_required,
             step_up_required: assessment.step_up_required,
             consent_required: assessment.consent_required,
+            transaction_id,
             login_hint: pending.login_hint.clone(),
             redirect_to,
         })
@@ -606,7 +659,7 @@ impl OAuth {
         session: &CurrentSession,
         ctx: &RequestContext,
     ) -> ServiceResult<String> {
-        let (pending, client) = self.pending(id).await?;
+        let (mut pending, client) = self.pending(id).await?;
         let assessment = self.assess(&client, &pending, Some(session)).await?;
         if assessment.login_required {
             return Err(ServiceError::NotAuthenticated);
@@ -626,16 +679,49 @@ impl OAuth {
                 methods: crate::services::mfa::methods(&session.factors),
             });
         }
+        // Dynamic linking: a payment is allowed only by the confirmation of exactly its
+        // details in this session; a step-up that signed nothing does not count.
+        let tx_hash = match payment_order(&pending) {
+            None => None,
+            Some(order) => {
+                let confirmed = match pending.transaction.filter(|t| t.is_of(session)) {
+                    Some(linked) => {
+                        self.transactions
+                            .confirmed_hash(linked.id, session.user_id, session.id)
+                            .await?
+                    }
+                    None => None,
+                };
+                match confirmed {
+                    Some(hash) if hash == order.tx_hash() => Some(hash.encode()),
+                    _ => {
+                        let transaction_id = self
+                            .linked_transaction(&mut pending, &order, session, ctx)
+                            .await?;
+                        return Err(ServiceError::TransactionConfirmationRequired {
+                            transaction_id,
+                        });
+                    }
+                }
+            }
+        };
         // Single use: two concurrent accepts cannot both get a code.
         if self.store.take(&request_key(id)).await?.is_none() {
             return Err(ServiceError::InvalidRequestId);
         }
-        self.grant(&client, &pending, session, assessment.consent_required, ctx)
-            .await
-            .map_err(|e| match e.code {
-                ErrorCode::TemporarilyUnavailable => ServiceError::Unavailable(e.description),
-                _ => ServiceError::Internal(anyhow::anyhow!(e.to_string())),
-            })
+        self.grant(
+            &client,
+            &pending,
+            session,
+            assessment.consent_required,
+            tx_hash,
+            ctx,
+        )
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::TemporarilyUnavailable => ServiceError::Unavailable(e.description),
+            _ => ServiceError::Internal(anyhow::anyhow!(e.to_string())),
+        })
     }
 
     /// `POST /auth/oauth/requests/{id}/reject`: the client gets `access_denied`.
@@ -651,6 +737,50 @@ impl OAuth {
             .await
     }
 
+    /// The §9 transaction of a payment request for this session: the one opened before
+    /// while it can still be confirmed (or is), else a new one, remembered with the request.
+    async fn linked_transaction(
+        &self,
+        pending: &mut PendingAuthorization,
+        order: &PaymentOrder,
+        session: &CurrentSession,
+        ctx: &RequestContext,
+    ) -> ServiceResult<Uuid> {
+        if let Some(linked) = pending.transaction.filter(|t| t.is_of(session))
+            && self
+                .transactions
+                .usable(linked.id, session.user_id, session.id)
+                .await?
+        {
+            return Ok(linked.id);
+        }
+        let before = serde_json::to_string(&*pending).map_err(anyhow::Error::from)?;
+        let created = self
+            .transactions
+            .create_for(session.user_id, session.id, order.clone(), ctx)
+            .await?;
+        pending.transaction = Some(LinkedTransaction {
+            id: created.transaction_id,
+            user_id: session.user_id,
+            session_id: session.id,
+        });
+        let after = serde_json::to_string(&*pending).map_err(anyhow::Error::from)?;
+        let age =
+            Duration::from_millis(now_millis().saturating_sub(pending.created_at).max(0) as u64);
+        let left = REQUEST_LIFETIME.saturating_sub(age);
+        // Compare-and-set on the stored request: an accept or reject that took it
+        // meanwhile must not bring it back.
+        if left.is_zero()
+            || !self
+                .store
+                .replace_if(&request_key(pending.id), Some(&before), &after, left)
+                .await?
+        {
+            return Err(ServiceError::InvalidRequestId);
+        }
+        Ok(created.transaction_id)
+    }
+
     /// Issues the code for an allowed request and remembers the consent.
     async fn grant(
         &self,
@@ -658,6 +788,7 @@ impl OAuth {
         pending: &PendingAuthorization,
         session: &CurrentSession,
         consent_shown: bool,
+        tx_hash: Option<String>,
         ctx: &RequestContext,
     ) -> OAuthResult<String> {
         let conn = self.db.connection();
@@ -676,6 +807,7 @@ impl OAuth {
             nonce: pending.nonce.clone(),
             resource: pending.resource.clone(),
             authorization_details: pending.authorization_details.clone(),
+            tx_hash,
             authentication,
             dpop_jkt: pending.dpop_jkt.clone(),
         };
@@ -709,6 +841,34 @@ impl OAuth {
         }
         params.push(("iss", self.issuer()));
         Ok(with_params(&pending.redirect_uri, &params))
+    }
+}
+
+impl LinkedTransaction {
+    fn is_of(&self, session: &CurrentSession) -> bool {
+        self.user_id == session.user_id && self.session_id == session.id
+    }
+}
+
+/// The payment order of a request whose details are `payment_initiation` (validated when
+/// the request was made), or `None`.
+pub fn payment_order(pending: &PendingAuthorization) -> Option<PaymentOrder> {
+    let items = pending.authorization_details.as_ref()?.as_array()?;
+    let is_payment = items
+        .first()
+        .and_then(|d| d.get("type"))
+        .is_some_and(|t| t == PAYMENT_INITIATION);
+    if !is_payment {
+        return None;
+    }
+    PaymentOrder::from_authorization_details(items).ok()
+}
+
+/// RFC 9396 wants an array even for one payment; §9 signs the object for one.
+fn as_authorization_details(order: &PaymentOrder) -> serde_json::Value {
+    match order.details() {
+        serde_json::Value::Array(items) => serde_json::Value::Array(items),
+        one => serde_json::Value::Array(vec![one]),
     }
 }
 

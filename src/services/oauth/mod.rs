@@ -38,6 +38,7 @@ pub use error::{ErrorCode, OAuthError, OAuthResult};
 
 use crate::configuration::{OidcSettings, Settings};
 use crate::crypto::secrets::SecretBox;
+use crate::services::payments::Transactions;
 use crate::services::sessions::Sessions;
 use crate::storage::db::Database;
 use crate::storage::store::Store;
@@ -75,6 +76,8 @@ pub struct OAuth {
     sessions: Sessions,
     pub clients: clients::ClientRegistry,
     pub keys: keys::SigningKeys,
+    /// Payment requests (RFC 9396 `payment_initiation`) are confirmed as §9 transactions.
+    transactions: Transactions,
     step_up_max_age: Duration,
     idle_timeout: Duration,
     /// HMAC key of the stateless DPoP nonces (derived from the master key: every
@@ -85,13 +88,27 @@ pub struct OAuth {
 }
 
 impl OAuth {
+    /// The provider's signing keys (sealed under the master key). Built before the provider
+    /// itself: §9 transaction confirmations are signed with them too (one JWKS).
+    pub fn signing_keys(
+        settings: &Settings,
+        db: Database,
+        secrets: SecretBox,
+    ) -> keys::SigningKeys {
+        let oidc = &settings.oidc;
+        // Old keys stay published until the last token signed with them has expired.
+        let retention = oidc.access_token_ttl.max(oidc.id_token_ttl) + Duration::from_secs(300);
+        keys::SigningKeys::new(db, secrets, oidc.signing_alg, oidc.key_rotation, retention)
+    }
+
     /// Reads and validates `OIDC_CLIENTS_FILE`; an invalid file stops the start.
     pub fn new(
         settings: &Settings,
         db: Database,
         store: Store,
         sessions: Sessions,
-        secrets: SecretBox,
+        keys: keys::SigningKeys,
+        transactions: Transactions,
     ) -> anyhow::Result<Self> {
         let oidc = settings.oidc.clone();
         let mut file_clients = Vec::new();
@@ -103,17 +120,10 @@ impl OAuth {
                 file_clients.push(client);
             }
         }
-        let retention = oidc.access_token_ttl.max(oidc.id_token_ttl) + Duration::from_secs(300);
-        let keys = keys::SigningKeys::new(
-            db.clone(),
-            secrets,
-            oidc.signing_alg,
-            oidc.key_rotation,
-            retention,
-        );
         Ok(Self {
             clients: clients::ClientRegistry::new(db.clone(), file_clients),
             keys,
+            transactions,
             settings: oidc,
             db,
             store,

@@ -52,6 +52,9 @@ pub struct AccessClaims {
     /// RFC 9449 §6.1: the DPoP key the token is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// RFC 9396 §9.1: what was authorized (e.g. the confirmed payment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +87,9 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// RFC 9396 §7: the details granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
 }
 
 /// What `/oauth/userinfo` returns.
@@ -124,6 +130,9 @@ pub struct Introspection {
     pub authorization_details: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// The hash of the payment details the user confirmed (docs/API.md §8, §9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<String>,
 }
 
 /// Why a bearer token was refused at userinfo.
@@ -363,7 +372,7 @@ impl OAuth {
             acr: issued.authentication.acr.as_str().to_owned(),
             amr: serde_json::to_string(&issued.authentication.amr).map_err(anyhow::Error::from)?,
             authorization_details: issued.authorization_details.as_ref().map(|d| d.to_string()),
-            tx_hash: None,
+            tx_hash: issued.tx_hash.clone(),
             dpop_jkt,
             created_at: now,
             revoked_at: None,
@@ -415,6 +424,7 @@ impl OAuth {
             sid: Some(grant.session_id),
             gid: Some(grant.id),
             cnf: grant.dpop_jkt.clone().map(|jkt| Confirmation { jkt }),
+            authorization_details: details(grant),
         };
         let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &access).await?;
         let scopes: Vec<String> = grant
@@ -456,6 +466,7 @@ impl OAuth {
             scope: grant.scope.clone(),
             id_token,
             refresh_token: refresh,
+            authorization_details: access.authorization_details,
         })
     }
 
@@ -629,6 +640,7 @@ impl OAuth {
             sid: None,
             gid: None,
             cnf: dpop.map(|p| Confirmation { jkt: p.jkt.clone() }),
+            authorization_details: None,
         };
         let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims).await?;
         let event = AuditEvent::OAuth(OAuthEvent::TokenIssued {
@@ -644,6 +656,7 @@ impl OAuth {
             scope,
             id_token: None,
             refresh_token: None,
+            authorization_details: None,
         })
     }
 
@@ -819,6 +832,7 @@ impl OAuth {
                     iat: Some(secs(refresh.created_at)),
                     iss: Some(self.issuer().to_owned()),
                     authorization_details: details(g),
+                    tx_hash: g.tx_hash.clone(),
                     ..Introspection::default()
                 },
             });
@@ -837,6 +851,7 @@ impl OAuth {
                 acr: claims.acr,
                 auth_time: claims.auth_time,
                 authorization_details: grant.as_ref().and_then(details),
+                tx_hash: grant.as_ref().and_then(|g| g.tx_hash.clone()),
                 cnf: claims.cnf,
             }),
             Err(BearerError::Service(e)) => Err(e.into()),

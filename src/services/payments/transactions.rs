@@ -619,6 +619,27 @@ impl Transactions {
         Ok(token)
     }
 
+    /// For the OAuth authorization step: whether `transaction_id` of this user and session
+    /// can still be confirmed, or already is (so no new one is needed).
+    pub async fn usable(
+        &self,
+        transaction_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> ServiceResult<bool> {
+        match self.load(transaction_id, user_id, session_id).await {
+            Ok((_, stored)) => {
+                let now = now_millis();
+                Ok(match &stored.confirmed {
+                    Some(confirmed) => now < confirmed.until,
+                    None => now < stored.expires_at,
+                })
+            }
+            Err(ServiceError::NotFound) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
     /// For the OAuth authorization step: the hash of `transaction_id`'s details if that
     /// transaction of this user and session was confirmed and its confirmation has not
     /// expired; `None` otherwise.
