@@ -408,6 +408,42 @@ async fn discovery_advertises_par_dpop_and_the_iss_parameter(backend: Backend) {
         doc.body["token_endpoint_auth_signing_alg_values_supported"],
         json!(["ES256", "PS256", "EdDSA"])
     );
+    // §5.2.3 item 3: no CORS on the authorization endpoint; the others keep theirs.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, cors) in [
+        ("/oauth/authorize", false),
+        ("/oauth/par", true),
+        ("/oauth/token", true),
+    ] {
+        let preflight = http
+            .request(Method::OPTIONS, format!("{}{path}", p.app.address))
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            preflight
+                .headers()
+                .contains_key("access-control-allow-origin"),
+            cors,
+            "{path}: {preflight:?}"
+        );
+    }
+    let navigated = http
+        .get(format!("{}/oauth/authorize?client_id={TPP}", p.app.address))
+        .header("origin", "https://spa.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !navigated
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
 }
 
 /// The whole profile: PAR with private_key_jwt, the code with `iss`, a DPoP-bound token
