@@ -452,7 +452,9 @@ async fn discovery_advertises_par_dpop_and_the_iss_parameter(backend: Backend) {
 async fn a_fapi2_client_completes_par_private_key_jwt_and_dpop(backend: Backend) {
     let p = provider(backend).await;
     let bob = p.sca_user("bob@example.com").await;
-    let (pushed, verifier) = p.push(&[], None).await;
+    // §5.3.2.2 item 14: nonces of 64 characters are supported.
+    let oidc_nonce = "n".repeat(64);
+    let (pushed, verifier) = p.push(&[("nonce", &oidc_nonce)], None).await;
     assert_eq!(pushed.status, 201, "{pushed:?}");
     assert_eq!(pushed.header("cache-control"), Some("no-store"));
     let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
@@ -520,10 +522,9 @@ async fn a_fapi2_client_completes_par_private_key_jwt_and_dpop(backend: Backend)
     assert_eq!(tokens.body["token_type"], "DPoP");
     let access = tokens.body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(claims_of(&access)["cnf"], json!({"jkt": key.jkt()}));
-    assert_eq!(
-        claims_of(tokens.body["id_token"].as_str().unwrap())["acr"],
-        "urn:logicredit:loa:2"
-    );
+    let id_token = claims_of(tokens.body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["acr"], "urn:logicredit:loa:2");
+    assert_eq!(id_token["nonce"], oidc_nonce);
 
     let info = p
         .userinfo("DPoP", &access, Some(&key.userinfo_proof(&access)))
@@ -763,6 +764,17 @@ async fn fapi2_clients_authenticate_with_private_key_jwt_only(backend: Backend) 
             }),
         ),
         (
+            "iat 120 s in the future",
+            Auth::Jwt({
+                let now = jsonwebtoken::get_current_timestamp();
+                let mut header = Header::new(Algorithm::ES256);
+                header.kid = Some("tpp-1".into());
+                let claims = json!({"iss": TPP, "sub": TPP, "aud": ISSUER, "jti": "a-7",
+                                    "iat": now + 120, "exp": now + 50});
+                jsonwebtoken::encode(&header, &claims, &p.tpp.encoding).unwrap()
+            }),
+        ),
+        (
             "client_secret_post",
             Auth::Post(TPP, "a-secret-0123456789abcdef-0123456789"),
         ),
@@ -787,6 +799,21 @@ async fn fapi2_clients_authenticate_with_private_key_jwt_only(backend: Backend) 
             "{what}: {response:?}"
         );
     }
+
+    // §5.3.2.1 item 2: no resource owner password grant.
+    let password = p
+        .post(
+            "/oauth/token",
+            &p.assertion(),
+            &[
+                ("grant_type", "password"),
+                ("username", "bob@example.com"),
+                ("password", "x"),
+            ],
+            Some(&key.token_proof(Some(&p.nonce().await))),
+        )
+        .await;
+    assert_oauth_error(&password, 400, "unsupported_grant_type");
 
     let admin = p.app.logged_in_as("root@example.com", "admin").await;
     enroll_verified_totp(&admin).await;
