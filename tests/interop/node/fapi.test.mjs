@@ -51,12 +51,18 @@ async function scaBrowser() {
   const setup = await browser.request('/auth/mfa/totp/setup', { method: 'POST', json: {}, headers });
   const { secret } = await setup.json();
   assert.equal(setup.status, 200, 'TOTP setup');
-  const verified = await browser.request('/auth/mfa/totp/verify', {
-    method: 'POST',
-    json: { code: totp(secret) },
-    headers,
-  });
-  assert.equal((await verified.json()).code, 'mfa_verified');
+  // The first code confirms the enrollment (`totp_enabled`); enrolling proves nothing about
+  // this session, so a second code (the next time step: a code is accepted once) steps it up.
+  const verify = async (at) => {
+    const response = await browser.request('/auth/mfa/totp/verify', {
+      method: 'POST',
+      json: { code: totp(secret, at) },
+      headers,
+    });
+    return (await response.json()).code;
+  };
+  assert.equal(await verify(Date.now()), 'totp_enabled');
+  assert.equal(await verify(Date.now() + 30_000), 'mfa_verified');
   return browser;
 }
 
