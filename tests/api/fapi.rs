@@ -1247,6 +1247,9 @@ async fn a_code_pushed_with_a_dpop_key_is_redeemed_only_with_it(backend: Backend
             .await;
         assert_oauth_error(&response, 400, "invalid_dpop_proof");
     }
+    let bad_proof = key.proof_with("POST", &url("/oauth/token"), &ProofOptions::default());
+    let (refused, _) = p.push(&[], Some(&bad_proof)).await;
+    assert_oauth_error(&refused, 400, "invalid_dpop_proof");
     let (with_both, _) = p
         .push(
             &[("dpop_jkt", &p256_key().jkt())],
@@ -1344,6 +1347,58 @@ async fn clients_may_publish_their_keys_at_a_jwks_uri(backend: Backend) {
         refused.assert_error(422, "invalid_client_metadata");
         assert!(refused.body["fields"][field].is_string(), "{refused:?}");
     }
+}
+
+/// Behind a load balancer (PostgreSQL + Redis; the embedded deployment is one node): a
+/// request pushed to one instance is used on another, once; a nonce of one instance is good
+/// on the other; a DPoP proof or a client assertion used on one is a replay on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn par_nonces_and_replays_span_every_instance() {
+    let p = provider(Backend::PostgresRedis).await;
+    let other = Provider {
+        app: p.app.sibling(&[]).await,
+        tpp: Key {
+            encoding: p.tpp.encoding.clone(),
+            jwk: p.tpp.jwk.clone(),
+        },
+    };
+    let bob = p.sca_user("bob@example.com").await;
+    let (pushed, _) = p.push(&[], None).await;
+    let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
+    let callback = other.authorize_pushed(&bob, TPP, &request_uri).await;
+    assert!(callback.contains_key("code"), "{callback:?}");
+    let reused = bob
+        .get(&format!(
+            "/oauth/authorize?{}",
+            form(&[("client_id", TPP), ("request_uri", &request_uri)])
+        ))
+        .await;
+    assert_oauth_error(&reused, 400, "invalid_request_uri");
+
+    let key = p256_key();
+    let ccg = [("grant_type", "client_credentials")];
+    let proof = key.token_proof(Some(&p.nonce().await));
+    let assertion = p.assertion();
+    let first = other
+        .post("/oauth/token", &assertion, &ccg, Some(&proof))
+        .await;
+    assert_eq!(
+        first.status, 200,
+        "a nonce of one instance works on the other: {first:?}"
+    );
+    let replayed_proof = p
+        .post("/oauth/token", &p.assertion(), &ccg, Some(&proof))
+        .await;
+    assert_oauth_error(&replayed_proof, 400, "invalid_dpop_proof");
+    let replayed_assertion = p
+        .post(
+            "/oauth/token",
+            &assertion,
+            &ccg,
+            Some(&key.token_proof(Some(&p.nonce().await))),
+        )
+        .await;
+    assert_oauth_error(&replayed_assertion, 401, "invalid_client");
 }
 
 on_both_backends!(
