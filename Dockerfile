@@ -37,8 +37,8 @@ RUN touch src/main.rs src/lib.rs \
 # --- Runtime -----------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
 
-# ca-certificates: TLS to SMTP, PostgreSQL and Redis. Nothing else: the health check below
-# uses bash (already in the image), not curl.
+# ca-certificates: TLS to SMTP, PostgreSQL, Redis and OAuth clients' jwks_uri. Nothing else:
+# the health check below uses bash (already in the image), not curl.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*

@@ -408,6 +408,42 @@ async fn discovery_advertises_par_dpop_and_the_iss_parameter(backend: Backend) {
         doc.body["token_endpoint_auth_signing_alg_values_supported"],
         json!(["ES256", "PS256", "EdDSA"])
     );
+    // §5.2.3 item 3: no CORS on the authorization endpoint; the others keep theirs.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, cors) in [
+        ("/oauth/authorize", false),
+        ("/oauth/par", true),
+        ("/oauth/token", true),
+    ] {
+        let preflight = http
+            .request(Method::OPTIONS, format!("{}{path}", p.app.address))
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            preflight
+                .headers()
+                .contains_key("access-control-allow-origin"),
+            cors,
+            "{path}: {preflight:?}"
+        );
+    }
+    let navigated = http
+        .get(format!("{}/oauth/authorize?client_id={TPP}", p.app.address))
+        .header("origin", "https://spa.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !navigated
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
 }
 
 /// The whole profile: PAR with private_key_jwt, the code with `iss`, a DPoP-bound token
@@ -416,7 +452,9 @@ async fn discovery_advertises_par_dpop_and_the_iss_parameter(backend: Backend) {
 async fn a_fapi2_client_completes_par_private_key_jwt_and_dpop(backend: Backend) {
     let p = provider(backend).await;
     let bob = p.sca_user("bob@example.com").await;
-    let (pushed, verifier) = p.push(&[], None).await;
+    // §5.3.2.2 item 14: nonces of 64 characters are supported.
+    let oidc_nonce = "n".repeat(64);
+    let (pushed, verifier) = p.push(&[("nonce", &oidc_nonce)], None).await;
     assert_eq!(pushed.status, 201, "{pushed:?}");
     assert_eq!(pushed.header("cache-control"), Some("no-store"));
     let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
@@ -484,10 +522,9 @@ async fn a_fapi2_client_completes_par_private_key_jwt_and_dpop(backend: Backend)
     assert_eq!(tokens.body["token_type"], "DPoP");
     let access = tokens.body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(claims_of(&access)["cnf"], json!({"jkt": key.jkt()}));
-    assert_eq!(
-        claims_of(tokens.body["id_token"].as_str().unwrap())["acr"],
-        "urn:logicredit:loa:2"
-    );
+    let id_token = claims_of(tokens.body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["acr"], "urn:logicredit:loa:2");
+    assert_eq!(id_token["nonce"], oidc_nonce);
 
     let info = p
         .userinfo("DPoP", &access, Some(&key.userinfo_proof(&access)))
@@ -727,6 +764,17 @@ async fn fapi2_clients_authenticate_with_private_key_jwt_only(backend: Backend) 
             }),
         ),
         (
+            "iat 120 s in the future",
+            Auth::Jwt({
+                let now = jsonwebtoken::get_current_timestamp();
+                let mut header = Header::new(Algorithm::ES256);
+                header.kid = Some("tpp-1".into());
+                let claims = json!({"iss": TPP, "sub": TPP, "aud": ISSUER, "jti": "a-7",
+                                    "iat": now + 120, "exp": now + 50});
+                jsonwebtoken::encode(&header, &claims, &p.tpp.encoding).unwrap()
+            }),
+        ),
+        (
             "client_secret_post",
             Auth::Post(TPP, "a-secret-0123456789abcdef-0123456789"),
         ),
@@ -751,6 +799,21 @@ async fn fapi2_clients_authenticate_with_private_key_jwt_only(backend: Backend) 
             "{what}: {response:?}"
         );
     }
+
+    // §5.3.2.1 item 2: no resource owner password grant.
+    let password = p
+        .post(
+            "/oauth/token",
+            &p.assertion(),
+            &[
+                ("grant_type", "password"),
+                ("username", "bob@example.com"),
+                ("password", "x"),
+            ],
+            Some(&key.token_proof(Some(&p.nonce().await))),
+        )
+        .await;
+    assert_oauth_error(&password, 400, "unsupported_grant_type");
 
     let admin = p.app.logged_in_as("root@example.com", "admin").await;
     enroll_verified_totp(&admin).await;
@@ -1184,6 +1247,9 @@ async fn a_code_pushed_with_a_dpop_key_is_redeemed_only_with_it(backend: Backend
             .await;
         assert_oauth_error(&response, 400, "invalid_dpop_proof");
     }
+    let bad_proof = key.proof_with("POST", &url("/oauth/token"), &ProofOptions::default());
+    let (refused, _) = p.push(&[], Some(&bad_proof)).await;
+    assert_oauth_error(&refused, 400, "invalid_dpop_proof");
     let (with_both, _) = p
         .push(
             &[("dpop_jkt", &p256_key().jkt())],
@@ -1281,6 +1347,58 @@ async fn clients_may_publish_their_keys_at_a_jwks_uri(backend: Backend) {
         refused.assert_error(422, "invalid_client_metadata");
         assert!(refused.body["fields"][field].is_string(), "{refused:?}");
     }
+}
+
+/// Behind a load balancer (PostgreSQL + Redis; the embedded deployment is one node): a
+/// request pushed to one instance is used on another, once; a nonce of one instance is good
+/// on the other; a DPoP proof or a client assertion used on one is a replay on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn par_nonces_and_replays_span_every_instance() {
+    let p = provider(Backend::PostgresRedis).await;
+    let other = Provider {
+        app: p.app.sibling(&[]).await,
+        tpp: Key {
+            encoding: p.tpp.encoding.clone(),
+            jwk: p.tpp.jwk.clone(),
+        },
+    };
+    let bob = p.sca_user("bob@example.com").await;
+    let (pushed, _) = p.push(&[], None).await;
+    let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
+    let callback = other.authorize_pushed(&bob, TPP, &request_uri).await;
+    assert!(callback.contains_key("code"), "{callback:?}");
+    let reused = bob
+        .get(&format!(
+            "/oauth/authorize?{}",
+            form(&[("client_id", TPP), ("request_uri", &request_uri)])
+        ))
+        .await;
+    assert_oauth_error(&reused, 400, "invalid_request_uri");
+
+    let key = p256_key();
+    let ccg = [("grant_type", "client_credentials")];
+    let proof = key.token_proof(Some(&p.nonce().await));
+    let assertion = p.assertion();
+    let first = other
+        .post("/oauth/token", &assertion, &ccg, Some(&proof))
+        .await;
+    assert_eq!(
+        first.status, 200,
+        "a nonce of one instance works on the other: {first:?}"
+    );
+    let replayed_proof = p
+        .post("/oauth/token", &p.assertion(), &ccg, Some(&proof))
+        .await;
+    assert_oauth_error(&replayed_proof, 400, "invalid_dpop_proof");
+    let replayed_assertion = p
+        .post(
+            "/oauth/token",
+            &assertion,
+            &ccg,
+            Some(&key.token_proof(Some(&p.nonce().await))),
+        )
+        .await;
+    assert_oauth_error(&replayed_assertion, 401, "invalid_client");
 }
 
 on_both_backends!(

@@ -28,7 +28,7 @@ use crate::services::sessions::CurrentSession;
 
 pub use protocol::PROTOCOL_ROUTES;
 
-/// The protocol endpoints with their CORS policy.
+/// The protocol endpoints with their CORS policy; the authorization endpoint has none.
 pub fn protocol_routes() -> Router<AppState> {
     protocol::routes()
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -46,6 +46,10 @@ pub fn protocol_routes() -> Router<AppState> {
                     HeaderName::from_static("dpop-nonce"),
                 ])
                 .max_age(Duration::from_secs(600)),
+        )
+        .merge(
+            protocol::navigation_routes()
+                .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed }),
         )
 }
 

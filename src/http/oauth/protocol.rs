@@ -40,18 +40,24 @@ pub const PROTOCOL_ROUTES: &[(&str, &[&str])] = &[
     (paths::LOGOUT, &["GET", "POST"]),
 ];
 
+/// The endpoints relying parties call directly (with CORS, see `super::protocol_routes`).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(paths::DISCOVERY, get(discovery))
         .route(paths::AS_METADATA, get(discovery))
         .route(paths::JWKS, get(jwks))
-        .route(paths::AUTHORIZE, get(authorize).post(authorize))
         .route(paths::PAR, axum::routing::post(par))
         .route(paths::TOKEN, axum::routing::post(token))
         .route(paths::USERINFO, get(userinfo).post(userinfo))
         .route(paths::REVOKE, axum::routing::post(revoke))
         .route(paths::INTROSPECT, axum::routing::post(introspect))
         .route(paths::LOGOUT, get(logout).post(logout))
+}
+
+/// The authorization endpoint: only ever navigated to, never called from script, so it
+/// has no CORS (FAPI 2.0 §5.2.3 item 3).
+pub fn navigation_routes() -> Router<AppState> {
+    Router::new().route(paths::AUTHORIZE, get(authorize).post(authorize))
 }
 
 type OAuthResponse = Result<Response, OAuthHttpError>;

@@ -401,7 +401,15 @@ impl OAuth {
             Some(raw) => Some(self.check_details(client, raw)?),
         };
         let dpop_jkt = match get("dpop_jkt") {
-            Some(jkt) if jkt.len() == 43 && is_pkce_value(jkt) => Some(jkt.to_owned()),
+            // RFC 9449 §10: a base64url SHA-256 JWK thumbprint (43 characters).
+            Some(jkt)
+                if jkt.len() == 43
+                    && jkt
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                Some(jkt.to_owned())
+            }
             Some(_) => {
                 return Err(OAuthError::invalid_request(
                     "dpop_jkt must be a base64url SHA-256 JWK thumbprint",

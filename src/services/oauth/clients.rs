@@ -642,6 +642,22 @@ mod tests {
     }
 
     #[test]
+    fn rsa_keys_need_2048_bits_and_jwks_uri_needs_https() {
+        use base64::Engine as _;
+        let rsa = |bytes: usize| {
+            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![0xC3u8; bytes]);
+            serde_json::from_value::<Jwk>(serde_json::json!({"kty": "RSA", "n": n, "e": "AQAB"}))
+                .unwrap()
+        };
+        assert!(client_key(&rsa(128)).is_err(), "1024 bits");
+        assert_eq!(client_key(&rsa(256)).unwrap().alg, Algorithm::PS256);
+        assert!(check_jwks_uri("https://tpp.example/jwks").is_ok());
+        assert!(check_jwks_uri("http://127.0.0.1:9000/jwks").is_ok());
+        assert!(check_jwks_uri("http://tpp.example/jwks").is_err());
+        assert!(check_jwks_uri("file:///etc/passwd").is_err());
+    }
+
+    #[test]
     fn redirect_uris_follow_rfc_8252() {
         assert!(check_redirect_uri("https://app.example/cb").is_ok());
         assert!(check_redirect_uri("http://127.0.0.1:9000/cb").is_ok());
