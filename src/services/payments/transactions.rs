@@ -209,9 +209,9 @@ impl Transactions {
         }
     }
 
-    /// The factors `user_id` can confirm with; none → `mfa_enrollment_required` (a
-    /// recovery code is a fallback for logging in, not a way to approve a payment).
-    async fn methods_of(&self, user_id: Uuid) -> ServiceResult<Vec<Method>> {
+    /// The factors `user_id` can confirm with now (a recovery code is a fallback for
+    /// logging in, not a way to approve a payment).
+    async fn available_methods(&self, user_id: Uuid) -> ServiceResult<Vec<Method>> {
         let factors = self.mfa.factors(user_id).await?;
         let mut methods = Vec::new();
         if factors.webauthn_credentials > 0 {
@@ -220,6 +220,12 @@ impl Transactions {
         if factors.totp {
             methods.push(Method::Totp);
         }
+        Ok(methods)
+    }
+
+    /// As `available_methods`; none → `mfa_enrollment_required`.
+    async fn methods_of(&self, user_id: Uuid) -> ServiceResult<Vec<Method>> {
+        let methods = self.available_methods(user_id).await?;
         if methods.is_empty() {
             return Err(ServiceError::MfaEnrollmentRequired);
         }
@@ -380,7 +386,7 @@ impl Transactions {
         let tx_hash = stored.order.tx_hash();
         Ok(TransactionView {
             transaction_id: id,
-            methods: self.methods_of(session.user_id).await.unwrap_or_default(),
+            methods: self.available_methods(session.user_id).await?,
             order: stored.order,
             tx_hash,
             expires_at: stored.expires_at,
