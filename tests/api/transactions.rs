@@ -779,6 +779,17 @@ async fn two_racing_confirmations_yield_one(backend: Backend) {
     );
 }
 
+async fn a_session_cannot_flood_the_store(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (oscar, _) = with_passkey(&app, "oscar@example.com").await;
+    for _ in 0..30 {
+        create(&oscar, payment("1.00")).await;
+    }
+    let refused = oscar.post("/auth/transactions", payment("1.00")).await;
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+}
+
 on_both_backends!(
     a_passkey_confirms_exactly_the_details_it_signed,
     a_totp_code_confirms_with_server_linking,
@@ -790,7 +801,8 @@ on_both_backends!(
     user_verification_is_required,
     wrong_factors_count_toward_the_lockout,
     writes_need_the_csrf_token_and_a_second_factor,
-    two_racing_confirmations_yield_one
+    two_racing_confirmations_yield_one,
+    a_session_cannot_flood_the_store
 );
 
 /// Redis down: no transaction is created or confirmed unchecked (503, never 201/200).

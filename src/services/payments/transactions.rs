@@ -44,6 +44,11 @@ const CEREMONY_TTL: Duration = Duration::from_secs(300);
 /// `invalid_transaction` (not `not_found`), and a confirmed one stays known to OAuth.
 const RETAIN_AFTER_EXPIRY: Duration = Duration::from_secs(600);
 
+/// Transactions one session may open per window: each writes to the store and the audit
+/// trail, so a session must not be able to flood either. Far above what a person does.
+pub const MAX_TRANSACTIONS_PER_WINDOW: u64 = 30;
+const TRANSACTION_WINDOW: Duration = Duration::from_secs(300);
+
 /// The second factors a transaction can be confirmed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -269,6 +274,19 @@ impl Transactions {
         methods: Vec<Method>,
         ctx: &RequestContext,
     ) -> ServiceResult<TransactionView> {
+        let hit = self
+            .store
+            .hit(
+                &format!("rate:session:transactions:{session_id}"),
+                TRANSACTION_WINDOW,
+            )
+            .await?;
+        if hit.count > MAX_TRANSACTIONS_PER_WINDOW {
+            metrics::counter!("rate_limit_hits_total", "scope" => "session").increment(1);
+            return Err(ServiceError::RateLimited {
+                retry_after_secs: hit.resets_in.as_secs().max(1),
+            });
+        }
         let id = Uuid::new_v4();
         let now = now_millis();
         let tx_hash = order.tx_hash();
