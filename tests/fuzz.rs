@@ -1363,3 +1363,69 @@ proptest! {
         }
     }
 }
+
+// --- Payment details (docs/API.md §9) -------------------------------------------------------
+
+fn near_amount() -> BoxedStrategy<String> {
+    prop_oneof![
+        "[0-9]{1,17}(\\.[0-9]{0,5})?",
+        "[0-9+\\-eE._, ]{0,20}",
+        "0*[1-9][0-9]{0,3}\\.[0-9]{2}",
+        any::<String>(),
+    ]
+    .boxed()
+}
+
+fn near_iban() -> BoxedStrategy<String> {
+    prop_oneof![
+        Just("DE89370400440532013000".to_owned()),
+        Just("de89 3704 0044 0532 0130 00".to_owned()),
+        Just("GB82 WEST 1234 5698 7654 32".to_owned()),
+        "[A-Z]{2}[0-9]{2}[A-Z0-9 ]{10,30}",
+        any::<String>(),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 1024, failure_persistence: None, ..Config::default() })]
+
+    /// `PaymentOrder::validate` never panics, and what it accepts is a fixed point: its
+    /// details validate to the same order with the same hash (one payment, one spelling),
+    /// with the amount at exactly the currency's minor units and the IBAN without spaces.
+    #[test]
+    fn payment_orders_normalise_to_a_fixed_point(
+        amount in near_amount(),
+        currency in prop_oneof![
+            Just("EUR".to_owned()), Just("JPY".to_owned()), Just("BHD".to_owned()),
+            Just("HRK".to_owned()), "[A-Za-z]{0,4}",
+        ],
+        iban in near_iban(),
+        name in ".{0,150}",
+        batch in any::<bool>(),
+    ) {
+        use logicredit_auth::services::payments::PaymentOrder;
+        let payment = serde_json::json!({
+            "type": "payment_initiation",
+            "instructedAmount": {"currency": currency, "amount": amount},
+            "creditorName": name,
+            "creditorAccount": {"iban": iban},
+        });
+        let body = if batch { serde_json::json!([payment.clone(), payment]) } else { payment };
+        let Ok(order) = PaymentOrder::validate(&body) else {
+            return Ok(());
+        };
+        let again = PaymentOrder::validate(&order.details()).expect("details validate");
+        prop_assert_eq!(&again, &order);
+        prop_assert_eq!(again.tx_hash(), order.tx_hash());
+        for p in order.payments() {
+            let decimals = p.instructed_amount.amount.split_once('.').map_or(0, |(_, f)| f.len());
+            let exponent = iso_currency::Currency::from_code(&p.instructed_amount.currency)
+                .and_then(|c| c.exponent())
+                .map(usize::from);
+            prop_assert_eq!(Some(decimals), exponent);
+            prop_assert!(!p.creditor_account.iban.contains(' '));
+            prop_assert_eq!(p.creditor_name.trim(), p.creditor_name.as_str());
+        }
+    }
+}
