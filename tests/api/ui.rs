@@ -435,6 +435,12 @@ async fn the_sdk_calls_only_routes_of_the_api() {
         ("GET", "/auth/oauth/requests/{id}"),
         ("POST", "/auth/oauth/requests/{id}/accept"),
         ("POST", "/auth/oauth/requests/{id}/reject"),
+        // Transaction confirmation (§9): the confirmation page and the consent step.
+        ("POST", "/auth/transactions"),
+        ("GET", "/auth/transactions/{id}"),
+        ("POST", "/auth/transactions/{id}/webauthn/start"),
+        ("POST", "/auth/transactions/{id}/webauthn/finish"),
+        ("POST", "/auth/transactions/{id}/totp"),
     ] {
         assert!(
             called.contains(&(oauth.0.to_owned(), oauth.1.to_owned())),

@@ -304,8 +304,8 @@ export class AuthClient {
     async confirmTransactionWithPasskey(id) {
         if (!AuthClient.webauthnAvailable())
             return webauthnUnavailable();
-        const path = `/auth/transactions/${encodeURIComponent(id)}/webauthn`;
-        const start = await this.request("POST", `${path}/start`, {});
+        // The paths are spelt out: tests/api/ui.rs checks each against the OpenAPI document.
+        const start = await this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/webauthn/start`, {});
         if (!start.ok)
             return start;
         let credential;
@@ -317,7 +317,7 @@ export class AuthClient {
         }
         if (!credential)
             return failure(0, "webauthn_cancelled", "No passkey was used.");
-        return this.request("POST", `${path}/finish`, {
+        return this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/webauthn/finish`, {
             ceremony_id: start.data.ceremony_id,
             credential: credentialJson(credential),
         });

@@ -536,8 +536,12 @@ export class AuthClient {
    */
   async confirmTransactionWithPasskey(id: string): Promise<Result<TransactionConfirmed>> {
     if (!AuthClient.webauthnAvailable()) return webauthnUnavailable();
-    const path = `/auth/transactions/${encodeURIComponent(id)}/webauthn`;
-    const start = await this.request<{ ceremony_id: string; options: { publicKey: Json } }>("POST", `${path}/start`, {});
+    // The paths are spelt out: tests/api/ui.rs checks each against the OpenAPI document.
+    const start = await this.request<{ ceremony_id: string; options: { publicKey: Json } }>(
+      "POST",
+      `/auth/transactions/${encodeURIComponent(id)}/webauthn/start`,
+      {},
+    );
     if (!start.ok) return start;
     let credential: Credential | null;
     try {
@@ -546,7 +550,7 @@ export class AuthClient {
       return ceremonyFailure(error);
     }
     if (!credential) return failure(0, "webauthn_cancelled", "No passkey was used.");
-    return this.request("POST", `${path}/finish`, {
+    return this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/webauthn/finish`, {
       ceremony_id: start.data.ceremony_id,
       credential: credentialJson(credential as PublicKeyCredential),
     });
