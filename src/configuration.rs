@@ -115,7 +115,21 @@ pub struct Settings {
     pub ui: UiSettings,
     /// The OpenID Provider (docs/API.md §8).
     pub oidc: OidcSettings,
+    /// Transaction confirmation (docs/API.md §9).
+    pub transactions: TransactionSettings,
 }
+
+/// `TRANSACTION_TTL_SECONDS` (default and at most 300: PSD2 RTS Art. 4(3)(d) gives an
+/// authentication code at most 5 minutes) and `TRANSACTION_AUDIENCE`, the `aud` of
+/// confirmations (default `<issuer>/payments`: a payment backend, not the issuer itself).
+#[derive(Debug, Clone)]
+pub struct TransactionSettings {
+    pub ttl: Duration,
+    pub audience: String,
+}
+
+/// The longest a transaction (and its confirmation) may live.
+pub const TRANSACTION_TTL_MAX_SECONDS: u64 = 300;
 
 /// The algorithm the provider signs ID and access tokens with (`SIGNING_ALG`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -545,6 +559,7 @@ impl VarReader<'_> {
                 enabled: self.bool("UI_ENABLED", true),
                 theme_dir: self.raw("UI_THEME_DIR").map(PathBuf::from),
             },
+            transactions: self.transactions(&origin_url),
             oidc: self.oidc(&origin_url),
             origin_url,
             data_dir,
@@ -589,6 +604,29 @@ impl VarReader<'_> {
             signing_alg,
             key_rotation: Duration::from_secs(rotation_days.max(1) * 86_400),
             issuer,
+        }
+    }
+
+    fn transactions(&mut self, origin_url: &str) -> TransactionSettings {
+        let ttl = self.seconds("TRANSACTION_TTL_SECONDS", TRANSACTION_TTL_MAX_SECONDS);
+        if ttl.as_secs() > TRANSACTION_TTL_MAX_SECONDS {
+            self.errors.push(format!(
+                "TRANSACTION_TTL_SECONDS: at most {TRANSACTION_TTL_MAX_SECONDS} (PSD2 RTS Art. 4: an authentication code lives at most 5 minutes)"
+            ));
+        }
+        // The issuer as `oidc()` reads it; the audience names the payment backend.
+        let issuer = self
+            .string("ISSUER_URL", origin_url)
+            .trim_end_matches('/')
+            .to_owned();
+        let audience = self.string("TRANSACTION_AUDIENCE", &format!("{issuer}/payments"));
+        if audience.trim().is_empty() {
+            self.errors
+                .push("TRANSACTION_AUDIENCE: must not be empty".to_owned());
+        }
+        TransactionSettings {
+            ttl: ttl.min(Duration::from_secs(TRANSACTION_TTL_MAX_SECONDS)),
+            audience,
         }
     }
 
@@ -778,6 +816,29 @@ mod tests {
         assert_eq!(settings.session.cookie_name, "__Host-session");
         assert!(settings.hsts, "HSTS is on by default in production");
         assert_eq!(settings.frontend_origins, ["https://app.bank.example"]);
+    }
+
+    #[test]
+    fn transactions_live_at_most_five_minutes_and_name_the_payment_backend() {
+        let settings = production_with(&[]).unwrap();
+        assert_eq!(settings.transactions.ttl, Duration::from_secs(300));
+        assert_eq!(
+            settings.transactions.audience,
+            "https://bank.example/payments"
+        );
+        let settings = production_with(&[
+            ("TRANSACTION_TTL_SECONDS", "60"),
+            ("TRANSACTION_AUDIENCE", "urn:bank:payments"),
+        ])
+        .unwrap();
+        assert_eq!(settings.transactions.ttl, Duration::from_secs(60));
+        assert_eq!(settings.transactions.audience, "urn:bank:payments");
+        for too_long in ["301", "0", "x"] {
+            let err = production_with(&[("TRANSACTION_TTL_SECONDS", too_long)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("TRANSACTION_TTL_SECONDS"), "{err}");
+        }
     }
 
     #[test]

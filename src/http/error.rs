@@ -175,6 +175,16 @@ fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
             "reauthentication_required",
             "Confirm your password (send current_password) to set up your first second factor.",
         ),
+        ServiceError::InvalidTransaction => (
+            StatusCode::BAD_REQUEST,
+            "invalid_transaction",
+            "This transaction is already confirmed or has expired; start a new one.",
+        ),
+        ServiceError::Validation(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "Some fields are missing or invalid.",
+        ),
         ServiceError::InvalidRequestId => (
             StatusCode::BAD_REQUEST,
             "invalid_request_id",
@@ -239,6 +249,7 @@ fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
         ServiceError::ReauthenticationRequired { max_age_secs } => {
             body.max_age = Some(*max_age_secs);
         }
+        ServiceError::Validation(fields) => body.fields = Some(fields.clone()),
         ServiceError::InvalidClientMetadata(problems) => {
             // Each problem reads "field: reason" (services::oauth::clients::validate).
             let mut fields = BTreeMap::new();

@@ -29,25 +29,48 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::MalformedRequest(
-                "expected Content-Type: application/json".to_owned(),
-            ));
-        }
-        let bytes = super::middleware::read_body(req.into_body()).await?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::MalformedRequest(format!("invalid JSON: {e}")))?;
+        let value = read_json(req).await?;
         if !value.is_object() {
             return Err(ApiError::field("body", "must be a JSON object"));
-        }
-        if let Some(path) = nul_in(&value, "") {
-            // NUL is valid JSON but no database accepts it in text.
-            return Err(ApiError::field(&path, "must not contain NUL characters"));
         }
         serde_path_to_error::deserialize(value)
             .map(JsonBody)
             .map_err(|e| ApiError::Validation(field_error(&e)))
     }
+}
+
+/// A JSON body that is an object or an array, left as JSON for a service that validates
+/// it field by field itself (payment details: one payment or a batch). The same
+/// `400`/`413` rules as `JsonBody`.
+pub struct JsonDocument(pub serde_json::Value);
+
+impl FromRequest<AppState> for JsonDocument {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
+        let value = read_json(req).await?;
+        if !(value.is_object() || value.is_array()) {
+            return Err(ApiError::field("body", "must be a JSON object or array"));
+        }
+        Ok(JsonDocument(value))
+    }
+}
+
+/// The body as JSON: sent as JSON, at most 64 KiB, valid, and free of NUL characters.
+async fn read_json(req: Request) -> ApiResult<serde_json::Value> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::MalformedRequest(
+            "expected Content-Type: application/json".to_owned(),
+        ));
+    }
+    let bytes = super::middleware::read_body(req.into_body()).await?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::MalformedRequest(format!("invalid JSON: {e}")))?;
+    if let Some(path) = nul_in(&value, "") {
+        // NUL is valid JSON but no database accepts it in text.
+        return Err(ApiError::field(&path, "must not contain NUL characters"));
+    }
+    Ok(value)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -16,6 +16,7 @@ pub mod openapi;
 mod passwords;
 pub mod server;
 mod sessions;
+mod transactions;
 mod webauthn;
 
 use std::sync::Arc;
@@ -70,6 +71,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::update_user))
         .routes(routes!(admin::unlock_user))
         .routes(routes!(admin::audit))
+        .routes(routes!(transactions::create))
+        .routes(routes!(transactions::get))
+        .routes(routes!(transactions::webauthn_start))
+        .routes(routes!(transactions::webauthn_finish))
+        .routes(routes!(transactions::totp))
         .routes(routes!(oauth::requests::info))
         .routes(routes!(oauth::requests::accept))
         .routes(routes!(oauth::requests::reject))

@@ -36,6 +36,7 @@ Checks run in this order: session → CSRF → role → MFA freshness → body."
         (name = "passwords", description = "Password reset and change"),
         (name = "admin", description = "Roles: staff read, admins change"),
         (name = "oauth", description = "OpenID Provider: the login/consent interaction of an authorization request, and the admin API for clients. The protocol endpoints (authorize, token, userinfo, JWKS, revocation, introspection, end-session) follow the OAuth/OpenID standards and are listed in the discovery document at /.well-known/openid-configuration; see docs/OIDC.md."),
+        (name = "transactions", description = "Transaction confirmation with PSD2 dynamic linking: the user approves exactly these payment details with a second factor, and gets a signed confirmation the payment backend verifies offline with the JWKS (docs/TRANSACTIONS.md)."),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]

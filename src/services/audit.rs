@@ -13,8 +13,9 @@ use crate::storage::db::audit::{self, AuditRow, ChainReport, CheckpointRow, NewA
 
 mod events;
 pub use events::{
-    AuditEvent, Change, CodeFailure, FactorStep, LoginFailure, LoginMethod, OAuthEvent,
-    PasskeyFailure, Registration, RepeatedRefusal, Revocation, Rotation,
+    AuditEvent, Change, CodeFailure, FactorStep, Linking, LoginFailure, LoginMethod, OAuthEvent,
+    PasskeyFailure, Registration, RepeatedRefusal, Revocation, Rotation, TransactionEvent,
+    TransactionFailure,
 };
 
 /// Where a request came from, for audit records and session metadata.

@@ -50,6 +50,12 @@ pub enum ServiceError {
     ReauthenticationRequired { max_age_secs: u64 },
     #[error("a second factor must be enrolled first")]
     MfaEnrollmentRequired,
+    #[error("the transaction is confirmed or expired")]
+    InvalidTransaction,
+    /// Fields that break the request's rules (`422 validation_error` with `fields`), found
+    /// by a service rather than by the JSON schema (payment details).
+    #[error("validation failed")]
+    Validation(std::collections::BTreeMap<String, String>),
     #[error("unknown or expired authorization request")]
     InvalidRequestId,
     #[error("the OAuth client cannot be changed here: {0}")]

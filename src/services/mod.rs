@@ -10,6 +10,7 @@ pub mod error;
 pub mod mfa;
 pub mod oauth;
 pub mod passwords;
+pub mod payments;
 pub mod sessions;
 
 use secrecy::ExposeSecret;
@@ -36,6 +37,8 @@ pub struct Services {
     pub admin: admin::Admin,
     /// The OpenID Provider (docs/API.md §8).
     pub oauth: oauth::OAuth,
+    /// Transaction confirmation, PSD2 dynamic linking (docs/API.md §9).
+    pub transactions: payments::Transactions,
     /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -89,6 +92,14 @@ impl Services {
             sessions.clone(),
             mfa.secrets().clone(),
         )?;
+        // Confirmations are signed with the provider's keys: one JWKS for both.
+        let transactions = payments::Transactions::new(
+            &settings,
+            db.clone(),
+            store.clone(),
+            mfa.clone(),
+            oauth.keys.clone(),
+        );
         Ok(Arc::new(Self {
             keys: KeyRing::new(settings.encryption_key.expose_secret()),
             settings,
@@ -101,6 +112,7 @@ impl Services {
             mfa,
             admin,
             oauth,
+            transactions,
             metrics: crate::telemetry::metrics_handle(),
         }))
     }

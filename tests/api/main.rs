@@ -25,4 +25,5 @@ mod protocol;
 mod registration;
 mod security_review;
 mod sessions;
+mod transactions;
 mod ui;

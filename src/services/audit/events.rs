@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::Role;
 use crate::services::mfa::Factor;
+pub use crate::services::payments::Linking;
 use crate::services::sessions::SessionState;
 
 /// Every auditable event with the fields it records.
@@ -15,6 +16,8 @@ use crate::services::sessions::SessionState;
 pub enum AuditEvent {
     /// The OpenID Provider's `oauth.*` events (docs/API.md §8).
     OAuth(OAuthEvent),
+    /// Transaction confirmation's `transaction.*` events (docs/API.md §9).
+    Transaction(TransactionEvent),
     /// `user.registered`
     UserRegistered(Registration),
     /// `email.verification_sent`
@@ -328,6 +331,101 @@ impl OAuthEvent {
     }
 }
 
+/// What transaction confirmation (PSD2 dynamic linking) records: the transaction id and
+/// the hash of what was (to be) approved, never the payment details themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionEvent {
+    /// `transaction.created`
+    Created {
+        transaction_id: Uuid,
+        tx_hash: String,
+        payments: usize,
+    },
+    /// `transaction.confirmed`
+    Confirmed {
+        transaction_id: Uuid,
+        tx_hash: String,
+        linking: Linking,
+        jti: Uuid,
+    },
+    /// `transaction.failed`: a confirmation attempt that was refused.
+    Failed {
+        transaction_id: Uuid,
+        reason: TransactionFailure,
+    },
+}
+
+/// Why a confirmation attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionFailure {
+    /// The transaction was already confirmed.
+    AlreadyConfirmed,
+    /// The transaction had expired.
+    Expired,
+    /// The ceremony is unknown, used, expired, or of another transaction or session.
+    InvalidCeremony,
+    /// The assertion did not verify (the passkey's own reason).
+    Passkey(PasskeyFailure),
+    /// A wrong or replayed TOTP code.
+    Code(CodeFailure),
+}
+
+impl TransactionFailure {
+    fn details(self, transaction_id: Uuid) -> Value {
+        let reason = match self {
+            TransactionFailure::AlreadyConfirmed => json!("already_confirmed"),
+            TransactionFailure::Expired => json!("expired"),
+            TransactionFailure::InvalidCeremony => json!("invalid_ceremony"),
+            TransactionFailure::Passkey(_) => json!("webauthn_failed"),
+            TransactionFailure::Code(code) => json!(code),
+        };
+        let mut details = json!({"transaction_id": transaction_id, "reason": reason});
+        if let TransactionFailure::Passkey(passkey) = self {
+            details["passkey_failure"] = json!(passkey);
+        }
+        details
+    }
+}
+
+impl TransactionEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            TransactionEvent::Created { .. } => "transaction.created",
+            TransactionEvent::Confirmed { .. } => "transaction.confirmed",
+            TransactionEvent::Failed { .. } => "transaction.failed",
+        }
+    }
+
+    fn details(&self) -> Value {
+        match self {
+            TransactionEvent::Created {
+                transaction_id,
+                tx_hash,
+                payments,
+            } => json!({
+                "transaction_id": transaction_id,
+                "tx_hash": tx_hash,
+                "payments": payments,
+            }),
+            TransactionEvent::Confirmed {
+                transaction_id,
+                tx_hash,
+                linking,
+                jti,
+            } => json!({
+                "transaction_id": transaction_id,
+                "tx_hash": tx_hash,
+                "linking": linking,
+                "jti": jti,
+            }),
+            TransactionEvent::Failed {
+                transaction_id,
+                reason,
+            } => reason.details(*transaction_id),
+        }
+    }
+}
+
 /// A value an admin changed (or left as it was).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Change<T> {
@@ -340,6 +438,7 @@ impl AuditEvent {
     pub fn name(&self) -> &'static str {
         match self {
             AuditEvent::OAuth(event) => event.name(),
+            AuditEvent::Transaction(event) => event.name(),
             AuditEvent::UserRegistered(_) => "user.registered",
             AuditEvent::EmailVerificationSent => "email.verification_sent",
             AuditEvent::EmailVerified => "email.verified",
@@ -386,6 +485,7 @@ impl AuditEvent {
     pub fn details(&self) -> Value {
         match self {
             AuditEvent::OAuth(event) => event.details(),
+            AuditEvent::Transaction(event) => event.details(),
             AuditEvent::UserRegistered(Registration::Created) => json!({"outcome": "created"}),
             AuditEvent::UserRegistered(Registration::AlreadyRegistered) => {
                 json!({"outcome": "already_registered"})
@@ -736,6 +836,57 @@ mod tests {
             "step_up.required",
             r#"{"repeats":100,"session_id":"ID"}"#,
         );
+    }
+
+    #[test]
+    fn transaction_events() {
+        expect(
+            AuditEvent::Transaction(TransactionEvent::Created {
+                transaction_id: ID,
+                tx_hash: "h".into(),
+                payments: 3,
+            }),
+            "transaction.created",
+            r#"{"payments":3,"transaction_id":"ID","tx_hash":"h"}"#,
+        );
+        expect(
+            AuditEvent::Transaction(TransactionEvent::Confirmed {
+                transaction_id: ID,
+                tx_hash: "h".into(),
+                linking: Linking::Server,
+                jti: ID,
+            }),
+            "transaction.confirmed",
+            r#"{"jti":"ID","linking":"server","transaction_id":"ID","tx_hash":"h"}"#,
+        );
+        for (reason, text) in [
+            (
+                TransactionFailure::AlreadyConfirmed,
+                r#""reason":"already_confirmed""#,
+            ),
+            (TransactionFailure::Expired, r#""reason":"expired""#),
+            (
+                TransactionFailure::InvalidCeremony,
+                r#""reason":"invalid_ceremony""#,
+            ),
+            (
+                TransactionFailure::Passkey(PasskeyFailure::UserNotVerified),
+                r#""passkey_failure":"user_not_verified","reason":"webauthn_failed""#,
+            ),
+            (
+                TransactionFailure::Code(CodeFailure::ReplayedCode),
+                r#""reason":"replayed_code""#,
+            ),
+        ] {
+            expect(
+                AuditEvent::Transaction(TransactionEvent::Failed {
+                    transaction_id: ID,
+                    reason,
+                }),
+                "transaction.failed",
+                &format!(r#"{{{text},"transaction_id":"ID"}}"#),
+            );
+        }
     }
 
     #[test]

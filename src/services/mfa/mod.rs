@@ -103,6 +103,8 @@ pub struct FactorReview {
     pub factors: Vec<EnrolledFactor>,
 }
 
+// Cheap to clone (handles and small values): the transaction service keeps one.
+#[derive(Clone)]
 pub struct Mfa {
     db: Database,
     store: Store,

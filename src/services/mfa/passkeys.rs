@@ -508,6 +508,91 @@ impl Mfa {
         }
     }
 
+    /// Options and state for an assertion by one of `user_id`'s passkeys, user verification
+    /// required, for a ceremony another service runs and stores itself (transaction
+    /// confirmation); `None` when the user has no passkey.
+    pub(crate) async fn start_user_assertion(
+        &self,
+        user_id: Uuid,
+    ) -> ServiceResult<Option<(Value, PasskeyAuthentication)>> {
+        let keys: Vec<Passkey> = self
+            .passkeys_of(user_id)
+            .await?
+            .into_iter()
+            .map(|(_, pk)| pk)
+            .collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let (options, state) = self
+            .webauthn
+            .start_passkey_authentication(&keys)
+            .map_err(|e| anyhow::anyhow!("start authentication: {e}"))?;
+        let options = serde_json::to_value(&options).map_err(anyhow::Error::from)?;
+        Ok(Some((options, state)))
+    }
+
+    /// Verifies an assertion by `user_id`'s passkey against `state` exactly as a login's
+    /// (signature, challenge, origin, RP ID, user verification, counter — also against the
+    /// stored counter) and records the use. A refusal is audited (`mfa.webauthn.failure`)
+    /// and counts toward the lockout; `Ok(Err(reason))` tells the caller why.
+    pub(crate) async fn verify_user_assertion(
+        &self,
+        user_id: Uuid,
+        state: PasskeyAuthentication,
+        credential: &PublicKeyCredential,
+        ctx: &RequestContext,
+    ) -> ServiceResult<Result<(), PasskeyFailure>> {
+        let user = self.user(user_id).await?;
+        let attempt = self.reserve(&user).await?;
+        let verified = if well_formed(&credential.type_, &credential.id, &credential.raw_id) {
+            let ceremony = Ceremony {
+                session_id: None,
+                user_id: Some(user_id),
+                state: CeremonyState::Authentication(state),
+            };
+            self.verify_assertion(ceremony, credential).await
+        } else {
+            Err((Some(user_id), PasskeyFailure::VerificationFailed))
+        };
+        let (row, result) = match verified {
+            Ok(found) => found,
+            Err((_, reason)) => {
+                let mut uow = self.db.begin().await?;
+                uow.audit(ctx.record(
+                    AuditEvent::MfaWebauthnFailure {
+                        reason,
+                        during_registration: false,
+                    },
+                    Some(user.id),
+                ));
+                self.abuse
+                    .note_failure(&mut uow, Some(&user), &attempt, &self.templates, ctx);
+                uow.commit().await?;
+                return Ok(Err(reason));
+            }
+        };
+        let mut passkey = self.open_passkey(&row)?;
+        passkey.update_credential(&result);
+        let uow = self.db.begin().await?;
+        let recorded = factors_db::record_webauthn_use(
+            uow.conn(),
+            row.id,
+            row.sign_count,
+            i64::from(result.counter()),
+            &self.seal_passkey(row.id, &passkey)?,
+            now_millis(),
+        )
+        .await?;
+        if !recorded {
+            // Another assertion with this credential won the race: treat as a clone.
+            return Ok(Err(PasskeyFailure::CounterRegression));
+        }
+        uow.commit().await?;
+        self.abuse.release(attempt).await?;
+        Ok(Ok(()))
+    }
+
     /// Checks the assertion against the ceremony and the credential's current stored
     /// state. On failure: the user (if known) and an audit reason.
     async fn verify_assertion(

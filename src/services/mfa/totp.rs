@@ -186,6 +186,55 @@ impl Mfa {
         Ok(TotpVerified::Enabled { recovery_codes })
     }
 
+    /// Checks an enabled TOTP code of `user_id` for a purpose other than a login or a
+    /// step-up (transaction confirmation), with the same rules: ±1 step, each step once
+    /// (a replay is refused and its owner told), a wrong code audited
+    /// (`mfa.totp.failure`) and counted toward the lockout. `Ok(Err(reason))` on a wrong or
+    /// replayed code.
+    pub(crate) async fn check_totp(
+        &self,
+        user_id: uuid::Uuid,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> ServiceResult<Result<(), CodeFailure>> {
+        let user = self.user(user_id).await?;
+        let row = factors_db::totp(self.db.connection(), user.id)
+            .await?
+            .filter(|row| row.enabled_at.is_some())
+            .ok_or(ServiceError::MfaMethodNotEnrolled)?;
+        let attempt = self.reserve(&user).await?;
+        let secret = self
+            .secrets
+            .open(&row.secret_ciphertext, &context(user.id))
+            .map_err(anyhow::Error::from)?;
+        let totp = self.totp(secret, user.email.as_str())?;
+        let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let Some(step) = totp.check(&code, (now_millis() / 1000) as u64) else {
+            let reason = CodeFailure::WrongCode;
+            self.fail(&user, Factor::Totp, reason, &attempt, ctx, None)
+                .await?;
+            return Ok(Err(reason));
+        };
+        let uow = self.db.begin().await?;
+        if !factors_db::consume_totp_step(uow.conn(), user.id, step as i64, None).await? {
+            drop(uow);
+            let reason = CodeFailure::ReplayedCode;
+            self.fail(
+                &user,
+                Factor::Totp,
+                reason,
+                &attempt,
+                ctx,
+                Some(Notice::TotpReplayed),
+            )
+            .await?;
+            return Ok(Err(reason));
+        }
+        uow.commit().await?;
+        self.abuse.release(attempt).await?;
+        Ok(Ok(()))
+    }
+
     /// `DELETE /auth/mfa/totp` (fresh MFA).
     #[tracing::instrument(skip_all, fields(user_id = %session.user_id))]
     pub async fn totp_disable(
