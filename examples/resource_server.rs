@@ -15,7 +15,12 @@
 //!   names an unknown `kid`: the provider rotates keys);
 //! - `typ` = `at+jwt` (an ID token is not an access token), `alg` = the key's algorithm
 //!   (never `none` or HMAC);
-//! - `iss`, `aud` (this API), `exp` with 30 s of leeway, and the scope the route needs.
+//! - `iss`, `aud` (this API), `exp` with 30 s of leeway, and the scope the route needs;
+//! - DPoP-bound tokens (`cnf.jkt`, RFC 9449 §7): only with `Authorization: DPoP <token>`
+//!   and a `DPoP` proof whose key has that thumbprint, with `typ` `dpop+jwt`, `htm`/`htu`
+//!   of this request, `iat` within 60 s, `ath` = SHA-256 of the token, and a `jti` not
+//!   seen before (kept in memory here: a service with several instances keeps them in a
+//!   shared store). A bound token sent as `Bearer` is refused.
 //!
 //! Revocation: a JWT stays valid until it expires (5 minutes by default). A route that
 //! must see a revocation at once (a payment) calls the introspection endpoint instead.
@@ -23,7 +28,8 @@
 //! Copy `JwksVerifier` and `AccessToken` into a service; the HTTP client here is reqwest
 //! (enable a rustls feature for an https issuer).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -32,10 +38,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use jsonwebtoken::jwk::JwkSet;
+use base64::Engine as _;
+use jsonwebtoken::jwk::{JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
 /// The claims a resource server reads from an access token.
@@ -48,6 +56,24 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub acr: Option<String>,
+    /// Set on DPoP-bound tokens: the thumbprint of the key that must sign the proofs.
+    #[serde(default)]
+    pub cnf: Option<Confirmation>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+#[derive(Deserialize)]
+struct ProofClaims {
+    jti: String,
+    htm: String,
+    htu: String,
+    iat: i64,
+    #[serde(default)]
+    ath: Option<String>,
 }
 
 impl Claims {
@@ -62,6 +88,8 @@ pub enum TokenError {
     Missing,
     #[error("the token is not valid: {0}")]
     Invalid(String),
+    #[error("the DPoP proof is not valid: {0}")]
+    Proof(String),
     #[error("the token lacks the scope {0}")]
     Scope(&'static str),
     #[error("the issuer's keys could not be fetched: {0}")]
@@ -76,6 +104,10 @@ impl IntoResponse for TokenError {
             TokenError::Invalid(_) => (
                 StatusCode::UNAUTHORIZED,
                 "Bearer error=\"invalid_token\"".to_owned(),
+            ),
+            TokenError::Proof(_) => (
+                StatusCode::UNAUTHORIZED,
+                "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA PS256\"".to_owned(),
             ),
             TokenError::Scope(scope) => (
                 StatusCode::FORBIDDEN,
@@ -106,7 +138,13 @@ pub struct JwksVerifier {
     audience: String,
     http: reqwest::Client,
     cache: Arc<RwLock<Option<CachedKeys>>>,
+    /// This API's public URL (what clients put in `htu`).
+    public_url: String,
+    /// DPoP proof ids seen in the last window (replay protection).
+    seen_proofs: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+const PROOF_WINDOW: Duration = Duration::from_secs(60);
 
 const FRESH_FOR: Duration = Duration::from_secs(300);
 const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(60);
@@ -119,7 +157,15 @@ impl JwksVerifier {
             audience: audience.to_owned(),
             http: reqwest::Client::new(),
             cache: Arc::new(RwLock::new(None)),
+            public_url: "http://127.0.0.1:8100".to_owned(),
+            seen_proofs: Arc::default(),
         }
+    }
+
+    /// The URL clients call this API at (behind a proxy: the external one).
+    pub fn serving_at(mut self, public_url: &str) -> Self {
+        self.public_url = public_url.trim_end_matches('/').to_owned();
+        self
     }
 
     /// Fetches discovery from `base` (e.g. an internal address) while still requiring
@@ -180,7 +226,82 @@ impl JwksVerifier {
         found.ok_or_else(|| TokenError::Invalid("unknown kid".into()))
     }
 
+    /// A `Bearer` token: refused when it is DPoP-bound.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.verify_token(token).await?;
+        if claims.cnf.is_some() {
+            return Err(TokenError::Invalid(
+                "the token is DPoP-bound: use the DPoP scheme".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// A `DPoP` token with its proof for `method` `url` (RFC 9449 §4.3, §7).
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        proof: &str,
+        method: &str,
+        url: &str,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.verify_token(token).await?;
+        let jkt = claims
+            .cnf
+            .as_ref()
+            .map(|c| c.jkt.clone())
+            .ok_or_else(|| TokenError::Invalid("the token is not DPoP-bound".into()))?;
+        let bad = |why: &str| TokenError::Proof(why.to_owned());
+        let header = jsonwebtoken::decode_header(proof).map_err(|_| bad("not a JWS"))?;
+        if header.typ.as_deref() != Some("dpop+jwt") {
+            return Err(bad("typ"));
+        }
+        if !matches!(
+            header.alg,
+            Algorithm::ES256 | Algorithm::EdDSA | Algorithm::PS256
+        ) {
+            return Err(bad("alg"));
+        }
+        let jwk = header.jwk.ok_or_else(|| bad("no jwk"))?;
+        if jwk.thumbprint(ThumbprintHash::SHA256).ok().as_deref() != Some(jkt.as_str()) {
+            return Err(bad("signed by another key than the token is bound to"));
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| bad("jwk"))?;
+        let mut validation = Validation::new(header.alg);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let proof = jsonwebtoken::decode::<ProofClaims>(proof, &key, &validation)
+            .map_err(|_| bad("signature or claims"))?
+            .claims;
+        let without_query = |u: &str| u.split(['?', '#']).next().unwrap_or_default().to_owned();
+        if proof.htm != method || without_query(&proof.htu) != without_query(url) {
+            return Err(bad("htm/htu"));
+        }
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if proof.iat > now + 30 || proof.iat < now - PROOF_WINDOW.as_secs() as i64 {
+            return Err(bad("iat"));
+        }
+        let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(token.as_bytes()));
+        if proof.ath.as_deref() != Some(ath.as_str()) {
+            return Err(bad("ath"));
+        }
+        let mut seen = self
+            .seen_proofs
+            .lock()
+            .map_err(|_| bad("replay cache unavailable"))?;
+        seen.retain(|_, at| at.elapsed() < PROOF_WINDOW * 2);
+        if seen
+            .insert(format!("{jkt}:{}", proof.jti), Instant::now())
+            .is_some()
+        {
+            return Err(bad("replayed"));
+        }
+        Ok(claims)
+    }
+
+    async fn verify_token(&self, token: &str) -> Result<Claims, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header
@@ -225,13 +346,27 @@ where
     type Rejection = TokenError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = parts
+        let authorization = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(TokenError::Missing)?;
         let verifier = JwksVerifier::from_ref(state);
+        if let Some(token) = authorization.strip_prefix("DPoP ") {
+            let proof = parts
+                .headers
+                .get("dpop")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| TokenError::Proof("missing".into()))?;
+            let url = format!("{}{}", verifier.public_url, parts.uri.path());
+            return verifier
+                .verify_dpop(token.trim(), proof, parts.method.as_str(), &url)
+                .await
+                .map(AccessToken);
+        }
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .ok_or(TokenError::Missing)?;
         verifier.verify(token.trim()).await.map(AccessToken)
     }
 }

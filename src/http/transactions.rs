@@ -113,14 +113,23 @@ const CLOSED: &[(u16, &str)] = &[(
     "`invalid_transaction`: confirmed already or expired (audited as `transaction.failed`)",
 )];
 
-error_responses!(CreateErrors = ACTIVE, CSRF, ENROLLMENT, BODY);
+error_responses!(
+    CreateErrors = ACTIVE,
+    CSRF,
+    ENROLLMENT,
+    BODY,
+    &[(
+        429,
+        "`rate_limited`: more than 30 transactions opened by this session in 5 minutes (with `retry_after` and a `Retry-After` header)",
+    )]
+);
 
 #[utoipa::path(
     post,
     path = "/auth/transactions",
     tag = "transactions",
     summary = "Open a transaction for payment details, to be confirmed with a second factor",
-    description = "docs/API.md §9 (PSD2 dynamic linking). The body is one `payment_initiation` or, as an extension, a JSON array of 1–100 of them (a batch, confirmed once for the total and the list of payees). Every field is checked: ISO 4217 currency in use with minor units, the amount a positive decimal string with at most the currency's minor units (no sign or exponent), the IBAN's checksum, `creditorName` 1–140 characters, the remittance at most 140; unknown fields are refused, so nothing unsigned rides along. `422 validation_error` names each field (`instructedAmount.amount`, `[2].creditorAccount.iban`) and stores nothing. The transaction lives `TRANSACTION_TTL_SECONDS` (≤ 300) and belongs to this session. Audited as `transaction.created`.",
+    description = "docs/API.md §9 (PSD2 dynamic linking). The body is one `payment_initiation` or, as an extension, a JSON array of 1–100 of them (a batch, confirmed once for the total and the list of payees). Every field is checked: ISO 4217 currency in use with minor units, the amount a positive decimal string with at most the currency's minor units (no sign or exponent), the IBAN's checksum, `creditorName` 1–140 characters, the remittance at most 140; unknown fields are refused, so nothing unsigned rides along. `422 validation_error` names each field (`instructedAmount.amount`, `[2].creditorAccount.iban`) and stores nothing. The transaction lives `TRANSACTION_TTL_SECONDS` (≤ 300) and belongs to this session; a session opens at most 30 in 5 minutes. Audited as `transaction.created`.",
     request_body = TransactionRequest,
     responses(
         (status = 201, description = "`transaction_created`", body = TransactionBody),

@@ -363,6 +363,17 @@ impl TestApp {
         .await
     }
 
+    /// The service layer of another (unserved) instance on this app's database and store:
+    /// for service APIs no route exposes, such as the OpenID Provider's hooks into
+    /// transactions. With the embedded deployment its in-process store is its own.
+    pub async fn services(&self) -> Arc<logicredit_auth::services::Services> {
+        let settings = Settings::from_vars(&self.vars).expect("test settings are valid");
+        Application::build(settings)
+            .await
+            .expect("the instance starts")
+            .services()
+    }
+
     pub fn var(&self, key: &str) -> &str {
         &self.vars[key]
     }

@@ -14,6 +14,7 @@ mod audit;
 mod authenticators;
 mod cli;
 mod email_delivery;
+mod fapi;
 mod health;
 mod login;
 mod mfa;

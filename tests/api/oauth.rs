@@ -19,7 +19,7 @@ use crate::on_both_backends;
 
 #[path = "../../examples/resource_server.rs"]
 #[allow(dead_code)]
-mod resource_server;
+pub(crate) mod resource_server;
 
 const SPA: &str = "spa";
 const WEB: &str = "web";
@@ -334,11 +334,9 @@ async fn discovery_lists_the_endpoints_and_only_what_is_supported(backend: Backe
         doc.body["authorization_response_iss_parameter_supported"],
         json!(true)
     );
-    assert!(
-        doc.body
-            .get("pushed_authorization_request_endpoint")
-            .is_none(),
-        "PAR is not offered yet"
+    assert_eq!(
+        doc.body["pushed_authorization_request_endpoint"],
+        format!("{}/oauth/par", p.issuer())
     );
     let alias = browser.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(alias.body, doc.body, "one document under both names");

@@ -222,6 +222,33 @@ async fn a_passkey_confirms_exactly_the_details_it_signed(backend: Backend) {
         elsewhere.verify(token, &order).unwrap_err(),
         Refusal::Invalid(_)
     ));
+    // Another token type signed by the same keys is not a confirmation; a changed claim
+    // or signature does not verify.
+    let mut other_type = header.clone();
+    other_type["typ"] = json!("at+jwt");
+    let segments: Vec<&str> = token.split('.').collect();
+    let relabelled = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(other_type.to_string()),
+        segments[1],
+        segments[2]
+    );
+    assert_eq!(
+        fresh.verify(&relabelled, &order).unwrap_err(),
+        Refusal::NotAConfirmation
+    );
+    let mut richer = claims.clone();
+    richer["details"]["instructedAmount"]["amount"] = json!("10.51");
+    let altered = format!(
+        "{}.{}.{}",
+        segments[0],
+        URL_SAFE_NO_PAD.encode(richer.to_string()),
+        segments[2]
+    );
+    assert!(matches!(
+        fresh.verify(&altered, &cent_more).unwrap_err(),
+        Refusal::Invalid(_)
+    ));
     let mut forged: Vec<&str> = token.split('.').collect();
     forged[2] = "AAAA";
     assert!(matches!(
@@ -752,6 +779,17 @@ async fn two_racing_confirmations_yield_one(backend: Backend) {
     );
 }
 
+async fn a_session_cannot_flood_the_store(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (oscar, _) = with_passkey(&app, "oscar@example.com").await;
+    for _ in 0..30 {
+        create(&oscar, payment("1.00")).await;
+    }
+    let refused = oscar.post("/auth/transactions", payment("1.00")).await;
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+}
+
 on_both_backends!(
     a_passkey_confirms_exactly_the_details_it_signed,
     a_totp_code_confirms_with_server_linking,
@@ -763,7 +801,8 @@ on_both_backends!(
     user_verification_is_required,
     wrong_factors_count_toward_the_lockout,
     writes_need_the_csrf_token_and_a_second_factor,
-    two_racing_confirmations_yield_one
+    two_racing_confirmations_yield_one,
+    a_session_cannot_flood_the_store
 );
 
 /// Redis down: no transaction is created or confirmed unchecked (503, never 201/200).
@@ -794,4 +833,77 @@ async fn a_store_outage_fails_closed() {
         )
         .await
         .assert_error(503, "service_unavailable");
+}
+
+/// The OpenID Provider's hooks (docs/API.md §8): the authorization step opens a §9
+/// transaction for a request's `payment_initiation` details, the browser confirms it
+/// through the §9 routes, and the step then asks whether it was confirmed. With Redis, so
+/// a second instance's service layer sees the same transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_step_opens_and_checks_transactions_through_the_service() {
+    use logicredit_auth::services::audit::RequestContext;
+    use logicredit_auth::services::payments::PaymentOrder;
+
+    let app = spawn_app_with(Backend::PostgresRedis, &[]).await;
+    let (olga, phone) = with_totp(&app, "olga@example.com").await;
+    let user_id: uuid::Uuid = olga.get("/auth/me").await.body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sessions = olga.get("/auth/sessions").await.body["sessions"].clone();
+    let session_id: uuid::Uuid = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let services = app.services().await;
+    let order = PaymentOrder::from_authorization_details(&[payment("12.00")]).unwrap();
+    let created = services
+        .transactions
+        .create_for(
+            user_id,
+            session_id,
+            order.clone(),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.tx_hash, order.tx_hash());
+    let hash_of = |session: uuid::Uuid| {
+        let services = services.clone();
+        async move {
+            services
+                .transactions
+                .confirmed_hash(created.transaction_id, user_id, session)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(hash_of(session_id).await, None, "not confirmed yet");
+
+    // The browser's session sees and confirms it like one it created itself.
+    let id = json!(created.transaction_id.to_string());
+    let shown = olga.get(&path(&id, "")).await;
+    assert_eq!(shown.body["details"], order.details());
+    let done = olga
+        .post(&path(&id, "/totp"), json!({"code": phone.code(1)}))
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(hash_of(session_id).await, Some(order.tx_hash()));
+    // Only for that session (and user).
+    assert_eq!(hash_of(uuid::Uuid::new_v4()).await, None);
+    assert_eq!(
+        services
+            .transactions
+            .confirmed_hash(created.transaction_id, uuid::Uuid::new_v4(), session_id)
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -21,9 +21,10 @@ use crate::http::extract::ClientContext;
 use crate::services::oauth::authorize::Authorize;
 use crate::services::oauth::client_auth::Presented;
 use crate::services::oauth::clients::Client;
+use crate::services::oauth::dpop::{DPOP_ALG_NAMES, PresentedToken, ProofTarget, TokenScheme};
 use crate::services::oauth::logout::Logout;
 use crate::services::oauth::tokens::BearerError;
-use crate::services::oauth::{OAuth, OAuthError, parse_params, paths};
+use crate::services::oauth::{ErrorCode, OAuth, OAuthError, parse_params, paths};
 
 /// Every protocol route and its methods (for `http::route_table`).
 pub const PROTOCOL_ROUTES: &[(&str, &[&str])] = &[
@@ -31,6 +32,7 @@ pub const PROTOCOL_ROUTES: &[(&str, &[&str])] = &[
     (paths::AS_METADATA, &["GET"]),
     (paths::JWKS, &["GET"]),
     (paths::AUTHORIZE, &["GET", "POST"]),
+    (paths::PAR, &["POST"]),
     (paths::TOKEN, &["POST"]),
     (paths::USERINFO, &["GET", "POST"]),
     (paths::REVOKE, &["POST"]),
@@ -44,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::AS_METADATA, get(discovery))
         .route(paths::JWKS, get(jwks))
         .route(paths::AUTHORIZE, get(authorize).post(authorize))
+        .route(paths::PAR, axum::routing::post(par))
         .route(paths::TOKEN, axum::routing::post(token))
         .route(paths::USERINFO, get(userinfo).post(userinfo))
         .route(paths::REVOKE, axum::routing::post(revoke))
@@ -116,6 +119,8 @@ fn metadata(oauth: &OAuth) -> Value {
     json!({
         "issuer": oauth.issuer(),
         "authorization_endpoint": e(paths::AUTHORIZE),
+        "pushed_authorization_request_endpoint": e(paths::PAR),
+        "require_pushed_authorization_requests": false,
         "token_endpoint": e(paths::TOKEN),
         "userinfo_endpoint": e(paths::USERINFO),
         "jwks_uri": e(paths::JWKS),
@@ -138,6 +143,7 @@ fn metadata(oauth: &OAuth) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "EdDSA"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "PS256", "EdDSA"],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": DPOP_ALG_NAMES,
         "claims_supported":
             ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
              "email", "email_verified"],
@@ -205,23 +211,106 @@ async fn authenticated(
     Ok((client, params, basic))
 }
 
+/// The `DPoP` header: at most one (RFC 9449 §4.3 item 1).
+fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
+    let mut values = headers.get_all("dpop").iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "send exactly one DPoP header",
+        ));
+    }
+    first
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP header is not ASCII")
+            })
+        })
+        .transpose()
+}
+
+/// Every answer of the token and PAR endpoints carries a fresh server nonce (RFC 9449 §8),
+/// so a client that needs one never has to fail first more than once.
+fn with_dpop_nonce(oauth: &OAuth, mut response: Response) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&oauth.dpop_nonce()) {
+        response.headers_mut().insert("dpop-nonce", value);
+    }
+    response
+}
+
 async fn token(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
     headers: HeaderMap,
     body: Bytes,
-) -> OAuthResponse {
-    let (client, params, _) = authenticated(&state, &headers, &body).await?;
-    let response = state.oauth.token(&client, &params, &ctx).await?;
-    Ok(no_store(Json(response).into_response()))
+) -> Response {
+    let outcome = async {
+        let (client, params, _) = authenticated(&state, &headers, &body).await?;
+        let proof = dpop_header(&headers)?;
+        let dpop = state.oauth.token_request_proof(&client, proof).await?;
+        let response = state
+            .oauth
+            .token(&client, &params, dpop.as_ref(), &ctx)
+            .await?;
+        Ok::<_, OAuthHttpError>(no_store(Json(response).into_response()))
+    }
+    .await;
+    with_dpop_nonce(
+        &state.oauth,
+        outcome.unwrap_or_else(IntoResponse::into_response),
+    )
 }
 
-/// RFC 6750 §3: a missing token gets a bare challenge; a bad one names the error.
-fn bearer_challenge(status: StatusCode, error: Option<(&str, &str)>) -> Response {
+/// RFC 9126 §2: the pushed request, authenticated like the token endpoint; `201` with
+/// the `request_uri`. A DPoP proof sent along binds the code to its key (RFC 9449 §10.1).
+async fn par(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let outcome = async {
+        let (client, params, _) = authenticated(&state, &headers, &body).await?;
+        let jkt = match dpop_header(&headers)? {
+            None => None,
+            Some(proof) => {
+                let url = state.oauth.endpoint(paths::PAR);
+                let target = ProofTarget {
+                    method: "POST",
+                    url: &url,
+                    access_token: None,
+                    nonce_required: false,
+                };
+                let verified = state
+                    .oauth
+                    .check_dpop(proof, &target)
+                    .await
+                    .map_err(OAuthError::from)?;
+                Some(verified.jkt)
+            }
+        };
+        let pushed = state.oauth.push(&client, &params, jkt.as_deref()).await?;
+        Ok::<_, OAuthHttpError>(no_store(
+            (StatusCode::CREATED, Json(pushed)).into_response(),
+        ))
+    }
+    .await;
+    with_dpop_nonce(
+        &state.oauth,
+        outcome.unwrap_or_else(IntoResponse::into_response),
+    )
+}
+
+/// RFC 6750 §3: a missing token gets a bare challenge; a bad one names the error. With
+/// `dpop` the challenge is RFC 9449 §7.1's `DPoP` one, listing the proof algorithms.
+fn bearer_challenge(status: StatusCode, error: Option<(&str, &str)>, dpop: bool) -> Response {
+    let scheme = if dpop {
+        format!("DPoP algs=\"{}\"", DPOP_ALG_NAMES.join(" "))
+    } else {
+        "Bearer".to_owned()
+    };
     let challenge = match error {
-        None => "Bearer".to_owned(),
+        None => scheme,
         Some((code, description)) => {
-            format!("Bearer error=\"{code}\", error_description=\"{description}\"")
+            let description = description.replace(['"', '\\'], "'");
+            let separator = if dpop { "," } else { "" };
+            format!("{scheme}{separator} error=\"{code}\", error_description=\"{description}\"")
         }
     };
     let mut response = match error {
@@ -240,22 +329,55 @@ fn bearer_challenge(status: StatusCode, error: Option<(&str, &str)>) -> Response
     no_store(response)
 }
 
-async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let token = authorization(&headers).and_then(|h| {
+async fn userinfo(State(state): State<AppState>, method: Method, headers: HeaderMap) -> Response {
+    let presented = authorization(&headers).and_then(|h| {
         let (scheme, token) = h.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+            TokenScheme::Bearer
+        } else if scheme.eq_ignore_ascii_case("dpop") {
+            TokenScheme::Dpop
+        } else {
+            return None;
+        };
+        Some((scheme, token.trim()))
     });
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return bearer_challenge(StatusCode::UNAUTHORIZED, None);
+    let Some((scheme, token)) = presented.filter(|(_, t)| !t.is_empty()) else {
+        return bearer_challenge(StatusCode::UNAUTHORIZED, None, false);
     };
-    match state.oauth.userinfo(token).await {
+    let dpop = scheme == TokenScheme::Dpop;
+    let proof = match dpop_header(&headers) {
+        Ok(proof) => proof,
+        Err(e) => {
+            return bearer_challenge(
+                StatusCode::UNAUTHORIZED,
+                Some(("invalid_dpop_proof", &e.description)),
+                true,
+            );
+        }
+    };
+    let presented = PresentedToken {
+        token,
+        scheme,
+        proof,
+        method: method.as_str(),
+    };
+    match state.oauth.userinfo(&presented).await {
         Ok(info) => no_store(Json(info).into_response()),
         Err(BearerError::InvalidToken(why)) => {
-            bearer_challenge(StatusCode::UNAUTHORIZED, Some(("invalid_token", why)))
+            bearer_challenge(StatusCode::UNAUTHORIZED, Some(("invalid_token", why)), dpop)
         }
+        Err(BearerError::DpopRequired(why)) => {
+            bearer_challenge(StatusCode::UNAUTHORIZED, Some(("invalid_token", why)), true)
+        }
+        Err(BearerError::InvalidDpopProof(why)) => bearer_challenge(
+            StatusCode::UNAUTHORIZED,
+            Some(("invalid_dpop_proof", &why)),
+            true,
+        ),
         Err(BearerError::InsufficientScope) => bearer_challenge(
             StatusCode::FORBIDDEN,
             Some(("insufficient_scope", "the token lacks the openid scope")),
+            dpop,
         ),
         Err(BearerError::Service(e)) => OAuthHttpError::from(OAuthError::from(e)).into_response(),
     }

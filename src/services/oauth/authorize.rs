@@ -49,6 +49,9 @@ pub struct PendingAuthorization {
     pub login_hint: Option<String>,
     pub resource: Option<String>,
     pub authorization_details: Option<serde_json::Value>,
+    /// RFC 9449 §10: the code may only be redeemed with a DPoP proof by this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     pub created_at: Millis,
 }
 
@@ -65,6 +68,8 @@ pub struct IssuedCode {
     pub resource: Option<String>,
     pub authorization_details: Option<serde_json::Value>,
     pub authentication: Authentication,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// What the login UI learns about a request (`GET /auth/oauth/requests/{id}`).
@@ -180,12 +185,20 @@ impl OAuth {
             .find(client_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_request("unknown client_id"))?;
-        if params.contains_key("request_uri") {
-            return Err(OAuthError::new(
-                ErrorCode::RequestUriNotSupported,
-                "request_uri (pushed authorization requests) is not supported in this version",
-            ));
-        }
+        // RFC 9126 §4: with a request_uri only the pushed parameters count.
+        let pushed;
+        let params = match params.get("request_uri") {
+            Some(request_uri) => {
+                pushed = self.take_pushed(&client, request_uri).await?;
+                &pushed
+            }
+            None if client.is_fapi2() || client.metadata.require_pushed_authorization_requests => {
+                return Err(OAuthError::invalid_request(
+                    "this client must push its authorization requests (RFC 9126): request_uri is missing",
+                ));
+            }
+            None => params,
+        };
         let redirect_uri = match params.get("redirect_uri") {
             Some(uri) if client.has_redirect_uri(uri) => uri.clone(),
             Some(_) => {
@@ -230,7 +243,7 @@ impl OAuth {
     }
 
     /// Everything after the redirect URI is known (RFC 6749 §4.1.2.1 errors).
-    fn validate(
+    pub(super) fn validate(
         &self,
         client: &Client,
         redirect_uri: String,
@@ -251,11 +264,6 @@ impl OAuth {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "this client may not use the authorization code flow",
-            ));
-        }
-        if client.is_fapi2() || client.metadata.require_pushed_authorization_requests {
-            return Err(OAuthError::invalid_request(
-                "this client must use pushed authorization requests, which this version does not offer",
             ));
         }
         if params.contains_key("request") {
@@ -370,6 +378,15 @@ impl OAuth {
             None => None,
             Some(raw) => Some(self.check_details(client, raw)?),
         };
+        let dpop_jkt = match get("dpop_jkt") {
+            Some(jkt) if jkt.len() == 43 && is_pkce_value(jkt) => Some(jkt.to_owned()),
+            Some(_) => {
+                return Err(OAuthError::invalid_request(
+                    "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
+                ));
+            }
+            None => None,
+        };
         let login_hint = get("login_hint").map(|h| h.chars().take(254).collect());
         for name in ["state", "nonce"] {
             if get(name).is_some_and(|v| v.len() > 2048) {
@@ -392,6 +409,7 @@ impl OAuth {
             login_hint,
             resource,
             authorization_details,
+            dpop_jkt,
             created_at: now_millis(),
         })
     }
@@ -659,6 +677,7 @@ impl OAuth {
             resource: pending.resource.clone(),
             authorization_details: pending.authorization_details.clone(),
             authentication,
+            dpop_jkt: pending.dpop_jkt.clone(),
         };
         let value = serde_json::to_string(&issued).map_err(anyhow::Error::from)?;
         self.store

@@ -28,6 +28,10 @@ struct AssertionClaims {
     sub: String,
     exp: u64,
     jti: String,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
 }
 
 /// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
@@ -157,6 +161,7 @@ impl OAuth {
         validation.set_audience(&[
             self.issuer().to_owned(),
             self.endpoint(paths::TOKEN),
+            self.endpoint(paths::PAR),
             self.endpoint(paths::REVOKE),
             self.endpoint(paths::INTROSPECT),
         ]);
@@ -164,7 +169,19 @@ impl OAuth {
         validation.sub = Some(client.id().to_owned());
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud", "jti"]);
         validation.leeway = LEEWAY_SECS;
-        let candidates = client.keys().iter().filter(|k| {
+        let remote;
+        let keys = match &client.metadata.jwks_uri {
+            Some(uri) => {
+                remote = self
+                    .remote_jwks
+                    .keys(uri, header.kid.as_deref())
+                    .await
+                    .map_err(|e| bad(&e.to_string()))?;
+                remote.keys.as_slice()
+            }
+            None => client.keys(),
+        };
+        let candidates = keys.iter().filter(|k| {
             k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid || k.kid.is_none())
         });
         let mut verified = None;
@@ -182,6 +199,15 @@ impl OAuth {
         let latest = now + ASSERTION_MAX_LIFETIME.as_secs() + LEEWAY_SECS;
         if claims.exp > latest {
             return Err(bad("exp is more than 60 seconds ahead"));
+        }
+        // FAPI 2.0 §5.3.2.1 item 14: up to 10 s in the future is clock skew (we allow the
+        // usual leeway), more than 60 s never.
+        if [claims.iat, claims.nbf]
+            .into_iter()
+            .flatten()
+            .any(|t| t > now + LEEWAY_SECS)
+        {
+            return Err(bad("iat or nbf is in the future"));
         }
         if claims.jti.is_empty() || claims.jti.len() > 256 || claims.sub != claims.iss {
             return Err(bad("jti missing or too long"));

@@ -250,7 +250,7 @@ fn parse_keys(metadata: &ClientMetadata) -> Result<Vec<ClientKey>, String> {
         .collect()
 }
 
-fn client_key(jwk: &Jwk) -> Result<ClientKey, String> {
+pub(super) fn client_key(jwk: &Jwk) -> Result<ClientKey, String> {
     use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
     let alg = match (&jwk.algorithm, &jwk.common.key_algorithm) {
         (AlgorithmParameters::EllipticCurve(p), None | Some(KeyAlgorithm::ES256))
@@ -263,8 +263,18 @@ fn client_key(jwk: &Jwk) -> Result<ClientKey, String> {
         {
             Algorithm::EdDSA
         }
-        (AlgorithmParameters::RSA(_), Some(KeyAlgorithm::PS256)) => Algorithm::PS256,
-        (AlgorithmParameters::RSA(_), None) => Algorithm::PS256,
+        (AlgorithmParameters::RSA(p), None | Some(KeyAlgorithm::PS256)) => {
+            // FAPI 2.0 §5.4.1: RSA keys of at least 2048 bits.
+            use base64::Engine as _;
+            let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&p.n)
+                .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8)
+                .unwrap_or(0);
+            if bits < 2048 {
+                return Err("RSA keys need at least 2048 bits".to_owned());
+            }
+            Algorithm::PS256
+        }
         _ => {
             return Err(
                 "unsupported key: use P-256 (ES256), Ed25519 (EdDSA) or RSA (PS256)".to_owned(),
@@ -343,11 +353,16 @@ pub fn validate(metadata: &ClientMetadata, has_secret: bool) -> Vec<String> {
         ));
     }
     match (&m.jwks, &m.jwks_uri) {
-        (_, Some(_)) => problems.push(
-            "jwks_uri: not supported in this version; give the keys inline as jwks".to_owned(),
-        ),
+        (Some(_), Some(_)) => {
+            problems.push("jwks_uri: give the keys either inline (jwks) or by jwks_uri".to_owned())
+        }
+        (None, Some(uri)) => {
+            if let Err(e) = check_jwks_uri(uri) {
+                problems.push(format!("jwks_uri: {e}"));
+            }
+        }
         (None, None) if method == AuthMethod::PrivateKeyJwt => {
-            problems.push("jwks: required for private_key_jwt".to_owned())
+            problems.push("jwks: required for private_key_jwt (or jwks_uri)".to_owned())
         }
         (Some(set), None) => {
             if set.keys.is_empty() {
@@ -417,6 +432,25 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
         _ => Err(
             "use https, http to a loopback host, or a private-use scheme such as com.example.app",
         ),
+    }
+}
+
+/// A `jwks_uri` is fetched by the provider: `https`, or `http` to a loopback host only.
+pub fn check_jwks_uri(uri: &str) -> Result<(), &'static str> {
+    let url = url::Url::parse(uri).map_err(|_| "not an absolute URI")?;
+    if url.fragment().is_some() || uri.len() > 2000 {
+        return Err("no fragment, at most 2000 characters");
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("use https (http only to a loopback host)"),
     }
 }
 

@@ -23,6 +23,11 @@ pub enum ErrorCode {
     UnmetAuthenticationRequirements,
     RequestNotSupported,
     RequestUriNotSupported,
+    /// RFC 9126 §4 / RFC 9101 §6.2: a pushed request's URI that is unknown, used or expired.
+    InvalidRequestUri,
+    /// RFC 9449 §5, §7.1.
+    InvalidDpopProof,
+    UseDpopNonce,
     InvalidToken,
     InsufficientScope,
     ServerError,
@@ -48,6 +53,9 @@ impl ErrorCode {
             ErrorCode::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::ServerError => "server_error",

@@ -6,7 +6,10 @@
 //! - `clients`: registered clients and their validation;
 //! - `keys`: signing keys, rotation and the JWKS;
 //! - `client_auth`: who is calling the token, revocation and introspection endpoints;
+//! - `jwks_uri`: fetched and cached keys of clients that registered a `jwks_uri`;
 //! - `authorize`: the authorization request, the login/consent interaction, codes;
+//! - `par`: pushed authorization requests (RFC 9126);
+//! - `dpop`: sender-constrained tokens (RFC 9449) and server nonces;
 //! - `tokens`: the token endpoint, userinfo, revocation, introspection;
 //! - `logout`: RP-initiated logout;
 //! - `claims`: `acr`/`amr` from how a session was authenticated.
@@ -20,9 +23,12 @@ pub mod authorize;
 pub mod claims;
 pub mod client_auth;
 pub mod clients;
+pub mod dpop;
 pub mod error;
+pub mod jwks_uri;
 pub mod keys;
 pub mod logout;
+pub mod par;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -52,6 +58,7 @@ pub mod paths {
     pub const DISCOVERY: &str = "/.well-known/openid-configuration";
     pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
     pub const AUTHORIZE: &str = "/oauth/authorize";
+    pub const PAR: &str = "/oauth/par";
     pub const TOKEN: &str = "/oauth/token";
     pub const USERINFO: &str = "/oauth/userinfo";
     pub const JWKS: &str = "/oauth/jwks";
@@ -70,6 +77,11 @@ pub struct OAuth {
     pub keys: keys::SigningKeys,
     step_up_max_age: Duration,
     idle_timeout: Duration,
+    /// HMAC key of the stateless DPoP nonces (derived from the master key: every
+    /// instance issues and checks the same nonces).
+    dpop_nonce_key: [u8; 32],
+    /// Keys of clients registered with `jwks_uri`.
+    remote_jwks: jwks_uri::RemoteJwks,
 }
 
 impl OAuth {
@@ -108,6 +120,11 @@ impl OAuth {
             sessions,
             step_up_max_age: settings.session.step_up_max_age,
             idle_timeout: settings.session.idle_timeout,
+            dpop_nonce_key: crate::crypto::derive_key(
+                secrecy::ExposeSecret::expose_secret(&settings.encryption_key),
+                b"logicredit-auth/dpop-nonce/v1",
+            ),
+            remote_jwks: jwks_uri::RemoteJwks::new(),
         })
     }
 

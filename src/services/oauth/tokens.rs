@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::authorize::{IssuedCode, code_key, used_code_key};
 use super::clients::{Client, EMAIL, GrantType, OPENID};
+use super::dpop::{Confirmation, DpopProof, PresentedToken};
 use super::keys::VerifyError;
 use super::{ErrorCode, LEEWAY_SECS, OAuth, OAuthError, OAuthResult, USED_CODE_MEMORY, sha256_b64};
 use crate::crypto::{random_token, token_hash};
@@ -48,6 +49,9 @@ pub struct AccessClaims {
     pub sid: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<Uuid>,
+    /// RFC 9449 §6.1: the DPoP key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +122,8 @@ pub struct Introspection {
     pub auth_time: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 /// Why a bearer token was refused at userinfo.
@@ -127,6 +133,12 @@ pub enum BearerError {
     InvalidToken(&'static str),
     #[error("the token lacks the openid scope")]
     InsufficientScope,
+    /// A DPoP-bound token came without the DPoP scheme or proof (`invalid_token`).
+    #[error("{0}")]
+    DpopRequired(&'static str),
+    /// `invalid_dpop_proof` (RFC 9449 §7.1).
+    #[error("{0}")]
+    InvalidDpopProof(String),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -139,6 +151,11 @@ impl From<crate::storage::StorageError> for BearerError {
 
 fn secs(millis: Millis) -> u64 {
     (millis.max(0) / 1000) as u64
+}
+
+/// `token_type` of an access token bound (or not) to a DPoP key.
+fn token_type(cnf: Option<&Confirmation>) -> &'static str {
+    if cnf.is_some() { "DPoP" } else { "Bearer" }
 }
 
 fn revoked_key(jti: &str) -> String {
@@ -157,6 +174,7 @@ impl OAuth {
         &self,
         client: &Client,
         params: &HashMap<String, String>,
+        dpop: Option<&DpopProof>,
         ctx: &RequestContext,
     ) -> OAuthResult<TokenResponse> {
         let grant_type = params
@@ -180,9 +198,11 @@ impl OAuth {
             ));
         }
         let response = match grant {
-            GrantType::AuthorizationCode => self.exchange_code(client, params, ctx).await?,
-            GrantType::RefreshToken => self.refresh(client, params, ctx).await?,
-            GrantType::ClientCredentials => self.client_credentials(client, params, ctx).await?,
+            GrantType::AuthorizationCode => self.exchange_code(client, params, dpop, ctx).await?,
+            GrantType::RefreshToken => self.refresh(client, params, dpop, ctx).await?,
+            GrantType::ClientCredentials => {
+                self.client_credentials(client, params, dpop, ctx).await?
+            }
         };
         metrics::counter!(
             "oauth_tokens_total",
@@ -198,6 +218,7 @@ impl OAuth {
         &self,
         client: &Client,
         params: &HashMap<String, String>,
+        dpop: Option<&DpopProof>,
         ctx: &RequestContext,
     ) -> OAuthResult<TokenResponse> {
         let code = params
@@ -249,11 +270,22 @@ impl OAuth {
                 "code_verifier does not match the code_challenge",
             ));
         }
+        if let Some(jkt) = &issued.dpop_jkt
+            && dpop.is_none_or(|p| p.jkt != *jkt)
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "the code is bound to another DPoP key (dpop_jkt)",
+            ));
+        }
         let audience = issued
             .resource
             .clone()
             .unwrap_or_else(|| self.settings.access_token_audience.clone());
-        let NewGrant { row, refresh } = self.new_grant(client, grant_id, &issued, audience).await?;
+        let jkt = dpop.map(|p| p.jkt.clone());
+        let NewGrant { row, refresh } = self
+            .new_grant(client, grant_id, &issued, audience, jkt)
+            .await?;
         let response = self
             .user_tokens(client, &row, refresh, issued.nonce.as_deref())
             .await?;
@@ -311,6 +343,7 @@ impl OAuth {
         id: Uuid,
         issued: &IssuedCode,
         audience: String,
+        dpop_jkt: Option<String>,
     ) -> OAuthResult<NewGrant> {
         let now = now_millis();
         let uow = self.db.begin().await?;
@@ -331,7 +364,7 @@ impl OAuth {
             amr: serde_json::to_string(&issued.authentication.amr).map_err(anyhow::Error::from)?,
             authorization_details: issued.authorization_details.as_ref().map(|d| d.to_string()),
             tx_hash: None,
-            dpop_jkt: None,
+            dpop_jkt,
             created_at: now,
             revoked_at: None,
         };
@@ -381,6 +414,7 @@ impl OAuth {
             acr: Some(grant.acr.clone()),
             sid: Some(grant.session_id),
             gid: Some(grant.id),
+            cnf: grant.dpop_jkt.clone().map(|jkt| Confirmation { jkt }),
         };
         let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &access).await?;
         let scopes: Vec<String> = grant
@@ -417,7 +451,7 @@ impl OAuth {
         };
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: token_type(access.cnf.as_ref()),
             expires_in: ttl,
             scope: grant.scope.clone(),
             id_token,
@@ -429,6 +463,7 @@ impl OAuth {
         &self,
         client: &Client,
         params: &HashMap<String, String>,
+        dpop: Option<&DpopProof>,
         ctx: &RequestContext,
     ) -> OAuthResult<TokenResponse> {
         let presented = params
@@ -451,7 +486,23 @@ impl OAuth {
         if grant.revoked_at.is_some() || token.expires_at <= now {
             return Err(invalid());
         }
-        if token.used_at.is_some() || !rows::mark_refresh_token_used(conn, &hash, now).await? {
+        // RFC 9449 §5: a public client's refresh token is bound to its DPoP key. Checked
+        // before the token is spent, so a thief without the key cannot burn it.
+        if client.is_public()
+            && let Some(jkt) = &grant.dpop_jkt
+            && dpop.is_none_or(|p| p.jkt != *jkt)
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "the refresh token is bound to another DPoP key",
+            ));
+        }
+        // FAPI 2.0 §5.3.2.1 (10): no rotation for fapi2 clients (confidential, with
+        // sender-constrained tokens), so a lost response never locks the client out.
+        let rotate = !client.is_fapi2();
+        if rotate
+            && (token.used_at.is_some() || !rows::mark_refresh_token_used(conn, &hash, now).await?)
+        {
             // A rotated token came back: someone else holds a copy. End the family.
             rows::revoke_grant(conn, grant.id, now).await?;
             let event = AuditEvent::OAuth(OAuthEvent::RefreshReuseDetected {
@@ -490,19 +541,27 @@ impl OAuth {
             }
             grant.scope = narrowed.join(" ");
         }
-        let next = random_token();
-        rows::insert_refresh_token(
-            conn,
-            RefreshTokenRow {
-                token_hash: token_hash(&next),
-                grant_id: grant.id,
-                created_at: now,
-                expires_at: token.expires_at,
-                used_at: None,
-            },
-        )
-        .await?;
-        let response = self.user_tokens(client, &grant, Some(next), None).await?;
+        let next = if rotate {
+            let next = random_token();
+            rows::insert_refresh_token(
+                conn,
+                RefreshTokenRow {
+                    token_hash: token_hash(&next),
+                    grant_id: grant.id,
+                    created_at: now,
+                    expires_at: token.expires_at,
+                    used_at: None,
+                },
+            )
+            .await?;
+            Some(next)
+        } else {
+            None
+        };
+        // The new access token is bound to the key of this request's proof (the same key
+        // for a public client, see above).
+        grant.dpop_jkt = dpop.map(|p| p.jkt.clone());
+        let response = self.user_tokens(client, &grant, next, None).await?;
         let event = AuditEvent::OAuth(OAuthEvent::TokenRefreshed {
             client_id: client.id().to_owned(),
             grant_id: grant.id,
@@ -517,6 +576,7 @@ impl OAuth {
         &self,
         client: &Client,
         params: &HashMap<String, String>,
+        dpop: Option<&DpopProof>,
         ctx: &RequestContext,
     ) -> OAuthResult<TokenResponse> {
         let allowed: BTreeSet<&str> = client
@@ -568,6 +628,7 @@ impl OAuth {
             acr: None,
             sid: None,
             gid: None,
+            cnf: dpop.map(|p| Confirmation { jkt: p.jkt.clone() }),
         };
         let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims).await?;
         let event = AuditEvent::OAuth(OAuthEvent::TokenIssued {
@@ -578,7 +639,7 @@ impl OAuth {
         self.db.audit_only(ctx.record(event, None)).await?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: token_type(claims.cnf.as_ref()),
             expires_in: ttl,
             scope,
             id_token: None,
@@ -622,9 +683,12 @@ impl OAuth {
         Ok((claims, grant))
     }
 
-    /// `/oauth/userinfo`: the claims of the token's scopes.
-    pub async fn userinfo(&self, token: &str) -> Result<UserInfo, BearerError> {
-        let (claims, grant) = self.active_access_token(token).await?;
+    /// `/oauth/userinfo`: the claims of the token's scopes. A DPoP-bound token needs its
+    /// proof.
+    pub async fn userinfo(&self, presented: &PresentedToken<'_>) -> Result<UserInfo, BearerError> {
+        let (claims, grant) = self.active_access_token(presented.token).await?;
+        self.check_sender(&claims, presented, &self.endpoint(super::paths::USERINFO))
+            .await?;
         let grant = grant.ok_or(BearerError::InvalidToken("not a user's access token"))?;
         let scopes: Vec<&str> = claims.scope.split_ascii_whitespace().collect();
         if !scopes.contains(&OPENID) {
@@ -765,7 +829,7 @@ impl OAuth {
                 client_id: Some(claims.client_id),
                 sub: Some(claims.sub),
                 scope: Some(claims.scope),
-                token_type: Some("Bearer"),
+                token_type: Some(token_type(claims.cnf.as_ref())),
                 exp: Some(claims.exp),
                 iat: Some(claims.iat),
                 iss: Some(claims.iss),
@@ -773,6 +837,7 @@ impl OAuth {
                 acr: claims.acr,
                 auth_time: claims.auth_time,
                 authorization_details: grant.as_ref().and_then(details),
+                cnf: claims.cnf,
             }),
             Err(BearerError::Service(e)) => Err(e.into()),
             _ => Ok(Introspection::default()),

@@ -44,6 +44,11 @@ const CEREMONY_TTL: Duration = Duration::from_secs(300);
 /// `invalid_transaction` (not `not_found`), and a confirmed one stays known to OAuth.
 const RETAIN_AFTER_EXPIRY: Duration = Duration::from_secs(600);
 
+/// Transactions one session may open per window: each writes to the store and the audit
+/// trail, so a session must not be able to flood either. Far above what a person does.
+pub const MAX_TRANSACTIONS_PER_WINDOW: u64 = 30;
+const TRANSACTION_WINDOW: Duration = Duration::from_secs(300);
+
 /// The second factors a transaction can be confirmed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -209,9 +214,9 @@ impl Transactions {
         }
     }
 
-    /// The factors `user_id` can confirm with; none → `mfa_enrollment_required` (a
-    /// recovery code is a fallback for logging in, not a way to approve a payment).
-    async fn methods_of(&self, user_id: Uuid) -> ServiceResult<Vec<Method>> {
+    /// The factors `user_id` can confirm with now (a recovery code is a fallback for
+    /// logging in, not a way to approve a payment).
+    async fn available_methods(&self, user_id: Uuid) -> ServiceResult<Vec<Method>> {
         let factors = self.mfa.factors(user_id).await?;
         let mut methods = Vec::new();
         if factors.webauthn_credentials > 0 {
@@ -220,6 +225,12 @@ impl Transactions {
         if factors.totp {
             methods.push(Method::Totp);
         }
+        Ok(methods)
+    }
+
+    /// As `available_methods`; none → `mfa_enrollment_required`.
+    async fn methods_of(&self, user_id: Uuid) -> ServiceResult<Vec<Method>> {
+        let methods = self.available_methods(user_id).await?;
         if methods.is_empty() {
             return Err(ServiceError::MfaEnrollmentRequired);
         }
@@ -263,6 +274,19 @@ impl Transactions {
         methods: Vec<Method>,
         ctx: &RequestContext,
     ) -> ServiceResult<TransactionView> {
+        let hit = self
+            .store
+            .hit(
+                &format!("rate:session:transactions:{session_id}"),
+                TRANSACTION_WINDOW,
+            )
+            .await?;
+        if hit.count > MAX_TRANSACTIONS_PER_WINDOW {
+            metrics::counter!("rate_limit_hits_total", "scope" => "session").increment(1);
+            return Err(ServiceError::RateLimited {
+                retry_after_secs: hit.resets_in.as_secs().max(1),
+            });
+        }
         let id = Uuid::new_v4();
         let now = now_millis();
         let tx_hash = order.tx_hash();
@@ -380,7 +404,7 @@ impl Transactions {
         let tx_hash = stored.order.tx_hash();
         Ok(TransactionView {
             transaction_id: id,
-            methods: self.methods_of(session.user_id).await.unwrap_or_default(),
+            methods: self.available_methods(session.user_id).await?,
             order: stored.order,
             tx_hash,
             expires_at: stored.expires_at,
