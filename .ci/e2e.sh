@@ -5,7 +5,10 @@
 #     sink); screenshots of every page in target/e2e-artifacts/ (kept: CI's artifacts);
 #   - tests/e2e/oauth.spec.mjs: the OpenID Provider's login and consent pages, driven by a
 #     relying party simulated in the test (PKCE, callback, code exchange), on both
-#     deployments too (tests/e2e/harness.mjs is what the two share);
+#     deployments too (tests/e2e/harness.mjs is what they share);
+#   - tests/e2e/confirm.spec.mjs: the payment confirmation page (/ui/confirm, PSD2 dynamic
+#     linking): the payment shown before any WebAuthn call, passkey and TOTP confirmation,
+#     the signed proof checked against the JWKS, on both deployments;
 #   - tests/e2e/docs.spec.mjs: /docs (Swagger UI) renders with no network.
 # Installs Chromium (Debian package) and the test's npm packages (tests/e2e) when missing,
 # builds the binary when missing or older than the sources, and stops everything on exit.
@@ -117,6 +120,10 @@ E2E_BINARY="$BIN" \
 E2E_ARTIFACTS="$ARTIFACTS" \
 E2E_CHROMIUM="$CHROMIUM" \
     node tests/e2e/oauth.spec.mjs
+E2E_BINARY="$BIN" \
+E2E_ARTIFACTS="$ARTIFACTS" \
+E2E_CHROMIUM="$CHROMIUM" \
+    node tests/e2e/confirm.spec.mjs
 E2E_BASE_URL="$BASE_URL" \
 E2E_ARTIFACTS="$WORK/artifacts" \
 E2E_CHROMIUM="$CHROMIUM" \

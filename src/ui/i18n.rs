@@ -188,6 +188,14 @@ const SCRIPT_TEXTS: &[(&str, &[&str])] = &[
     ("done-returning", &[]),
     ("error-invalid_request_id", &[]),
     ("error-transaction_confirmation_required", &[]),
+    // The confirmation of a payment (docs/API.md §9): its page and the consent step.
+    ("transaction-intro", &[]),
+    ("transaction-batch-intro", &["count"]),
+    ("transaction-consent-intro", &[]),
+    ("transaction-no-factor", &[]),
+    ("done-transaction-confirmed", &[]),
+    ("missing-transaction", &[]),
+    ("error-invalid_transaction", &[]),
 ];
 
 #[cfg(test)]

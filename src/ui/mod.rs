@@ -1,7 +1,9 @@
 //! The hosted pages (docs/API.md §10): sign-in, registration, the landings of the emailed
-//! links, the MFA challenge, the account page and the consent step of the OpenID Provider, server-rendered in the person's language
-//! and driven by the browser SDK (`clients/js`, served at `/ui/sdk.js`). The pages use only
-//! the JSON API, like any integrator's front end; nothing here touches services directly.
+//! links, the MFA challenge, the account page, the consent step of the OpenID Provider and
+//! the confirmation of a payment (PSD2 dynamic linking), server-rendered in the person's
+//! language and driven by the browser SDK (`clients/js`, served at `/ui/sdk.js`). The
+//! pages use only the JSON API, like any integrator's front end; nothing here touches
+//! services directly.
 //!
 //! `UI_ENABLED=false` leaves these routes out (they answer `404 not_found`);
 //! `UI_THEME_DIR` replaces templates and the stylesheet.
@@ -47,6 +49,9 @@ pub const ROUTES: &[(&str, Route)] = &[
     // The login and consent step of an authorization request: `/ui/login?request=<id>`
     // (LOGIN_UI_URL), then `/ui/consent?request=<id>`; the script reads the id.
     ("/ui/consent", Route::Page(Page::Consent)),
+    // The confirmation of a payment (docs/API.md §9): `/ui/confirm?transaction=<id>`,
+    // optionally `&return=<same-origin path>`; the script reads both.
+    ("/ui/confirm", Route::Page(Page::Confirm)),
     // Where the emails link (`ORIGIN_URL/verify-email?token=…`, `/reset-password?token=…`).
     ("/verify-email", Route::Page(Page::VerifyEmail)),
     ("/reset-password", Route::Page(Page::ResetPassword)),

@@ -21,10 +21,12 @@ pub enum Page {
     Account,
     /// The consent step of an OAuth authorization request (docs/API.md §8).
     Consent,
+    /// The confirmation of a §9 transaction (a payment): its details, then the factor.
+    Confirm,
 }
 
 impl Page {
-    pub const ALL: [Page; 8] = [
+    pub const ALL: [Page; 9] = [
         Page::Login,
         Page::Register,
         Page::VerifyEmail,
@@ -33,6 +35,7 @@ impl Page {
         Page::Mfa,
         Page::Account,
         Page::Consent,
+        Page::Confirm,
     ];
 
     /// `data-page` of the body (the script's switch) and the `page-…` title message.
@@ -46,6 +49,7 @@ impl Page {
             Page::Mfa => "mfa",
             Page::Account => "account",
             Page::Consent => "consent",
+            Page::Confirm => "confirm",
         }
     }
 
@@ -59,6 +63,7 @@ impl Page {
             Page::Mfa => "mfa.html",
             Page::Account => "account.html",
             Page::Consent => "consent.html",
+            Page::Confirm => "confirm.html",
         }
     }
 }
@@ -76,6 +81,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "_step_up.html",
         include_str!("../../assets/ui/templates/_step_up.html"),
+    ),
+    (
+        "_transaction.html",
+        include_str!("../../assets/ui/templates/_transaction.html"),
     ),
     (
         "login.html",
@@ -108,6 +117,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "consent.html",
         include_str!("../../assets/ui/templates/consent.html"),
+    ),
+    (
+        "confirm.html",
+        include_str!("../../assets/ui/templates/confirm.html"),
     ),
 ];
 

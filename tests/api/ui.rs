@@ -22,6 +22,7 @@ on_both_backends!(
     the_emailed_links_open_the_pages_with_their_token,
     the_language_follows_accept_language,
     the_consent_page_is_served_in_both_languages,
+    the_confirmation_page_is_served_in_both_languages,
     the_pages_can_be_turned_off,
     a_theme_replaces_the_look_without_touching_the_behaviour,
 );
@@ -287,6 +288,54 @@ async fn the_consent_page_is_served_in_both_languages(backend: Backend) {
     assert!(body.contains("Sign in to continue to {client}."));
 }
 
+/// `/ui/confirm?transaction=<id>` (docs/API.md §9): the pages' policy, both languages, the
+/// payment section with its factors (hidden until the script has shown the details), and
+/// the texts its script shows; the transaction id is read by the script, never echoed. The
+/// consent page carries the same section for a payment's confirmation.
+async fn the_confirmation_page_is_served_in_both_languages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (accept_language, lang, title, passkey, confirmed) in [
+        (
+            "en-US,en;q=0.9",
+            "en",
+            "Confirm a payment",
+            "Confirm with passkey",
+            "Payment confirmed.",
+        ),
+        (
+            "de-DE,de;q=0.9",
+            "de",
+            "Zahlung bestätigen",
+            "Mit Passkey bestätigen",
+            "Zahlung bestätigt.",
+        ),
+    ] {
+        let path = "/ui/confirm?transaction=tx%3Cscript%3Eid&return=%2Fui%2Faccount";
+        let page = get_with(&app, path, &[("accept-language", accept_language)]).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        assert_strict_page_csp(path, &page);
+        assert_eq!(page.header("vary"), Some("Accept-Language"));
+        let body = html(&page);
+        assert!(body.contains(&format!("<html lang=\"{lang}\">")), "{body}");
+        assert!(body.contains(r#"<body data-page="confirm">"#));
+        assert!(body.contains(&format!("<h1 id=\"page-title\">{title}</h1>")));
+        assert!(body.contains(r#"<section id="txn" aria-labelledby="txn-title" hidden>"#));
+        // The factors stay hidden until the script has filled in the payment.
+        assert!(body.contains(r#"<div id="txn-factors" hidden>"#));
+        assert!(body.contains(&format!(
+            r#"<button type="button" id="txn-passkey" class="primary">{passkey}</button>"#
+        )));
+        assert!(body.contains(r#"id="txn-totp-form""#));
+        assert!(body.contains(confirmed), "{body}");
+        assert!(body.contains("\"error-invalid_transaction\""));
+        assert!(body.contains("\"payment-iban\""));
+        assert!(!body.contains("tx<script>") && !body.contains("txscript"));
+        assert_eq!(body.matches("<script").count(), 2);
+    }
+    let consent = get_with(&app, "/ui/consent?request=abc", &[]).await;
+    assert!(html(&consent).contains(r#"<section id="txn" aria-labelledby="txn-title" hidden>"#));
+}
+
 async fn the_pages_can_be_turned_off(backend: Backend) {
     let app = spawn_app_with(backend, &[("UI_ENABLED", "false")]).await;
     let browser = app.browser();
@@ -386,6 +435,12 @@ async fn the_sdk_calls_only_routes_of_the_api() {
         ("GET", "/auth/oauth/requests/{id}"),
         ("POST", "/auth/oauth/requests/{id}/accept"),
         ("POST", "/auth/oauth/requests/{id}/reject"),
+        // Transaction confirmation (§9): the confirmation page and the consent step.
+        ("POST", "/auth/transactions"),
+        ("GET", "/auth/transactions/{id}"),
+        ("POST", "/auth/transactions/{id}/webauthn/start"),
+        ("POST", "/auth/transactions/{id}/webauthn/finish"),
+        ("POST", "/auth/transactions/{id}/totp"),
     ] {
         assert!(
             called.contains(&(oauth.0.to_owned(), oauth.1.to_owned())),

@@ -14,7 +14,10 @@
  * - WebAuthn options and credentials are converted between the API's base64url JSON and
  *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported;
  * - the interaction API of the OpenID Provider (docs/API.md §8, "Login and consent"): read
- *   an authorization request, accept it for the signed-in user, or reject it.
+ *   an authorization request, accept it for the signed-in user, or reject it;
+ * - transaction confirmation (docs/API.md §9, PSD2 dynamic linking): create a payment
+ *   transaction, read it, and confirm it with a passkey (the assertion signs its hash) or
+ *   an authenticator code.
  */
 /** A second factor the API names in `methods`. */
 export type Factor = "totp" | "webauthn" | "recovery_code";
@@ -162,6 +165,28 @@ export interface OAuthRequest {
     /** A payment request with an active session: the §9 transaction to confirm. */
     transaction_id?: string;
 }
+/** What a §9 transaction confirms: one payment, or a batch (a list) confirmed at once. */
+export type TransactionDetails = PaymentInitiation | PaymentInitiation[];
+/** A factor that can confirm a transaction (the ones the user has). */
+export type TransactionMethod = "webauthn" | "totp";
+/** A §9 transaction (`201 transaction_created`, `GET /auth/transactions/{id}`). */
+export interface Transaction {
+    transaction_id: string;
+    /** The payment(s) exactly as they will be signed: show these to the person. */
+    details: TransactionDetails;
+    /** base64url(SHA-256(RFC 8785 canonical JSON of `details`)). */
+    tx_hash: string;
+    expires_at: string;
+    methods: TransactionMethod[];
+    /** `GET` only: where the transaction stands (e.g. `pending`, `confirmed`, `expired`). */
+    status?: string;
+}
+/** `200 transaction_confirmed`: the signed proof for the payment backend. */
+export interface TransactionConfirmed {
+    code: "transaction_confirmed";
+    /** Compact JWS (`typ` `txn-confirmation+jwt`), verifiable with the JWKS. */
+    confirmation: string;
+}
 /** `accept` or `reject` of an authorization request: where the browser goes next. */
 export interface OAuthDecision {
     code: "ok";
@@ -299,6 +324,31 @@ export declare class AuthClient {
     acceptOAuthRequest(id: string): Promise<Result<OAuthDecision>>;
     /** Refuses the request (the client gets `error=access_denied`); navigate to `redirect_to`. */
     rejectOAuthRequest(id: string): Promise<Result<OAuthDecision>>;
+    /**
+     * Creates a transaction for the signed-in user: one `payment_initiation` or a batch
+     * (a list). Lives 5 minutes. Invalid details → `422 validation_error` (`fields`).
+     */
+    createTransaction(details: TransactionDetails): Promise<Result<Transaction & {
+        code: "transaction_created";
+    }>>;
+    /** One of the signed-in user's transactions; another user's id → `404 not_found`. */
+    getTransaction(id: string): Promise<Result<Transaction & {
+        code: string;
+    }>>;
+    /**
+     * Confirms the transaction with a passkey: the server's challenge commits to the
+     * transaction's hash, so the assertion signs exactly these details. Show the details to
+     * the person before calling this: it invokes the authenticator at once. Failures:
+     * `400 invalid_transaction` (confirmed or expired), `400 invalid_ceremony`, the
+     * WebAuthn errors of {@link AuthClient.authenticateWithPasskey}.
+     */
+    confirmTransactionWithPasskey(id: string): Promise<Result<TransactionConfirmed>>;
+    /**
+     * Confirms the transaction with an authenticator code; the server binds the verified
+     * code to the transaction (the proof says `linking: "server"`). A wrong code →
+     * `401 invalid_mfa_code` and the transaction stays open.
+     */
+    confirmTransactionWithTotp(id: string, code: string): Promise<Result<TransactionConfirmed>>;
 }
 /** Whether an `authorization_details` entry is a payment initiation with its fields. */
 export declare function isPaymentInitiation(detail: AuthorizationDetail): detail is PaymentInitiation;

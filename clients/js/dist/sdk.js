@@ -14,7 +14,10 @@
  * - WebAuthn options and credentials are converted between the API's base64url JSON and
  *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported;
  * - the interaction API of the OpenID Provider (docs/API.md §8, "Login and consent"): read
- *   an authorization request, accept it for the signed-in user, or reject it.
+ *   an authorization request, accept it for the signed-in user, or reject it;
+ * - transaction confirmation (docs/API.md §9, PSD2 dynamic linking): create a payment
+ *   transaction, read it, and confirm it with a passkey (the assertion signs its hash) or
+ *   an authenticator code.
  */
 const CSRF_COOKIE = "csrf_token";
 /** A client of one Logicredit Auth service. */
@@ -276,6 +279,58 @@ export class AuthClient {
     /** Refuses the request (the client gets `error=access_denied`); navigate to `redirect_to`. */
     rejectOAuthRequest(id) {
         return this.request("POST", `/auth/oauth/requests/${encodeURIComponent(id)}/reject`, {});
+    }
+    // ------------------------------------------------------------------------------------
+    // Transaction confirmation (PSD2 dynamic linking, docs/API.md §9)
+    // ------------------------------------------------------------------------------------
+    /**
+     * Creates a transaction for the signed-in user: one `payment_initiation` or a batch
+     * (a list). Lives 5 minutes. Invalid details → `422 validation_error` (`fields`).
+     */
+    createTransaction(details) {
+        return this.request("POST", "/auth/transactions", details);
+    }
+    /** One of the signed-in user's transactions; another user's id → `404 not_found`. */
+    getTransaction(id) {
+        return this.request("GET", `/auth/transactions/${encodeURIComponent(id)}`);
+    }
+    /**
+     * Confirms the transaction with a passkey: the server's challenge commits to the
+     * transaction's hash, so the assertion signs exactly these details. Show the details to
+     * the person before calling this: it invokes the authenticator at once. Failures:
+     * `400 invalid_transaction` (confirmed or expired), `400 invalid_ceremony`, the
+     * WebAuthn errors of {@link AuthClient.authenticateWithPasskey}.
+     */
+    async confirmTransactionWithPasskey(id) {
+        if (!AuthClient.webauthnAvailable())
+            return webauthnUnavailable();
+        // The paths are spelt out: tests/api/ui.rs checks each against the OpenAPI document.
+        const start = await this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/webauthn/start`, {});
+        if (!start.ok)
+            return start;
+        let credential;
+        try {
+            credential = await navigator.credentials.get({ publicKey: requestOptions(start.data.options.publicKey) });
+        }
+        catch (error) {
+            return ceremonyFailure(error);
+        }
+        if (!credential)
+            return failure(0, "webauthn_cancelled", "No passkey was used.");
+        return this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/webauthn/finish`, {
+            ceremony_id: start.data.ceremony_id,
+            credential: credentialJson(credential),
+        });
+    }
+    /**
+     * Confirms the transaction with an authenticator code; the server binds the verified
+     * code to the transaction (the proof says `linking: "server"`). A wrong code →
+     * `401 invalid_mfa_code` and the transaction stays open.
+     */
+    confirmTransactionWithTotp(id, code) {
+        return this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/totp`, {
+            code: code.replace(/\s+/g, ""),
+        });
     }
 }
 /** Whether an `authorization_details` entry is a payment initiation with its fields. */

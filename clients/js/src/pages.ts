@@ -14,7 +14,10 @@ import {
   type Failure,
   type FactorOutcome,
   type OAuthRequest,
+  type PaymentInitiation,
   type Result,
+  type Transaction,
+  type TransactionConfirmed,
 } from "./sdk.js";
 
 // ----------------------------------------------------------------------------------------
@@ -108,16 +111,20 @@ function pendingRequest(): string | null {
 function returnTarget(): string {
   const request = oauthRequestId();
   if (request) return consentPath(request);
-  const fallback = "/ui/account";
+  return sameOriginReturn() ?? "/ui/account";
+}
+
+/** This page's `?return=` as a path of this origin, or null when absent or elsewhere. */
+function sameOriginReturn(): string | null {
   const target = new URLSearchParams(location.search).get("return");
-  if (!target) return fallback;
+  if (!target) return null;
   let url: URL;
   try {
     url = new URL(target, location.origin);
   } catch {
-    return fallback;
+    return null;
   }
-  return url.origin === location.origin ? url.pathname + url.search + url.hash : fallback;
+  return url.origin === location.origin ? url.pathname + url.search + url.hash : null;
 }
 
 function go(path: string): void {
@@ -134,7 +141,7 @@ const FIELD_INPUTS: Record<string, string[]> = {
   password: ["password"],
   new_password: ["new-password", "password"],
   current_password: ["current-password", "step-up-password"],
-  code: ["totp-code", "recovery-code", "totp-enroll-code", "step-up-code"],
+  code: ["totp-code", "recovery-code", "totp-enroll-code", "step-up-code", "txn-code"],
   name: ["passkey-name"],
 };
 
@@ -557,12 +564,35 @@ function consentPage(client: AuthClient): void {
     return;
   }
   let stepUps = 0;
+  let confirmations = 0;
 
-  const accept = async () => {
+  const accept = async (): Promise<void> => {
     const answer = await client.acceptOAuthRequest(id);
     if (!answer.ok && answer.code === "not_authenticated") return go(loginPath(id));
+    // A payment: its transaction must be confirmed first (once; a second refusal is shown).
+    if (!answer.ok && answer.code === "transaction_confirmation_required" && answer.transactionId && confirmations < 1) {
+      confirmations += 1;
+      return confirmPayment(answer.transactionId);
+    }
     if (!answer.ok) show("consent");
     await decided(answer);
+  };
+
+  /**
+   * The payment's confirmation on this page (the transaction section; Deny stays), then
+   * accept again. A theme's consent.html without that section: the confirmation page,
+   * which comes back here.
+   */
+  const confirmPayment = async (transaction: string): Promise<void> => {
+    if (!document.getElementById("txn")) {
+      return go(`/ui/confirm?${new URLSearchParams({ transaction, return: consentPath(id) }).toString()}`);
+    }
+    show("consent");
+    show("consent-allow", false);
+    // The transaction section shows the payment as it will be signed.
+    show("consent-payments", false);
+    clearErrors();
+    if (await confirmTransaction(client, transaction, t("transaction-consent-intro"))) await accept();
   };
 
   const load = async (): Promise<void> => {
@@ -638,28 +668,163 @@ function renderRequest(request: OAuthRequest): void {
         other.textContent = t("detail-other", { type: String(detail.type) });
         return other;
       }
-      const amount = money(detail.instructedAmount.amount, detail.instructedAmount.currency);
-      const block = document.createElement("div");
-      block.className = "payment";
-      const title = document.createElement("p");
-      title.className = "item-title";
-      title.textContent = t("payment-title", { amount, creditor: detail.creditorName });
-      const list = document.createElement("dl");
-      const row = (label: string, value: string) => {
-        const term = document.createElement("dt");
-        term.textContent = label;
-        const description = document.createElement("dd");
-        description.textContent = value;
-        list.append(term, description);
-      };
-      row(t("payment-amount"), amount);
-      row(t("payment-creditor"), detail.creditorName);
-      row(t("payment-iban"), iban(detail.creditorAccount.iban));
-      if (detail.remittanceInformationUnstructured) row(t("payment-remittance"), detail.remittanceInformationUnstructured);
-      block.append(title, list);
-      return block;
+      return paymentBlock(detail);
     }),
   );
+}
+
+/** One payment in full: amount with its currency, payee, IBAN in groups, reference. */
+function paymentBlock(detail: PaymentInitiation): HTMLElement {
+  const amount = money(detail.instructedAmount.amount, detail.instructedAmount.currency);
+  const block = document.createElement("div");
+  block.className = "payment";
+  const title = document.createElement("p");
+  title.className = "item-title";
+  title.textContent = t("payment-title", { amount, creditor: detail.creditorName });
+  const list = document.createElement("dl");
+  const row = (label: string, value: string, field: string) => {
+    const term = document.createElement("dt");
+    term.textContent = label;
+    const description = document.createElement("dd");
+    description.dataset.field = field;
+    description.textContent = value;
+    list.append(term, description);
+  };
+  row(t("payment-amount"), amount, "amount");
+  row(t("payment-creditor"), detail.creditorName, "creditor");
+  row(t("payment-iban"), iban(detail.creditorAccount.iban), "iban");
+  if (detail.remittanceInformationUnstructured) {
+    row(t("payment-remittance"), detail.remittanceInformationUnstructured, "remittance");
+  }
+  block.append(title, list);
+  return block;
+}
+
+// ----------------------------------------------------------------------------------------
+// Transaction confirmation (docs/API.md §9): the confirmation page and the consent step
+// ----------------------------------------------------------------------------------------
+
+/**
+ * Runs the confirmation of transaction `id` in the `#txn` section: loads it, shows every
+ * payment (and a batch's total), and only then the factors the person has. The
+ * authenticator is invoked by the person's press on the button, never by loading the page
+ * (PSD2 RTS Art. 5: the payer sees amount and payee first). Resolves `true` once confirmed
+ * (or when it already was), `false` when it cannot be (expired, no factor, not found).
+ */
+async function confirmTransaction(client: AuthClient, id: string, intro?: string): Promise<boolean> {
+  $("status").textContent = t("status-working");
+  const answer = await client.getTransaction(id);
+  $("status").textContent = "";
+  if (!answer.ok) {
+    const back = `${location.pathname}${location.search}`;
+    if (answer.code === "not_authenticated") go(`/ui/login?${new URLSearchParams({ return: back }).toString()}`);
+    else if (answer.code === "mfa_required") go(`/ui/mfa?${new URLSearchParams({ return: back }).toString()}`);
+    else showFailure(answer);
+    return false;
+  }
+  const transaction = answer.data;
+  renderTransaction(transaction, intro);
+  show("txn");
+  if (transaction.status === "confirmed") {
+    announce(t("done-transaction-confirmed"));
+    return true;
+  }
+  if (transaction.status === "expired") {
+    showFailure({ ok: false, status: 400, code: "invalid_transaction", message: "" });
+    return false;
+  }
+  const passkey = transaction.methods.includes("webauthn") && AuthClient.webauthnAvailable();
+  const totp = transaction.methods.includes("totp");
+  if (!passkey && !totp) {
+    showFailure({ ok: false, status: 0, code: "transaction-no-factor", message: "" });
+    $("alert").textContent = t("transaction-no-factor");
+    return false;
+  }
+  show("txn-webauthn", passkey);
+  show("txn-totp-form", totp);
+  show("txn-factors");
+
+  return new Promise((resolve) => {
+    const finished = (result: Result<TransactionConfirmed>, form?: HTMLElement) => {
+      if (result.ok) {
+        show("txn-factors", false);
+        announce(t("done-transaction-confirmed"));
+        resolve(true);
+        return;
+      }
+      showFailure(result, form);
+      // Confirmed meanwhile (another tab) or expired: nothing left to try here.
+      if (result.code === "invalid_transaction") {
+        show("txn-factors", false);
+        resolve(false);
+      }
+    };
+    onClick("txn-passkey", async () => {
+      clearErrors();
+      finished(await client.confirmTransactionWithPasskey(id));
+    });
+    onSubmit("txn-totp-form", async (form) => {
+      finished(await client.confirmTransactionWithTotp(id, input("txn-code").value), form);
+    });
+  });
+}
+
+/** The transaction's payments (the details exactly as they are signed), a batch's total first. */
+function renderTransaction(transaction: Transaction, intro?: string): void {
+  const batch = Array.isArray(transaction.details);
+  const payments = (Array.isArray(transaction.details) ? transaction.details : [transaction.details]).filter(
+    isPaymentInitiation,
+  );
+  $("txn-intro").textContent =
+    intro ?? (batch ? t("transaction-batch-intro", { count: payments.length }) : t("transaction-intro"));
+  const totals = batch ? totalsByCurrency(payments) : [];
+  show("txn-total", totals.length > 0);
+  $("txn-total-amount").textContent = totals.map(([currency, amount]) => money(amount, currency)).join(" + ");
+  $("txn-payments").replaceChildren(...payments.map(paymentBlock));
+}
+
+/** A batch's total per currency, summed exactly (decimal strings, never floating point). */
+function totalsByCurrency(payments: PaymentInitiation[]): [string, string][] {
+  const amounts = new Map<string, string[]>();
+  for (const { instructedAmount } of payments) {
+    amounts.set(instructedAmount.currency, [...(amounts.get(instructedAmount.currency) ?? []), instructedAmount.amount]);
+  }
+  const totals: [string, string][] = [];
+  for (const [currency, list] of amounts) {
+    const total = sumDecimals(list);
+    if (total !== null) totals.push([currency, total]);
+  }
+  return totals;
+}
+
+/** The exact sum of non-negative decimal strings ("12.5" + "0.75" = "13.25"); null if one is not one. */
+function sumDecimals(amounts: string[]): string | null {
+  if (!amounts.every((amount) => /^\d+(\.\d+)?$/.test(amount))) return null;
+  const scale = Math.max(0, ...amounts.map((amount) => (amount.split(".")[1] ?? "").length));
+  let total = BigInt(0);
+  for (const amount of amounts) {
+    const [whole, fraction = ""] = amount.split(".");
+    total += BigInt(whole + fraction.padEnd(scale, "0"));
+  }
+  const digits = total.toString().padStart(scale + 1, "0");
+  return scale > 0 ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits;
+}
+
+/**
+ * The confirmation page (`?transaction=<id>`, optionally `&return=<same-origin path>`):
+ * the payment, then the factor; once confirmed, on to `return` when given.
+ */
+function confirmPage(client: AuthClient): void {
+  const id = new URLSearchParams(location.search).get("transaction");
+  if (!id) {
+    showFailure({ ok: false, status: 400, code: "missing-transaction", message: "" });
+    $("alert").textContent = t("missing-transaction");
+    return;
+  }
+  void confirmTransaction(client, id).then((confirmed) => {
+    const next = sameOriginReturn();
+    if (confirmed && next) go(next);
+  });
 }
 
 /** An amount (a decimal string, kept exact) in the page's language and the currency's format. */
@@ -901,6 +1066,7 @@ const PAGES: Record<string, (client: AuthClient) => void> = {
   mfa: mfaPage,
   account: accountPage,
   consent: consentPage,
+  confirm: confirmPage,
 };
 
 function start(): void {

@@ -14,7 +14,10 @@
  * - WebAuthn options and credentials are converted between the API's base64url JSON and
  *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported;
  * - the interaction API of the OpenID Provider (docs/API.md §8, "Login and consent"): read
- *   an authorization request, accept it for the signed-in user, or reject it.
+ *   an authorization request, accept it for the signed-in user, or reject it;
+ * - transaction confirmation (docs/API.md §9, PSD2 dynamic linking): create a payment
+ *   transaction, read it, and confirm it with a passkey (the assertion signs its hash) or
+ *   an authenticator code.
  */
 
 /** A second factor the API names in `methods`. */
@@ -158,6 +161,32 @@ export interface OAuthRequest {
   redirect_to?: string;
   /** A payment request with an active session: the §9 transaction to confirm. */
   transaction_id?: string;
+}
+
+/** What a §9 transaction confirms: one payment, or a batch (a list) confirmed at once. */
+export type TransactionDetails = PaymentInitiation | PaymentInitiation[];
+
+/** A factor that can confirm a transaction (the ones the user has). */
+export type TransactionMethod = "webauthn" | "totp";
+
+/** A §9 transaction (`201 transaction_created`, `GET /auth/transactions/{id}`). */
+export interface Transaction {
+  transaction_id: string;
+  /** The payment(s) exactly as they will be signed: show these to the person. */
+  details: TransactionDetails;
+  /** base64url(SHA-256(RFC 8785 canonical JSON of `details`)). */
+  tx_hash: string;
+  expires_at: string;
+  methods: TransactionMethod[];
+  /** `GET` only: where the transaction stands (e.g. `pending`, `confirmed`, `expired`). */
+  status?: string;
+}
+
+/** `200 transaction_confirmed`: the signed proof for the payment backend. */
+export interface TransactionConfirmed {
+  code: "transaction_confirmed";
+  /** Compact JWS (`typ` `txn-confirmation+jwt`), verifiable with the JWKS. */
+  confirmation: string;
 }
 
 /** `accept` or `reject` of an authorization request: where the browser goes next. */
@@ -479,6 +508,63 @@ export class AuthClient {
   /** Refuses the request (the client gets `error=access_denied`); navigate to `redirect_to`. */
   rejectOAuthRequest(id: string): Promise<Result<OAuthDecision>> {
     return this.request("POST", `/auth/oauth/requests/${encodeURIComponent(id)}/reject`, {});
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Transaction confirmation (PSD2 dynamic linking, docs/API.md §9)
+  // ------------------------------------------------------------------------------------
+
+  /**
+   * Creates a transaction for the signed-in user: one `payment_initiation` or a batch
+   * (a list). Lives 5 minutes. Invalid details → `422 validation_error` (`fields`).
+   */
+  createTransaction(details: TransactionDetails): Promise<Result<Transaction & { code: "transaction_created" }>> {
+    return this.request("POST", "/auth/transactions", details);
+  }
+
+  /** One of the signed-in user's transactions; another user's id → `404 not_found`. */
+  getTransaction(id: string): Promise<Result<Transaction & { code: string }>> {
+    return this.request("GET", `/auth/transactions/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * Confirms the transaction with a passkey: the server's challenge commits to the
+   * transaction's hash, so the assertion signs exactly these details. Show the details to
+   * the person before calling this: it invokes the authenticator at once. Failures:
+   * `400 invalid_transaction` (confirmed or expired), `400 invalid_ceremony`, the
+   * WebAuthn errors of {@link AuthClient.authenticateWithPasskey}.
+   */
+  async confirmTransactionWithPasskey(id: string): Promise<Result<TransactionConfirmed>> {
+    if (!AuthClient.webauthnAvailable()) return webauthnUnavailable();
+    // The paths are spelt out: tests/api/ui.rs checks each against the OpenAPI document.
+    const start = await this.request<{ ceremony_id: string; options: { publicKey: Json } }>(
+      "POST",
+      `/auth/transactions/${encodeURIComponent(id)}/webauthn/start`,
+      {},
+    );
+    if (!start.ok) return start;
+    let credential: Credential | null;
+    try {
+      credential = await navigator.credentials.get({ publicKey: requestOptions(start.data.options.publicKey) });
+    } catch (error) {
+      return ceremonyFailure(error);
+    }
+    if (!credential) return failure(0, "webauthn_cancelled", "No passkey was used.");
+    return this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/webauthn/finish`, {
+      ceremony_id: start.data.ceremony_id,
+      credential: credentialJson(credential as PublicKeyCredential),
+    });
+  }
+
+  /**
+   * Confirms the transaction with an authenticator code; the server binds the verified
+   * code to the transaction (the proof says `linking: "server"`). A wrong code →
+   * `401 invalid_mfa_code` and the transaction stays open.
+   */
+  confirmTransactionWithTotp(id: string, code: string): Promise<Result<TransactionConfirmed>> {
+    return this.request("POST", `/auth/transactions/${encodeURIComponent(id)}/totp`, {
+      code: code.replace(/\s+/g, ""),
+    });
   }
 }
 

@@ -372,6 +372,111 @@ test("without WebAuthn in the browser, passkey calls fail before any request", a
   const client = new AuthClient({ fetch, cookies: () => "" });
   assert.equal((await client.registerPasskey()).code, "webauthn_unavailable");
   assert.equal((await client.authenticateWithPasskey()).code, "webauthn_unavailable");
+  assert.equal((await client.confirmTransactionWithPasskey("tx1")).code, "webauthn_unavailable");
   assert.equal(await AuthClient.conditionalMediationAvailable(), false);
   assert.equal(calls.length, 0);
+});
+
+// --- Transaction confirmation (docs/API.md §9) ------------------------------------------
+
+const TRANSACTION = {
+  transaction_id: "tx/1",
+  details: PAYMENT,
+  tx_hash: "q1w2e3",
+  expires_at: "2026-12-01T10:05:00Z",
+  methods: ["webauthn", "totp"],
+};
+
+test("a transaction is created with its details as the body and read back by id", async () => {
+  const { fetch, calls } = scripted(
+    [201, { code: "transaction_created", ...TRANSACTION }],
+    [200, { code: "ok", ...TRANSACTION, status: "pending" }],
+    [404, { code: "not_found", message: "no such transaction" }],
+  );
+  const client = new AuthClient({ fetch, cookies: () => "csrf_token=t" });
+  const created = await client.createTransaction(PAYMENT);
+  assert.ok(created.ok);
+  assert.equal(created.status, 201);
+  assert.equal(created.data.tx_hash, "q1w2e3");
+  assert.deepEqual([calls[0].method, calls[0].url, calls[0].body], ["POST", "/auth/transactions", PAYMENT]);
+  assert.equal(calls[0].headers["X-CSRF-Token"], "t");
+  const read = await client.getTransaction("tx/1");
+  assert.ok(read.ok);
+  assert.equal(read.data.status, "pending");
+  assert.deepEqual([calls[1].method, calls[1].url], ["GET", "/auth/transactions/tx%2F1"]);
+  const foreign = await client.getTransaction("someone-elses");
+  assert.deepEqual([foreign.ok, foreign.status, foreign.code], [false, 404, "not_found"]);
+});
+
+test("a batch is sent as a list; invalid details come back with their fields", async () => {
+  const second = { ...PAYMENT, creditorName: "Other AG", instructedAmount: { currency: "EUR", amount: "5.00" } };
+  const { fetch, calls } = scripted([
+    422,
+    { code: "validation_error", message: "invalid", fields: { "instructedAmount.amount": "must be positive" } },
+  ]);
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).createTransaction([PAYMENT, second]);
+  assert.deepEqual(calls[0].body, [PAYMENT, second]);
+  assert.equal(answer.code, "validation_error");
+  assert.deepEqual(answer.fields, { "instructedAmount.amount": "must be positive" });
+});
+
+test("passkey confirmation: start, the browser signs the server's challenge, finish", async (t) => {
+  const given = [];
+  withBrowser(async (options) => {
+    given.push(options);
+    return fakeAssertion();
+  }, t);
+  const { fetch, calls } = scripted(
+    [200, { code: "ok", ceremony_id: "c9", options: { publicKey: { challenge: "AAEC", userVerification: "required" } } }],
+    [200, { code: "transaction_confirmed", confirmation: "h.p.s" }],
+  );
+  const answer = await new AuthClient({ fetch, cookies: () => "csrf_token=t" }).confirmTransactionWithPasskey("tx/1");
+  assert.ok(answer.ok);
+  assert.equal(answer.data.confirmation, "h.p.s");
+  assert.deepEqual([calls[0].method, calls[0].url], ["POST", "/auth/transactions/tx%2F1/webauthn/start"]);
+  assert.equal(calls[0].headers["X-CSRF-Token"], "t");
+  // Exactly the server's challenge, modal (no autofill mediation).
+  assert.deepEqual(new Uint8Array(given[0].publicKey.challenge), new Uint8Array([0, 1, 2]));
+  assert.equal(given[0].publicKey.userVerification, "required");
+  assert.equal(given[0].mediation, undefined);
+  assert.deepEqual([calls[1].method, calls[1].url], ["POST", "/auth/transactions/tx%2F1/webauthn/finish"]);
+  assert.equal(calls[1].body.ceremony_id, "c9");
+  assert.equal(calls[1].body.credential.response.signature, "BQ");
+});
+
+test("passkey confirmation: a refused start never invokes the authenticator", async (t) => {
+  let invoked = 0;
+  withBrowser(async () => {
+    invoked += 1;
+    return fakeAssertion();
+  }, t);
+  const { fetch, calls } = scripted([400, { code: "invalid_transaction", message: "confirmed or expired" }]);
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).confirmTransactionWithPasskey("tx1");
+  assert.deepEqual([answer.ok, answer.status, answer.code], [false, 400, "invalid_transaction"]);
+  assert.equal(invoked, 0);
+  assert.equal(calls.length, 1);
+});
+
+test("passkey confirmation: a cancelled prompt is a typed failure and sends no finish", async (t) => {
+  withBrowser(async () => {
+    throw Object.assign(new Error("not allowed"), { name: "NotAllowedError" });
+  }, t);
+  const { fetch, calls } = scripted([200, { code: "ok", ceremony_id: "c1", options: { publicKey: { challenge: "AAEC" } } }]);
+  const answer = await new AuthClient({ fetch, cookies: () => "" }).confirmTransactionWithPasskey("tx1");
+  assert.deepEqual([answer.ok, answer.code], [false, "webauthn_cancelled"]);
+  assert.equal(calls.length, 1);
+});
+
+test("TOTP confirmation posts the code without spaces; a wrong code is a typed failure", async () => {
+  const { fetch, calls } = scripted(
+    [401, { code: "invalid_mfa_code", message: "wrong code" }],
+    [200, { code: "transaction_confirmed", confirmation: "h.p.s" }],
+  );
+  const client = new AuthClient({ fetch, cookies: () => "csrf_token=t" });
+  const wrong = await client.confirmTransactionWithTotp("tx1", "000 000");
+  assert.deepEqual([wrong.ok, wrong.status, wrong.code], [false, 401, "invalid_mfa_code"]);
+  const right = await client.confirmTransactionWithTotp("tx1", " 123 456 ");
+  assert.ok(right.ok);
+  assert.deepEqual([calls[1].method, calls[1].url, calls[1].body], ["POST", "/auth/transactions/tx1/totp", { code: "123456" }]);
+  assert.equal(calls[1].headers["X-CSRF-Token"], "t");
 });
