@@ -386,9 +386,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_past_its_rotation_age_is_replaced_and_retired_keys_leave_the_jwks() {
-        // Rotation after 0 s: every load makes a new key; retention 0: a retired key goes
-        // at the next load.
-        let keys = keys_on_a_fresh_database(Duration::ZERO, Duration::ZERO).await;
+        // Rotation after 0 s: every load makes a new key. Retention 200 ms: a key retired
+        // by one load is still published by it (it retired within the window — a zero
+        // window made that depend on two clock readings falling in the same millisecond),
+        // and gone at a load 400 ms later.
+        let keys = keys_on_a_fresh_database(Duration::ZERO, Duration::from_millis(200)).await;
         let kids = |set: &JwkSet| -> Vec<String> {
             set.keys
                 .iter()
@@ -404,7 +406,7 @@ mod tests {
             "{second:?}"
         );
         *keys.cache.write().await = None;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let third = kids(&keys.jwks().await.unwrap());
         assert!(
             !third.contains(&first[0]),
