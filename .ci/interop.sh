@@ -9,7 +9,9 @@
 #   - tests/interop/node:   openid-client 6 (certified RP, on oauth4webapi) + jose, node's
 #                           test runner; and oauth4webapi alone for the FAPI 2.0 profile
 #                           (PAR, private_key_jwt, DPoP) with a user of its own, who gets
-#                           TOTP for SCA (fapi.test.mjs);
+#                           TOTP for SCA (fapi.test.mjs); and a payment initiation (RAR)
+#                           confirmed through §9, its hash recomputed with `canonicalize`
+#                           (payments.test.mjs);
 #   - tests/interop/python: authlib (requests) + pytest, in a venv under target/.
 # Installs the npm packages and the venv when missing or older than their lock files,
 # builds the binary when missing or older than the sources, stops everything on exit, and
@@ -32,6 +34,8 @@ CLIENTS_FILE="$ROOT/tests/interop/clients.json"
 BACKENDS=${INTEROP_BACKENDS:-embedded,production}
 USER_EMAIL="interop-user@example.com"
 FAPI_USER_EMAIL="interop-fapi-user@example.com"
+# The payment suite's account holder (enrolls TOTP itself; a code counts once per user).
+PAYER_EMAIL="interop-payer@example.com"
 USER_PASSWORD="Ledger quartz pelican 7193 harbour"
 
 elapsed() { echo "$(( $(date +%s) - started )) s"; }
@@ -171,14 +175,12 @@ start_service() {
     else
         fatal "unknown deployment $backend (INTEROP_BACKENDS: embedded,production)"
     fi
-    (cd "$dir" && printf '%s\n' "$USER_PASSWORD" \
-        | env -i "${SERVICE_ENV[@]}" "$BIN" create-user --email "$USER_EMAIL" --role user) \
-        >"$dir/create-user.log" 2>&1 \
-        || fatal "create-user failed ($backend): $(tail -n 20 "$dir/create-user.log")"
-    (cd "$dir" && printf '%s\n' "$USER_PASSWORD" \
-        | env -i "${SERVICE_ENV[@]}" "$BIN" create-user --email "$FAPI_USER_EMAIL" --role user) \
-        >>"$dir/create-user.log" 2>&1 \
-        || fatal "create-user failed ($backend): $(tail -n 20 "$dir/create-user.log")"
+    for email in "$USER_EMAIL" "$FAPI_USER_EMAIL" "$PAYER_EMAIL"; do
+        (cd "$dir" && printf '%s\n' "$USER_PASSWORD" \
+            | env -i "${SERVICE_ENV[@]}" "$BIN" create-user --email "$email" --role user) \
+            >>"$dir/create-user.log" 2>&1 \
+            || fatal "create-user $email failed ($backend): $(tail -n 20 "$dir/create-user.log")"
+    done
     (cd "$dir" && exec env -i "${SERVICE_ENV[@]}" "$BIN" serve) >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 150); do
@@ -199,7 +201,7 @@ for backend in "${backend_list[@]}"; do
     start_service "$backend"
     export INTEROP_BASE_URL="$BASE_URL" INTEROP_EMAIL="$USER_EMAIL" \
         INTEROP_PASSWORD="$USER_PASSWORD" INTEROP_DEPLOYMENT="$backend" \
-        INTEROP_FAPI_EMAIL="$FAPI_USER_EMAIL"
+        INTEROP_FAPI_EMAIL="$FAPI_USER_EMAIL" INTEROP_PAYER_EMAIL="$PAYER_EMAIL"
 
     echo "interop: [$backend] openid-client (node --test)"
     if ! (cd "$NODE_DIR" && node --test --test-timeout=60000 oidc.test.mjs); then
@@ -208,6 +210,10 @@ for backend in "${backend_list[@]}"; do
     echo "interop: [$backend] oauth4webapi, FAPI 2.0 (node --test)"
     if ! (cd "$NODE_DIR" && node --test --test-timeout=60000 fapi.test.mjs); then
         failed+=("$backend/oauth4webapi-fapi")
+    fi
+    echo "interop: [$backend] oauth4webapi, payment initiation with dynamic linking (node --test)"
+    if ! (cd "$NODE_DIR" && node --test --test-timeout=120000 payments.test.mjs); then
+        failed+=("$backend/oauth4webapi-payments")
     fi
     echo "interop: [$backend] authlib (pytest)"
     if ! (cd "$PY_DIR" && "$VENV/bin/python" -m pytest -q .); then

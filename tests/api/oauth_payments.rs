@@ -185,7 +185,6 @@ async fn a_payment_is_granted_only_after_its_own_transaction_is_confirmed(backen
         events.contains(&"oauth.authorization_granted".to_owned()),
         "{events:?}"
     );
-    let _ = WEB;
 }
 
 async fn invalid_payment_details_go_back_as_invalid_authorization_details(backend: Backend) {
@@ -259,8 +258,7 @@ async fn a_payment_needs_sca_and_a_first_party_client_still_asks(backend: Backen
     assert!(info.body["transaction_id"].is_string(), "{info:?}");
 
     // prompt=none cannot pay either.
-    let (verifier_unused, challenge) = pkce();
-    let _ = verifier_unused;
+    let (_, challenge) = pkce();
     let raw = json!([payment("7.00", IBAN)]).to_string();
     let pairs = [
         ("response_type", "code"),
