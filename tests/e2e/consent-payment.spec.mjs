@@ -245,10 +245,15 @@ async function story(backend) {
 
     step = '(b) the merchant asks for a payment: the consent page shows it, no WebAuthn call yet';
     const counterBefore = (await me.credentials())[0].signCount;
-    // The sign-in page passed on the way starts passkey autofill, which a person answers by
-    // picking the passkey; the virtual authenticator would answer it by itself: no presence
-    // until the person presses "Confirm with passkey" (as in oauth.spec.mjs).
-    await me.presence(false);
+    // The virtual authenticator answers any request at once (automatic presence): had a page
+    // on the way asked it for anything, the signature counter below would show it. The
+    // sign-in page the browser passes through (signed in already) opens no passkey
+    // ceremony, not even autofill.
+    const ceremonies = [];
+    const recordCeremony = (request) => {
+      if (/\/webauthn\/(login|authenticate)\/start$|\/webauthn\/start$/.test(request.url())) ceremonies.push(request.url());
+    };
+    page.on('request', recordCeremony);
     await page.goto(`${merchant.origin}/start`);
     await me.expectPage('Allow access', '/ui/consent');
     const requestId = new URL(page.url()).searchParams.get('request');
@@ -277,6 +282,7 @@ async function story(backend) {
     await sleep(1000);
     check((await page.evaluate(() => window.__credentialsGet)) === 0, 'no navigator.credentials.get before Allow');
     check((await me.credentials())[0].signCount === counterBefore, 'the authenticator has signed nothing yet');
+    check(ceremonies.length === 0, `no passkey ceremony on the way to consent: ${ceremonies}`);
     await me.audit('consent-payment');
     stepDone(step);
 
@@ -300,8 +306,9 @@ async function story(backend) {
     await sleep(500);
     check((await page.evaluate(() => window.__credentialsGet)) === 0, 'no navigator.credentials.get before the confirm click');
     check((await me.credentials())[0].signCount === counterBefore, 'still nothing signed');
+    check(ceremonies.length === 0, `no ceremony before the confirm click: ${ceremonies}`);
+    page.off('request', recordCeremony);
     await me.audit('consent-payment-confirm');
-    await me.presence(true);
     const finished = page.waitForResponse((r) => r.url().endsWith('/webauthn/finish') && r.request().method() === 'POST');
     await confirm.click();
     const proof = await finished;
