@@ -9,6 +9,11 @@
 #   - tests/e2e/confirm.spec.mjs: the payment confirmation page (/ui/confirm, PSD2 dynamic
 #     linking): the payment shown before any WebAuthn call, passkey and TOTP confirmation,
 #     the signed proof checked against the JWKS, on both deployments;
+#   - tests/e2e/consent-payment.spec.mjs: a third party's payment (RFC 9396
+#     payment_initiation) through the hosted consent page: the payment shown before any
+#     WebAuthn call, Allow → transaction_confirmation_required → passkey confirmation on the
+#     page → code; the token response, access token and introspection carry the details and
+#     the RFC 8785 tx_hash; Deny → access_denied; on both deployments;
 #   - tests/e2e/docs.spec.mjs: /docs (Swagger UI) renders with no network.
 # Installs Chromium (Debian package) and the test's npm packages (tests/e2e) when missing,
 # builds the binary when missing or older than the sources, and stops everything on exit.
@@ -33,8 +38,8 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 command -v node >/dev/null || { echo "e2e: FATAL: node (>= 18) is required" >&2; exit 1; }
 if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/smtp-server ] \
-    || [ ! -d tests/e2e/node_modules/axe-core ]; then
-    echo "e2e: installing playwright-core, smtp-server, mailparser, axe-core (npm)"
+    || [ ! -d tests/e2e/node_modules/axe-core ] || [ ! -d tests/e2e/node_modules/canonicalize ]; then
+    echo "e2e: installing playwright-core, smtp-server, mailparser, axe-core, canonicalize (npm)"
     # Chromium comes from Debian; Playwright must not try to download its own browsers.
     (cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
@@ -124,6 +129,10 @@ E2E_BINARY="$BIN" \
 E2E_ARTIFACTS="$ARTIFACTS" \
 E2E_CHROMIUM="$CHROMIUM" \
     node tests/e2e/confirm.spec.mjs
+E2E_BINARY="$BIN" \
+E2E_ARTIFACTS="$ARTIFACTS" \
+E2E_CHROMIUM="$CHROMIUM" \
+    node tests/e2e/consent-payment.spec.mjs
 E2E_BASE_URL="$BASE_URL" \
 E2E_ARTIFACTS="$WORK/artifacts" \
 E2E_CHROMIUM="$CHROMIUM" \

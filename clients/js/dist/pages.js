@@ -316,19 +316,23 @@ function afterSignIn(answer, form) {
 function loginPage(client) {
     // Passkey autofill: the browser offers passkeys in the email field's suggestions.
     let autofill = null;
+    let autofillStopped = false;
     const stopAutofill = () => {
+        autofillStopped = true;
         autofill?.abort();
         autofill = null;
     };
-    void AuthClient.conditionalMediationAvailable().then((available) => {
-        if (!available)
-            return;
-        autofill = new AbortController();
-        void client.authenticateWithPasskey({ conditional: true, signal: autofill.signal }).then((answer) => {
-            if (answer.ok || (answer.code !== "webauthn_cancelled" && answer.status !== 0))
-                afterSignIn(answer);
+    const startAutofill = () => {
+        void AuthClient.conditionalMediationAvailable().then((available) => {
+            if (!available || autofillStopped)
+                return;
+            autofill = new AbortController();
+            void client.authenticateWithPasskey({ conditional: true, signal: autofill.signal }).then((answer) => {
+                if (answer.ok || (answer.code !== "webauthn_cancelled" && answer.status !== 0))
+                    afterSignIn(answer);
+            });
         });
-    });
+    };
     onSubmit("login-form", async (form) => {
         stopAutofill();
         const answer = await client.login(input("email").value.trim(), input("password").value);
@@ -349,26 +353,41 @@ function loginPage(client) {
         afterSignIn(await client.authenticateWithPasskey());
     });
     const request = oauthRequestId();
-    if (request)
-        void oauthLogin(client, request, stopAutofill);
+    // An OAuth request whose browser is already signed in leaves for the consent step at
+    // once: autofill waits until the request says a sign-in is needed, so that no passkey
+    // ceremony is opened (nor a passkey offered) on a page that is passing through.
+    if (request) {
+        void oauthLogin(client, request, stopAutofill).then((signInNeeded) => {
+            if (signInNeeded)
+                startAutofill();
+        });
+    }
+    else {
+        startAutofill();
+    }
 }
 /**
  * The login page as the first step of an OAuth authorization request: a decided request
  * goes where it says, a browser already signed in goes on to consent; otherwise the page
  * names the application, prefills the email the client hinted, and offers to cancel.
+ * Resolves `true` when the page stays for a sign-in.
  */
 async function oauthLogin(client, id, stopAutofill) {
     const answer = await client.oauthRequest(id);
     if (!answer.ok) {
         stopAutofill();
         requestFailed(answer);
-        return;
+        return false;
     }
     const request = answer.data;
-    if (request.redirect_to)
-        return go(request.redirect_to);
-    if (!request.login_required)
-        return go(consentPath(id));
+    if (request.redirect_to) {
+        go(request.redirect_to);
+        return false;
+    }
+    if (!request.login_required) {
+        go(consentPath(id));
+        return false;
+    }
     const asking = t("oauth-continue-to", { client: clientName(request) });
     const intro = document.getElementById("oauth-client");
     if (intro) {
@@ -391,6 +410,7 @@ async function oauthLogin(client, id, stopAutofill) {
             await decided(await client.rejectOAuthRequest(id));
         });
     }
+    return true;
 }
 /** The application's name as the person should read it. */
 function clientName(request) {
