@@ -448,7 +448,7 @@ async fn discovery_advertises_par_dpop_and_the_iss_parameter(backend: Backend) {
 
 /// The whole profile: PAR with private_key_jwt, the code with `iss`, a DPoP-bound token
 /// after the nonce round trip, SCA (`loa:2`), userinfo with the proof, introspection with
-/// `cnf`, and refresh without rotation (§5.3.2.1 item 10).
+/// `cnf`, and refresh with rotation (docs/API.md §8; see docs/FAPI.md on §5.3.2.1 item 10).
 async fn a_fapi2_client_completes_par_private_key_jwt_and_dpop(backend: Backend) {
     let p = provider(backend).await;
     let bob = p.sca_user("bob@example.com").await;
@@ -543,25 +543,32 @@ async fn a_fapi2_client_completes_par_private_key_jwt_and_dpop(backend: Backend)
     assert_eq!(introspected.body["token_type"], "DPoP");
     assert_eq!(introspected.body["cnf"], json!({"jkt": key.jkt()}));
 
-    // Refresh: no rotation for fapi2, so a lost response can be retried.
-    let refresh = tokens.body["refresh_token"].as_str().unwrap().to_owned();
-    for _ in 0..2 {
-        let nonce = p.nonce().await;
-        let refreshed = p
-            .post(
+    // Refresh: rotated on every use as for every client (docs/API.md §8, stricter than
+    // FAPI 2.0 §5.3.2.1 item 10); the old token then revokes the family.
+    let first = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |token: String| {
+        let p = &p;
+        let key = &key;
+        async move {
+            let nonce = p.nonce().await;
+            p.post(
                 "/oauth/token",
                 &p.assertion(),
-                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
                 Some(&key.token_proof(Some(&nonce))),
             )
-            .await;
-        assert_eq!(refreshed.status, 200, "{refreshed:?}");
-        assert!(
-            refreshed.body.get("refresh_token").is_none(),
-            "{refreshed:?}"
-        );
-        assert_eq!(refreshed.body["token_type"], "DPoP");
-    }
+            .await
+        }
+    };
+    let refreshed = refresh(first.clone()).await;
+    assert_eq!(refreshed.status, 200, "{refreshed:?}");
+    assert_eq!(refreshed.body["token_type"], "DPoP");
+    let second = refreshed.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first, "rotated");
+    let reused = refresh(first).await;
+    assert_oauth_error(&reused, 400, "invalid_grant");
+    let family = refresh(second).await;
+    assert_oauth_error(&family, 400, "invalid_grant");
 }
 
 /// §5.3.2.2 items 1–2 and RFC 9126 §4: a fapi2 client's request must be pushed; a

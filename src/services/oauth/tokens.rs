@@ -508,12 +508,9 @@ impl OAuth {
                 "the refresh token is bound to another DPoP key",
             ));
         }
-        // FAPI 2.0 §5.3.2.1 (10): no rotation for fapi2 clients (confidential, with
-        // sender-constrained tokens), so a lost response never locks the client out.
-        let rotate = !client.is_fapi2();
-        if rotate
-            && (token.used_at.is_some() || !rows::mark_refresh_token_used(conn, &hash, now).await?)
-        {
+        // Rotated on every use, for every client (docs/API.md §8; for fapi2 clients this is
+        // stricter than FAPI 2.0 §5.3.2.1 item 10 asks — see docs/FAPI.md).
+        if token.used_at.is_some() || !rows::mark_refresh_token_used(conn, &hash, now).await? {
             // A rotated token came back: someone else holds a copy. End the family.
             rows::revoke_grant(conn, grant.id, now).await?;
             let event = AuditEvent::OAuth(OAuthEvent::RefreshReuseDetected {
@@ -552,27 +549,22 @@ impl OAuth {
             }
             grant.scope = narrowed.join(" ");
         }
-        let next = if rotate {
-            let next = random_token();
-            rows::insert_refresh_token(
-                conn,
-                RefreshTokenRow {
-                    token_hash: token_hash(&next),
-                    grant_id: grant.id,
-                    created_at: now,
-                    expires_at: token.expires_at,
-                    used_at: None,
-                },
-            )
-            .await?;
-            Some(next)
-        } else {
-            None
-        };
+        let next = random_token();
+        rows::insert_refresh_token(
+            conn,
+            RefreshTokenRow {
+                token_hash: token_hash(&next),
+                grant_id: grant.id,
+                created_at: now,
+                expires_at: token.expires_at,
+                used_at: None,
+            },
+        )
+        .await?;
         // The new access token is bound to the key of this request's proof (the same key
         // for a public client, see above).
         grant.dpop_jkt = dpop.map(|p| p.jkt.clone());
-        let response = self.user_tokens(client, &grant, next, None).await?;
+        let response = self.user_tokens(client, &grant, Some(next), None).await?;
         let event = AuditEvent::OAuth(OAuthEvent::TokenRefreshed {
             client_id: client.id().to_owned(),
             grant_id: grant.id,
