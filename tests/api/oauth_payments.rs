@@ -185,6 +185,13 @@ async fn a_payment_is_granted_only_after_its_own_transaction_is_confirmed(backen
         events.contains(&"oauth.authorization_granted".to_owned()),
         "{events:?}"
     );
+    // The grant's audit record names the confirmed payment.
+    let granted = p
+        .app
+        .query("SELECT metadata FROM audit_log WHERE event = 'oauth.authorization_granted'")
+        .await;
+    let recorded = granted[0].as_str().unwrap_or_default();
+    assert!(recorded.contains(&tx_hash(&details[0])), "{recorded}");
 }
 
 async fn invalid_payment_details_go_back_as_invalid_authorization_details(backend: Backend) {

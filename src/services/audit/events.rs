@@ -233,6 +233,9 @@ pub enum OAuthEvent {
         session_id: Uuid,
         scope: String,
         consent_shown: bool,
+        /// A payment: the hash of the details the user confirmed (dynamic linking), so the
+        /// trail ties the grant to its `transaction.confirmed` record.
+        tx_hash: Option<String>,
     },
     /// `oauth.authorization_denied`: the user refused, or the request could not be met.
     AuthorizationDenied { client_id: String, error: String },
@@ -284,12 +287,19 @@ impl OAuthEvent {
                 session_id,
                 scope,
                 consent_shown,
-            } => json!({
-                "client_id": client_id,
-                "session_id": session_id,
-                "scope": scope,
-                "consent_shown": consent_shown,
-            }),
+                tx_hash,
+            } => {
+                let mut details = json!({
+                    "client_id": client_id,
+                    "session_id": session_id,
+                    "scope": scope,
+                    "consent_shown": consent_shown,
+                });
+                if let Some(hash) = tx_hash {
+                    details["tx_hash"] = json!(hash);
+                }
+                details
+            }
             OAuthEvent::AuthorizationDenied { client_id, error } => {
                 json!({"client_id": client_id, "error": error})
             }

@@ -815,7 +815,7 @@ impl OAuth {
             nonce: pending.nonce.clone(),
             resource: pending.resource.clone(),
             authorization_details: pending.authorization_details.clone(),
-            tx_hash,
+            tx_hash: tx_hash.clone(),
             authentication,
             dpop_jkt: pending.dpop_jkt.clone(),
         };
@@ -839,6 +839,7 @@ impl OAuth {
             session_id: session.id,
             scope,
             consent_shown,
+            tx_hash,
         });
         self.db
             .audit_only(ctx.record(event, Some(session.user_id)))
