@@ -130,6 +130,37 @@ impl EmailTemplates {
         )
     }
 
+    /// A login from a device the account has not used in 90 days (docs/API.md §11): when,
+    /// from roughly where (the network prefix, never a guessed city), with what browser,
+    /// and what to do if it was not the owner.
+    pub fn new_device(
+        &self,
+        to: &EmailAddress,
+        at: Millis,
+        device: &crate::services::new_device::Device,
+    ) -> OutgoingEmail {
+        let account_url = format!("{}/ui/account", self.origin_url);
+        self.build(
+            to,
+            "new_device",
+            "sign-in from a new device",
+            &[
+                format!(
+                    "Your account was signed in to from a device it has not used recently:\n- time: {}\n- network: {}\n- browser: {} on {}",
+                    millis_to_rfc3339(at),
+                    device.network,
+                    device.browser,
+                    device.os
+                ),
+                "If this was you, no action is needed.".to_owned(),
+                format!(
+                    "If this wasn't you: change your password and revoke your other sessions at once at {account_url}, then contact support."
+                ),
+            ],
+            None,
+        )
+    }
+
     /// A short security notice to the owner of an account.
     pub fn notice(&self, to: &EmailAddress, notice: Notice) -> OutgoingEmail {
         self.build(
