@@ -284,6 +284,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_new_device_alert_says_when_where_what_and_what_to_do() {
+        let templates = EmailTemplates::new("https://bank.example/", "Logicredit");
+        let to = EmailAddress::parse("a@b.example").unwrap();
+        let device = crate::services::new_device::Device {
+            browser: "Firefox",
+            os: "Linux",
+            network: "203.0.113.0/24".to_owned(),
+        };
+        let email = templates.new_device(&to, 0, &device);
+        assert_eq!(email.kind, "new_device");
+        assert_eq!(email.subject, "Logicredit: sign-in from a new device");
+        for part in [
+            "1970-01-01T00:00:00",
+            "203.0.113.0/24",
+            "Firefox on Linux",
+            "change your password",
+            "revoke your other sessions",
+            "https://bank.example/ui/account",
+        ] {
+            assert!(email.text.contains(part), "{part}: {}", email.text);
+        }
+    }
+
+    #[test]
     fn verification_email_carries_the_token_bare_and_in_a_link() {
         let templates = EmailTemplates::new("https://bank.example/", "Logicredit");
         let to = EmailAddress::parse("a@b.example").unwrap();
