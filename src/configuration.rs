@@ -117,6 +117,9 @@ pub struct Settings {
     pub oidc: OidcSettings,
     /// Transaction confirmation (docs/API.md §9).
     pub transactions: TransactionSettings,
+    /// `NEW_DEVICE_ALERTS=on`: email the owner on a login from a device unseen for 90
+    /// days (docs/API.md §11). Off by default.
+    pub new_device_alerts: bool,
 }
 
 /// `TRANSACTION_TTL_SECONDS` (default and at most 300: PSD2 RTS Art. 4(3)(d) gives an
@@ -560,6 +563,7 @@ impl VarReader<'_> {
                 theme_dir: self.raw("UI_THEME_DIR").map(PathBuf::from),
             },
             transactions: self.transactions(&origin_url),
+            new_device_alerts: self.bool("NEW_DEVICE_ALERTS", false),
             oidc: self.oidc(&origin_url),
             origin_url,
             data_dir,

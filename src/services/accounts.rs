@@ -6,6 +6,7 @@ use super::audit::{
 };
 use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
+use super::new_device::NewDeviceAlerts;
 use super::passwords::{PasswordHashing, PasswordPolicy, normalize};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::crypto::password::StoredPassword;
@@ -33,6 +34,8 @@ pub struct Accounts {
     hashing: PasswordHashing,
     policy: PasswordPolicy,
     templates: EmailTemplates,
+    /// Records the device of each completed login; alerts on a new one (§11).
+    new_devices: NewDeviceAlerts,
 }
 
 /// The outcome of a correct password: an active session, or — when the user has a second
@@ -154,6 +157,7 @@ impl Accounts {
         hashing: PasswordHashing,
         policy: PasswordPolicy,
         templates: EmailTemplates,
+        new_devices: NewDeviceAlerts,
     ) -> Self {
         Self {
             db,
@@ -162,6 +166,7 @@ impl Accounts {
             hashing,
             policy,
             templates,
+            new_devices,
         }
     }
 
@@ -398,6 +403,9 @@ impl Accounts {
             },
             Some(user.id),
         ));
+        self.new_devices
+            .login_completed(&mut uow, &user, ctx)
+            .await?;
         uow.commit().await?;
         // Only a completed login resets the failure count.
         self.abuse.clear(email).await?;

@@ -130,6 +130,37 @@ impl EmailTemplates {
         )
     }
 
+    /// A login from a device the account has not used in 90 days (docs/API.md §11): when,
+    /// from roughly where (the network prefix, never a guessed city), with what browser,
+    /// and what to do if it was not the owner.
+    pub fn new_device(
+        &self,
+        to: &EmailAddress,
+        at: Millis,
+        device: &crate::services::new_device::Device,
+    ) -> OutgoingEmail {
+        let account_url = format!("{}/ui/account", self.origin_url);
+        self.build(
+            to,
+            "new_device",
+            "sign-in from a new device",
+            &[
+                format!(
+                    "Your account was signed in to from a device it has not used recently:\n- time: {}\n- network: {}\n- browser: {} on {}",
+                    millis_to_rfc3339(at),
+                    device.network,
+                    device.browser,
+                    device.os
+                ),
+                "If this was you, no action is needed.".to_owned(),
+                format!(
+                    "If this wasn't you: change your password and revoke your other sessions at once at {account_url}, then contact support."
+                ),
+            ],
+            None,
+        )
+    }
+
     /// A short security notice to the owner of an account.
     pub fn notice(&self, to: &EmailAddress, notice: Notice) -> OutgoingEmail {
         self.build(
@@ -251,6 +282,30 @@ fn escape_html(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_new_device_alert_says_when_where_what_and_what_to_do() {
+        let templates = EmailTemplates::new("https://bank.example/", "Logicredit");
+        let to = EmailAddress::parse("a@b.example").unwrap();
+        let device = crate::services::new_device::Device {
+            browser: "Firefox",
+            os: "Linux",
+            network: "203.0.113.0/24".to_owned(),
+        };
+        let email = templates.new_device(&to, 0, &device);
+        assert_eq!(email.kind, "new_device");
+        assert_eq!(email.subject, "Logicredit: sign-in from a new device");
+        for part in [
+            "1970-01-01T00:00:00",
+            "203.0.113.0/24",
+            "Firefox on Linux",
+            "change your password",
+            "revoke your other sessions",
+            "https://bank.example/ui/account",
+        ] {
+            assert!(email.text.contains(part), "{part}: {}", email.text);
+        }
+    }
 
     #[test]
     fn verification_email_carries_the_token_bare_and_in_a_link() {

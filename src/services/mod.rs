@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod email;
 pub mod error;
 pub mod mfa;
+pub mod new_device;
 pub mod oauth;
 pub mod passwords;
 pub mod payments;
@@ -74,6 +75,7 @@ impl Services {
             hashing,
             policy,
             templates.clone(),
+            new_device::NewDeviceAlerts::new(&settings, templates.clone()),
         );
         let audit = audit::AuditTrail::new(db.clone());
         let admin = admin::Admin::new(db.clone(), sessions.clone(), abuse.clone());

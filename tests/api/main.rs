@@ -18,6 +18,7 @@ mod fapi;
 mod health;
 mod login;
 mod mfa;
+mod new_device;
 mod oauth;
 mod oauth_payments;
 mod openapi;

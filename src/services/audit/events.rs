@@ -36,6 +36,13 @@ pub enum AuditEvent {
     },
     /// `login.locked`
     LoginLocked { lock_seconds: u64 },
+    /// `login.new_device`: a completed login from a device unseen for 90 days; its owner
+    /// was emailed (docs/API.md §11, `NEW_DEVICE_ALERTS`).
+    LoginNewDevice {
+        browser: &'static str,
+        os: &'static str,
+        network: String,
+    },
     /// `session.created`
     SessionCreated {
         session_id: Uuid,
@@ -455,6 +462,7 @@ impl AuditEvent {
             AuditEvent::LoginSuccess { .. } => "login.success",
             AuditEvent::LoginFailure { .. } => "login.failure",
             AuditEvent::LoginLocked { .. } => "login.locked",
+            AuditEvent::LoginNewDevice { .. } => "login.new_device",
             AuditEvent::SessionCreated { .. } => "session.created",
             AuditEvent::SessionRotated { .. } => "session.rotated",
             AuditEvent::SessionLogout { .. } => "session.logout",
@@ -526,6 +534,11 @@ impl AuditEvent {
                 details
             }
             AuditEvent::LoginLocked { lock_seconds } => json!({"lock_seconds": lock_seconds}),
+            AuditEvent::LoginNewDevice {
+                browser,
+                os,
+                network,
+            } => json!({"browser": browser, "os": os, "network": network}),
             AuditEvent::SessionCreated { session_id, state } => {
                 json!({"session_id": session_id, "state": state.as_str()})
             }
@@ -747,6 +760,15 @@ mod tests {
             AuditEvent::LoginLocked { lock_seconds: 60 },
             "login.locked",
             r#"{"lock_seconds":60}"#,
+        );
+        expect(
+            AuditEvent::LoginNewDevice {
+                browser: "Firefox",
+                os: "Linux",
+                network: "203.0.113.0/24".to_owned(),
+            },
+            "login.new_device",
+            r#"{"browser":"Firefox","network":"203.0.113.0/24","os":"Linux"}"#,
         );
         expect(
             AuditEvent::RateLimitExceeded {

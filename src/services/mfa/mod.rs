@@ -26,6 +26,7 @@ use super::audit::{
 };
 use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
+use super::new_device::NewDeviceAlerts;
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::configuration::Settings;
 use crate::crypto::secrets::SecretBox;
@@ -117,6 +118,7 @@ pub struct Mfa {
     step_up_max_age: Duration,
     /// Derives the decoy passkey ids answered for emails without passkeys.
     decoy_key: [u8; 32],
+    new_devices: NewDeviceAlerts,
 }
 
 impl Mfa {
@@ -140,6 +142,7 @@ impl Mfa {
                 b"passkey-decoy-ids",
             ),
             step_up_max_age: settings.session.step_up_max_age,
+            new_devices: NewDeviceAlerts::new(settings, templates.clone()),
             db,
             store,
             sessions,
@@ -279,6 +282,9 @@ impl Mfa {
                     },
                     Some(user.id),
                 ));
+                self.new_devices
+                    .login_completed(&mut uow, &user, ctx)
+                    .await?;
                 uow.commit().await?;
                 // Only a completed login resets the failure count.
                 self.abuse.clear(&user.email).await?;

@@ -697,6 +697,9 @@ impl Mfa {
             },
             Some(user.id),
         ));
+        self.new_devices
+            .login_completed(&mut uow, &user, ctx)
+            .await?;
         uow.commit().await?;
         self.abuse.clear(&user.email).await?;
         self.login_completed(user, session).await

@@ -388,3 +388,26 @@ pub mod oauth_consent {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod known_device {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "known_devices")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        /// Hex HMAC of browser family, OS and network prefix (`services::new_device`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub device_key: String,
+        pub first_seen_at: i64,
+        pub last_seen_at: i64,
+        /// The last new-device alert sent for it: the flood guard.
+        pub last_alert_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

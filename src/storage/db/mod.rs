@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod email_tokens;
 pub mod entities;
+pub mod known_devices;
 pub mod locks;
 pub mod mfa;
 mod migrations;

@@ -5,6 +5,7 @@ mod m20261125_000002_mfa;
 mod m20261130_000003_session_hardening;
 mod m20261130_000004_audit_keys;
 mod m20261201_000005_oauth;
+mod m20261201_000006_known_devices;
 
 use sea_orm_migration::prelude::*;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_session_hardening::Migration),
             Box::new(m20261130_000004_audit_keys::Migration),
             Box::new(m20261201_000005_oauth::Migration),
+            Box::new(m20261201_000006_known_devices::Migration),
         ]
     }
 }
