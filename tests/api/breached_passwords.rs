@@ -43,16 +43,18 @@ fn corpus() -> HashMap<String, String> {
     ])
 }
 
+/// (path, `Add-Padding` header) of every request the range API received.
+type Requests = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A loopback HIBP-compatible range API under `/hibp`, recording what it was asked.
 struct RangeServer {
     base_url: String,
-    /// (path, `Add-Padding` header) of every request.
-    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    requests: Requests,
 }
 
 async fn range_server() -> RangeServer {
     let ranges = Arc::new(corpus());
-    let requests = Arc::new(Mutex::new(Vec::new()));
+    let requests: Requests = Arc::default();
     let recorded = Arc::clone(&requests);
     let app = axum::Router::new().fallback(
         move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
