@@ -91,6 +91,19 @@ async fn closed_port_url() -> String {
     format!("http://{address}")
 }
 
+/// A loopback range API that accepts connections and never answers.
+async fn hanging_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{address}")
+}
+
 /// `pwned_password_checks_total{outcome}` as the metrics listener shows it.
 async fn checks(app: &TestApp, outcome: &str) -> u64 {
     let series = format!("pwned_password_checks_total{{outcome=\"{outcome}\"}} ");
@@ -231,6 +244,22 @@ async fn a_range_api_that_is_down_passes_under_allow_and_refuses_under_deny(back
             .unwrap()
             .contains(&json!("too_short"))
     );
+
+    // An API that never answers is down after its 2-second timeout, not a stuck request.
+    let hanging = hanging_url().await;
+    let stalled = spawn_app_with(
+        backend,
+        &[
+            ("PWNED_PASSWORDS_URL", &hanging),
+            ("PWNED_PASSWORDS_ON_ERROR", "deny"),
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    register(&stalled, "carol@example.com", PASSWORD)
+        .await
+        .assert_error(503, "service_unavailable");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 async fn an_offline_copy_of_the_ranges_answers_like_the_api(backend: Backend) {
