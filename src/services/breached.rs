@@ -144,7 +144,9 @@ async fn fetch_range(
     prefix: &str,
 ) -> Result<String, LookupError> {
     let http = http.ok_or_else(|| LookupError("no HTTP client".to_owned()))?;
-    let failed = |e: reqwest::Error| LookupError(format!("range API: {e}"));
+    // Errors are logged: they name neither the URL nor the file, whose prefix would tie
+    // 20 bits of a user's password hash to a request in the logs.
+    let failed = |e: reqwest::Error| LookupError(format!("range API: {}", e.without_url()));
     // Padding makes every answer about the same size, so an observer of the (encrypted)
     // response cannot tell the range by its length.
     let mut response = http
@@ -173,7 +175,7 @@ async fn fetch_range(
 /// an incomplete copy — an error, not a miss.
 async fn read_range(dir: &Path, prefix: &str) -> Result<String, LookupError> {
     let path = dir.join(format!("{prefix}.txt"));
-    let failed = |e: std::io::Error| LookupError(format!("{}: {e}", path.display()));
+    let failed = |e: std::io::Error| LookupError(format!("range file in {}: {e}", dir.display()));
     let file = tokio::fs::File::open(&path).await.map_err(failed)?;
     let mut body = Vec::new();
     file.take(MAX_RANGE_BYTES as u64 + 1)
@@ -182,11 +184,12 @@ async fn read_range(dir: &Path, prefix: &str) -> Result<String, LookupError> {
         .map_err(failed)?;
     if body.len() > MAX_RANGE_BYTES {
         return Err(LookupError(format!(
-            "{}: larger than 1 MiB",
-            path.display()
+            "range file in {}: larger than 1 MiB",
+            dir.display()
         )));
     }
-    String::from_utf8(body).map_err(|_| LookupError(format!("{}: not text", path.display())))
+    String::from_utf8(body)
+        .map_err(|_| LookupError(format!("range file in {}: not text", dir.display())))
 }
 
 #[cfg(test)]
