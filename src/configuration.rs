@@ -59,6 +59,32 @@ pub struct PasswordSettings {
     pub hashing_concurrency: usize,
 }
 
+/// What a compromised-password check does when its source cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PwnedOnError {
+    /// The password passes (logged and counted): registration keeps working.
+    Allow,
+    /// The request is refused with `503 service_unavailable`: never an unchecked password.
+    Deny,
+}
+
+/// Where compromised-password ranges come from (docs/API.md §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PwnedSource {
+    /// `PWNED_PASSWORDS_URL`: an HIBP-compatible range API (no trailing slash).
+    Api(String),
+    /// `PWNED_PASSWORDS_DIR`: one `{PREFIX}.txt` file per range, as the HIBP downloader
+    /// writes them.
+    Directory(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct PwnedPasswordsSettings {
+    /// `None`: the check is off (the default).
+    pub source: Option<PwnedSource>,
+    pub on_error: PwnedOnError,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub cookie_secure: bool,
@@ -101,6 +127,8 @@ pub struct Settings {
     pub lockout_base: Duration,
     pub lockout_max: Duration,
     pub password: PasswordSettings,
+    /// The compromised-password check (docs/API.md §11).
+    pub pwned_passwords: PwnedPasswordsSettings,
     pub hsts: bool,
     pub request_timeout: Duration,
     pub outbox_poll_interval: Duration,
@@ -262,6 +290,15 @@ impl Settings {
                 ));
             }
         }
+        if let Some(PwnedSource::Api(url)) = &self.pwned_passwords.source
+            && url.starts_with("http://")
+            && !is_loopback_origin(url)
+        {
+            problems.push(
+                "PWNED_PASSWORDS_URL must use https:// in production (or a loopback mirror)"
+                    .to_owned(),
+            );
+        }
         if !self.hsts {
             problems.push(
                 "HSTS=false is not allowed in production (Strict-Transport-Security keeps browsers on HTTPS)"
@@ -338,6 +375,22 @@ fn parse_origin(entry: &str) -> Result<String, &'static str> {
         return Err(SHAPE);
     }
     Ok(origin)
+}
+
+/// The base of a range API: `http(s)://host[:port][/path]`, no query, fragment or
+/// credentials; returned without a trailing slash.
+fn parse_pwned_url(raw: &str) -> Result<String, &'static str> {
+    let url = url::Url::parse(raw).map_err(|_| "expected an http(s):// URL")?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err("expected an http(s):// URL");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("expected a base URL without query or fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("expected a URL without credentials");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 fn is_loopback_origin(origin: &str) -> bool {
@@ -520,6 +573,7 @@ impl VarReader<'_> {
             self.errors
                 .push("PASSWORD_HASHING_CONCURRENCY: must be at least 1".to_owned());
         }
+        let pwned_passwords = self.pwned_passwords();
         let smtp = self.smtp();
         let origin_url = self
             .string("ORIGIN_URL", "http://localhost:8000")
@@ -547,6 +601,7 @@ impl VarReader<'_> {
             lockout_base: self.seconds("LOCKOUT_BASE_SECONDS", 60),
             lockout_max: self.seconds("LOCKOUT_MAX_SECONDS", 3600),
             password,
+            pwned_passwords,
             // On by default in production (which refuses HSTS=false); off in development,
             // where http://localhost must keep working.
             hsts: self.bool("HSTS", app_env == AppEnv::Production),
@@ -568,6 +623,54 @@ impl VarReader<'_> {
             origin_url,
             data_dir,
         }
+    }
+
+    fn pwned_passwords(&mut self) -> PwnedPasswordsSettings {
+        let on_error = match self
+            .string("PWNED_PASSWORDS_ON_ERROR", "allow")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "allow" => PwnedOnError::Allow,
+            "deny" => PwnedOnError::Deny,
+            other => {
+                self.errors.push(format!(
+                    "PWNED_PASSWORDS_ON_ERROR: expected allow or deny, got {other:?}"
+                ));
+                PwnedOnError::Allow
+            }
+        };
+        let url = self.raw("PWNED_PASSWORDS_URL");
+        let dir = self.raw("PWNED_PASSWORDS_DIR");
+        let source = match (url, dir) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.errors.push(
+                    "PWNED_PASSWORDS_URL and PWNED_PASSWORDS_DIR: set one, not both".to_owned(),
+                );
+                None
+            }
+            (Some(url), None) => match parse_pwned_url(&url) {
+                Ok(url) => Some(PwnedSource::Api(url)),
+                Err(reason) => {
+                    self.errors
+                        .push(format!("PWNED_PASSWORDS_URL: {reason}, got {url:?}"));
+                    None
+                }
+            },
+            (None, Some(dir)) => {
+                let dir = PathBuf::from(dir);
+                // Checked at start: a missing folder would otherwise fail every check.
+                if !dir.is_dir() {
+                    self.errors.push(format!(
+                        "PWNED_PASSWORDS_DIR: {} is not a readable folder",
+                        dir.display()
+                    ));
+                }
+                Some(PwnedSource::Directory(dir))
+            }
+        };
+        PwnedPasswordsSettings { source, on_error }
     }
 
     fn oidc(&mut self, origin_url: &str) -> OidcSettings {
@@ -1041,5 +1144,74 @@ mod tests {
         assert!(err.contains("RATE_LIMIT_AUTH"));
         assert!(err.contains("nonsense"));
         assert!(err.contains("LOCKOUT_THRESHOLD"));
+    }
+
+    #[test]
+    fn the_compromised_password_check_is_off_unless_a_source_is_set() {
+        let settings = production_with(&[]).unwrap();
+        assert_eq!(settings.pwned_passwords.source, None);
+        assert_eq!(settings.pwned_passwords.on_error, PwnedOnError::Allow);
+
+        let settings = production_with(&[
+            ("PWNED_PASSWORDS_URL", "https://api.pwnedpasswords.com/"),
+            ("PWNED_PASSWORDS_ON_ERROR", "deny"),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.pwned_passwords.source,
+            Some(PwnedSource::Api(
+                "https://api.pwnedpasswords.com".to_owned()
+            ))
+        );
+        assert_eq!(settings.pwned_passwords.on_error, PwnedOnError::Deny);
+        // A loopback mirror may be plain HTTP even in production.
+        production_with(&[("PWNED_PASSWORDS_URL", "http://127.0.0.1:8080/hibp")]).unwrap();
+
+        let dir = std::env::temp_dir();
+        let settings = production_with(&[("PWNED_PASSWORDS_DIR", dir.to_str().unwrap())]).unwrap();
+        assert_eq!(
+            settings.pwned_passwords.source,
+            Some(PwnedSource::Directory(dir))
+        );
+    }
+
+    #[test]
+    fn bad_compromised_password_settings_are_refused() {
+        for (changes, expected) in [
+            (
+                &[("PWNED_PASSWORDS_URL", "http://pwned.example")][..],
+                "PWNED_PASSWORDS_URL must use https://",
+            ),
+            (
+                &[("PWNED_PASSWORDS_URL", "ftp://pwned.example")][..],
+                "expected an http(s):// URL",
+            ),
+            (
+                &[("PWNED_PASSWORDS_URL", "https://pwned.example/?k=1")][..],
+                "without query",
+            ),
+            (
+                &[("PWNED_PASSWORDS_URL", "https://user:pw@pwned.example")][..],
+                "without credentials",
+            ),
+            (
+                &[("PWNED_PASSWORDS_DIR", "/nonexistent/pwned-ranges")][..],
+                "is not a readable folder",
+            ),
+            (
+                &[
+                    ("PWNED_PASSWORDS_URL", "https://pwned.example"),
+                    ("PWNED_PASSWORDS_DIR", "/tmp"),
+                ][..],
+                "set one, not both",
+            ),
+            (
+                &[("PWNED_PASSWORDS_ON_ERROR", "ignore")][..],
+                "expected allow or deny",
+            ),
+        ] {
+            let err = production_with(changes).unwrap_err().to_string();
+            assert!(err.contains(expected), "{changes:?}: {err}");
+        }
     }
 }

@@ -246,7 +246,7 @@ error_responses!(
     BODY,
     &[(
         422,
-        "`weak_password` (with `reasons`: `too_short`, `too_long`, `banned`, `too_guessable`, `contains_email`)",
+        "`weak_password` (with `reasons`: `too_short`, `too_long`, `banned`, `too_guessable`, `contains_email`, `breached`)",
     )]
 );
 

@@ -286,6 +286,9 @@ fn weak_password_message(reasons: &[WeakPasswordReason]) -> &'static str {
         Some(WeakPasswordReason::Banned) => "The password is too common.",
         Some(WeakPasswordReason::TooGuessable) => "The password is too easy to guess.",
         Some(WeakPasswordReason::ContainsEmail) => "The password contains the email address.",
+        Some(WeakPasswordReason::Breached) => {
+            "The password appears in a data breach; choose another."
+        }
         None => "The password is too weak.",
     }
 }

@@ -4,10 +4,11 @@ use super::abuse::{AbuseControl, Attempt};
 use super::audit::{
     AuditEvent, LoginFailure, LoginMethod, Registration, RequestContext, Revocation,
 };
+use super::breached::{BreachedPasswords, Screening};
 use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
 use super::new_device::NewDeviceAlerts;
-use super::passwords::{PasswordHashing, PasswordPolicy, normalize};
+use super::passwords::{PasswordHashing, PasswordPolicy, WeakPasswordReason, normalize};
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::crypto::password::StoredPassword;
 use crate::crypto::{random_alphanumeric, token_hash};
@@ -33,6 +34,7 @@ pub struct Accounts {
     abuse: AbuseControl,
     hashing: PasswordHashing,
     policy: PasswordPolicy,
+    breached: BreachedPasswords,
     templates: EmailTemplates,
     /// Records the device of each completed login; alerts on a new one (§11).
     new_devices: NewDeviceAlerts,
@@ -156,6 +158,7 @@ impl Accounts {
         abuse: AbuseControl,
         hashing: PasswordHashing,
         policy: PasswordPolicy,
+        breached: BreachedPasswords,
         templates: EmailTemplates,
         new_devices: NewDeviceAlerts,
     ) -> Self {
@@ -165,6 +168,7 @@ impl Accounts {
             abuse,
             hashing,
             policy,
+            breached,
             templates,
             new_devices,
         }
@@ -174,16 +178,34 @@ impl Accounts {
         &self.hashing
     }
 
-    /// Checks the password policy for `email`; returns the normalised password.
-    pub fn acceptable_password(
+    /// Checks the password policy for `email` and, when configured, the breach corpus;
+    /// returns the normalised password. The corpus is consulted even when a rule already
+    /// failed, so `reasons` lists everything; a corpus that cannot answer under
+    /// `PWNED_PASSWORDS_ON_ERROR=deny` refuses with 503 only a password that passed the rules.
+    pub async fn acceptable_password(
         &self,
         password: &str,
         email: &EmailAddress,
     ) -> ServiceResult<String> {
         let normalized = normalize(password);
-        self.policy
+        let mut reasons = self
+            .policy
             .check(&normalized, email)
-            .map_err(ServiceError::WeakPassword)?;
+            .err()
+            .unwrap_or_default();
+        match self.breached.screen(&normalized).await {
+            Screening::Passed => {}
+            Screening::Breached => reasons.push(WeakPasswordReason::Breached),
+            Screening::Unavailable if reasons.is_empty() => {
+                return Err(ServiceError::Unavailable(
+                    "the compromised-password check could not answer".to_owned(),
+                ));
+            }
+            Screening::Unavailable => {}
+        }
+        if !reasons.is_empty() {
+            return Err(ServiceError::WeakPassword(reasons));
+        }
         Ok(normalized)
     }
 
@@ -196,7 +218,7 @@ impl Accounts {
         password: &str,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        let password = self.acceptable_password(password, email)?;
+        let password = self.acceptable_password(password, email).await?;
         let stored = self.hashing.hash(&password).await?;
         let existing = users::find_by_email(self.db.connection(), email).await?;
         if existing.is_none() && self.create_unverified(email, &stored, ctx).await? {
@@ -519,7 +541,7 @@ impl Accounts {
         let user = users::find_by_id(self.db.connection(), found.user_id)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
-        let password = self.acceptable_password(new_password, &user.email)?;
+        let password = self.acceptable_password(new_password, &user.email).await?;
         let stored = self.hashing.hash(&password).await?;
         let now = now_millis();
         let uow = self.db.begin().await?;
@@ -545,7 +567,7 @@ impl Accounts {
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
         let user = self.find_user(session.user_id).await?;
-        let password = self.acceptable_password(new_password, &user.email)?;
+        let password = self.acceptable_password(new_password, &user.email).await?;
         let attempt = self.confirm_password(&user, current_password, ctx).await?;
         let fresh = self.hashing.hash(&password).await?;
         let uow = self.db.begin().await?;
@@ -668,7 +690,7 @@ impl Accounts {
         role: Role,
         ctx: &RequestContext,
     ) -> ServiceResult<UserRow> {
-        let password = self.acceptable_password(password, email)?;
+        let password = self.acceptable_password(password, email).await?;
         let stored = self.hashing.hash(&password).await?;
         let mut uow = self.db.begin().await?;
         let user = insert_user(&uow, email, &stored, role, true)

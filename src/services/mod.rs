@@ -4,6 +4,7 @@ pub mod abuse;
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod breached;
 pub mod delivery;
 pub mod email;
 pub mod error;
@@ -74,6 +75,7 @@ impl Services {
             abuse.clone(),
             hashing,
             policy,
+            breached::BreachedPasswords::new(&settings.pwned_passwords),
             templates.clone(),
             new_device::NewDeviceAlerts::new(&settings, templates.clone()),
         );

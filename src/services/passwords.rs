@@ -27,6 +27,8 @@ pub enum WeakPasswordReason {
     Banned,
     TooGuessable,
     ContainsEmail,
+    /// In a corpus of breached passwords (docs/API.md §11, `PWNED_PASSWORDS_*`).
+    Breached,
 }
 
 /// NFKC makes visually equal passwords equal (e.g. full-width digits) before any rule

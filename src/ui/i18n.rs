@@ -172,6 +172,7 @@ const SCRIPT_TEXTS: &[(&str, &[&str])] = &[
     ("reason-banned", &[]),
     ("reason-too_guessable", &[]),
     ("reason-contains_email", &[]),
+    ("reason-breached", &[]),
     // The login and consent step of an OAuth authorization request (docs/API.md §8).
     ("oauth-continue-to", &["client"]),
     ("consent-intro", &["client"]),

@@ -12,6 +12,7 @@ mod admin;
 mod api_reference;
 mod audit;
 mod authenticators;
+mod breached_passwords;
 mod cli;
 mod email_delivery;
 mod fapi;

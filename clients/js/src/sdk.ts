@@ -36,7 +36,7 @@ export interface Failure {
   message: string;
   /** `422 validation_error`: field name → reason. */
   fields?: Record<string, string>;
-  /** `422 weak_password`: `too_short`, `too_long`, `banned`, `too_guessable`, `contains_email`. */
+  /** `422 weak_password`: `too_short`, `too_long`, `banned`, `too_guessable`, `contains_email`, `breached`. */
   reasons?: string[];
   /** `429`: seconds to wait. */
   retryAfter?: number;

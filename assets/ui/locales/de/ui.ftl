@@ -181,6 +181,7 @@ reason-too_long = Es ist zu lang.
 reason-banned = Es steht auf einer Liste häufiger Passwörter.
 reason-too_guessable = Es ist zu leicht zu erraten.
 reason-contains_email = Es enthält Ihre E-Mail-Adresse.
+reason-breached = Es ist aus einem bekannten Datenleck bekannt.
 error-invalid_request_id = Diese Anmeldeanfrage ist abgelaufen oder ungültig. Kehren Sie zur Anwendung zurück und versuchen Sie es erneut.
 error-transaction_confirmation_required = Diese Zahlung muss zuerst mit Ihrem zweiten Faktor für genau diesen Betrag und Empfänger bestätigt werden.
 error-invalid_transaction = Diese Zahlung kann nicht mehr bestätigt werden: Sie wurde schon bestätigt oder ist abgelaufen. Starten Sie sie in der Anwendung erneut.

@@ -181,6 +181,7 @@ reason-too_long = It is too long.
 reason-banned = It is on a list of common passwords.
 reason-too_guessable = It is too easy to guess.
 reason-contains_email = It contains your email address.
+reason-breached = It appears in a known data breach.
 error-invalid_request_id = This sign-in request has expired or is not valid. Go back to the application and try again.
 error-transaction_confirmation_required = This payment must first be confirmed with your second factor for exactly this amount and payee.
 error-invalid_transaction = This payment can no longer be confirmed: it was already confirmed, or it expired. Start it again from the application.
