@@ -151,17 +151,28 @@ fn is_verify_token_shape(token: &str) -> bool {
     token.len() == VERIFY_TOKEN_LEN && token.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// How a new password is judged and stored: the local rules, the breach corpus (when
+/// configured) and the hashing parameters.
+pub struct PasswordRules {
+    pub hashing: PasswordHashing,
+    pub policy: PasswordPolicy,
+    pub breached: BreachedPasswords,
+}
+
 impl Accounts {
     pub fn new(
         db: Database,
         sessions: Sessions,
         abuse: AbuseControl,
-        hashing: PasswordHashing,
-        policy: PasswordPolicy,
-        breached: BreachedPasswords,
+        rules: PasswordRules,
         templates: EmailTemplates,
         new_devices: NewDeviceAlerts,
     ) -> Self {
+        let PasswordRules {
+            hashing,
+            policy,
+            breached,
+        } = rules;
         Self {
             db,
             sessions,

@@ -73,9 +73,11 @@ impl Services {
             db.clone(),
             sessions.clone(),
             abuse.clone(),
-            hashing,
-            policy,
-            breached::BreachedPasswords::new(&settings.pwned_passwords),
+            accounts::PasswordRules {
+                hashing,
+                policy,
+                breached: breached::BreachedPasswords::new(&settings.pwned_passwords),
+            },
             templates.clone(),
             new_device::NewDeviceAlerts::new(&settings, templates.clone()),
         );
