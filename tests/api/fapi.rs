@@ -31,12 +31,12 @@ const ISSUER: &str = "http://localhost:8000";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A P-256 key pair: a client's assertion key or a DPoP key.
-struct Key {
-    encoding: EncodingKey,
-    jwk: Jwk,
+pub(crate) struct Key {
+    pub(crate) encoding: EncodingKey,
+    pub(crate) jwk: Jwk,
 }
 
-fn p256_key() -> Key {
+pub(crate) fn p256_key() -> Key {
     use p256::elliptic_curve::Generate as _;
     use p256::pkcs8::EncodePrivateKey as _;
     let secret = p256::SecretKey::generate_from_rng(&mut rand::rng());
@@ -44,6 +44,17 @@ fn p256_key() -> Key {
     let encoding = EncodingKey::from_ec_der(der.as_bytes());
     let jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).unwrap();
     Key { encoding, jwk }
+}
+
+/// The DPoP SPA's authorization code flow up to the callback (the user is signed in and
+/// the client skips consent): the callback's query and the PKCE verifier.
+async fn dpop_spa_callback(browser: &Browser) -> (HashMap<String, String>, String) {
+    let (params, verifier) = Provider::request_params(DPOP_SPA);
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let start = browser
+        .get(&format!("/oauth/authorize?{}", form(&pairs)))
+        .await;
+    (query_of(start.header("location").unwrap()), verifier)
 }
 
 fn url(path: &str) -> String {
@@ -846,12 +857,7 @@ async fn fapi2_clients_authenticate_with_private_key_jwt_only(backend: Backend) 
 async fn dpop_proofs_are_checked_at_the_token_endpoint(backend: Backend) {
     let p = provider(backend).await;
     let alice = p.app.logged_in("alice@example.com").await;
-    let (params, verifier) = Provider::request_params(DPOP_SPA);
-    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let start = alice
-        .get(&format!("/oauth/authorize?{}", form(&pairs)))
-        .await;
-    let callback = query_of(start.header("location").unwrap());
+    let (callback, verifier) = dpop_spa_callback(&alice).await;
     let exchange = [
         ("grant_type", "authorization_code"),
         ("code", callback["code"].as_str()),
@@ -1160,12 +1166,7 @@ async fn dpop_bound_tokens_need_their_proof_at_userinfo(backend: Backend) {
 async fn a_public_clients_refresh_token_is_bound_to_its_dpop_key(backend: Backend) {
     let p = provider(backend).await;
     let alice = p.app.logged_in("alice@example.com").await;
-    let (params, verifier) = Provider::request_params(DPOP_SPA);
-    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let start = alice
-        .get(&format!("/oauth/authorize?{}", form(&pairs)))
-        .await;
-    let callback = query_of(start.header("location").unwrap());
+    let (callback, verifier) = dpop_spa_callback(&alice).await;
     let key = p256_key();
     let tokens = p
         .post(

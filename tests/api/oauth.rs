@@ -40,12 +40,7 @@ struct ClientKey {
 }
 
 fn client_key() -> ClientKey {
-    use p256::elliptic_curve::Generate as _;
-    use p256::pkcs8::EncodePrivateKey as _;
-    let secret = p256::SecretKey::generate_from_rng(&mut rand::rng());
-    let der = secret.to_pkcs8_der().unwrap();
-    let encoding = EncodingKey::from_ec_der(der.as_bytes());
-    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).unwrap();
+    let crate::fapi::Key { encoding, mut jwk } = crate::fapi::p256_key();
     jwk.common.key_id = Some("rp-key-1".into());
     ClientKey { encoding, jwk }
 }
