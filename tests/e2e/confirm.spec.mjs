@@ -23,7 +23,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ARTIFACTS, BACKENDS, Browser, Mailbox, PASSWORD, check, freshTotp, sleep, startService } from './harness.mjs';
+import { ARTIFACTS, BACKENDS, Browser, Mailbox, PASSWORD, check, freshTotp, sleep, startService, reportFailure, runOnEachBackend } from './harness.mjs';
 
 const PAYMENT = {
   type: 'payment_initiation',
@@ -260,12 +260,7 @@ async function story(backend) {
     await me.audit('confirm-missing');
     stepDone(step);
   } catch (error) {
-    for (const browser of browsers) {
-      await browser.page.screenshot({ path: join(ARTIFACTS, `${browser.label}-FAILED.png`), fullPage: true }).catch(() => {});
-    }
-    console.error(`FAIL ${backend}: ${step}: ${error.message}`);
-    if (browsers[0]) console.error(`     at ${browsers[0].page.url()}`);
-    console.error(`     service log (last lines of ${service.log}):\n${readFileSync(service.log, 'utf8').split('\n').slice(-20).join('\n')}`);
+    await reportFailure({ backend, step, error, browsers, service });
     throw error;
   } finally {
     for (const browser of browsers) await browser.close().catch(() => {});
@@ -275,14 +270,4 @@ async function story(backend) {
   }
 }
 
-mkdirSync(ARTIFACTS, { recursive: true });
-let failed = false;
-for (const backend of BACKENDS) {
-  try {
-    await story(backend);
-  } catch {
-    failed = true;
-  }
-}
-console.log(`screenshots: ${ARTIFACTS}`);
-process.exit(failed ? 1 : 0);
+await runOnEachBackend(story);

@@ -31,7 +31,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import canonicalize from 'canonicalize';
-import { ARTIFACTS, BACKENDS, Browser, Mailbox, PASSWORD, STEP_TIMEOUT_MS, check, freePort, sleep, startService } from './harness.mjs';
+import { ARTIFACTS, BACKENDS, Browser, Mailbox, PASSWORD, STEP_TIMEOUT_MS, check, freePort, sleep, startService, reportFailure, runOnEachBackend } from './harness.mjs';
 
 const CLIENT_ID = 'merchant';
 const CLIENT_SECRET = randomBytes(32).toString('base64url');
@@ -359,12 +359,7 @@ async function story(backend) {
     check(denied.error === 'access_denied' && !denied.code, `access_denied: ${JSON.stringify(denied)}`);
     stepDone(step);
   } catch (error) {
-    for (const browser of browsers) {
-      await browser.page.screenshot({ path: join(ARTIFACTS, `${browser.label}-FAILED.png`), fullPage: true }).catch(() => {});
-    }
-    console.error(`FAIL ${backend}: ${step}: ${error.message}`);
-    if (browsers[0]) console.error(`     at ${browsers[0].page.url()}`);
-    console.error(`     service log (last lines of ${service.log}):\n${readFileSync(service.log, 'utf8').split('\n').slice(-20).join('\n')}`);
+    await reportFailure({ backend, step, error, browsers, service });
     throw error;
   } finally {
     for (const browser of browsers) await browser.close().catch(() => {});
@@ -375,14 +370,4 @@ async function story(backend) {
   }
 }
 
-mkdirSync(ARTIFACTS, { recursive: true });
-let failed = false;
-for (const backend of BACKENDS) {
-  try {
-    await story(backend);
-  } catch {
-    failed = true;
-  }
-}
-console.log(`screenshots: ${ARTIFACTS}`);
-process.exit(failed ? 1 : 0);
+await runOnEachBackend(story);

@@ -351,3 +351,32 @@ export class Browser {
     return credentials;
   }
 }
+
+/**
+ * What a failed story leaves for the person reading CI: a screenshot of every browser, the
+ * step, the last page and the tail of the service log. Rethrow after calling it.
+ */
+export async function reportFailure({ backend, step, error, browsers, service }) {
+  for (const browser of browsers) {
+    await browser.page.screenshot({ path: join(ARTIFACTS, `${browser.label}-FAILED.png`), fullPage: true }).catch(() => {});
+  }
+  const last = browsers[browsers.length - 1];
+  console.error(`FAIL ${backend}: ${step}: ${error.message}`);
+  if (last) console.error(`     at ${last.page.url()}`);
+  console.error(`     service log (last lines of ${service.log}):\n${readFileSync(service.log, 'utf8').split('\n').slice(-20).join('\n')}`);
+}
+
+/** Runs `story(backend)` on every deployment of E2E_BACKENDS, then exits: 1 if any failed. */
+export async function runOnEachBackend(story) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  let failed = false;
+  for (const backend of BACKENDS) {
+    try {
+      await story(backend);
+    } catch {
+      failed = true;
+    }
+  }
+  console.log(`screenshots: ${ARTIFACTS}`);
+  process.exit(failed ? 1 : 0);
+}

@@ -34,6 +34,8 @@ import {
   check,
   freshTotp,
   sleep,
+  reportFailure,
+  runOnEachBackend,
   startService,
 } from './harness.mjs';
 
@@ -289,13 +291,7 @@ async function story(backend) {
 
     console.log(`ok   ${backend}: the whole story in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   } catch (error) {
-    const last = browsers[browsers.length - 1];
-    for (const browser of browsers) {
-      await browser.page.screenshot({ path: join(ARTIFACTS, `${browser.label}-FAILED.png`), fullPage: true }).catch(() => {});
-    }
-    console.error(`FAIL ${backend}: ${step}: ${error.message}`);
-    if (last) console.error(`     at ${last.page.url()}`);
-    console.error(`     service log (last lines of ${service.log}):\n${readFileSync(service.log, 'utf8').split('\n').slice(-20).join('\n')}`);
+    await reportFailure({ backend, step, error, browsers, service });
     throw error;
   } finally {
     for (const browser of browsers) await browser.close().catch(() => {});
@@ -305,14 +301,4 @@ async function story(backend) {
   }
 }
 
-mkdirSync(ARTIFACTS, { recursive: true });
-let failed = false;
-for (const backend of BACKENDS) {
-  try {
-    await story(backend);
-  } catch {
-    failed = true;
-  }
-}
-console.log(`screenshots: ${ARTIFACTS}`);
-process.exit(failed ? 1 : 0);
+await runOnEachBackend(story);
