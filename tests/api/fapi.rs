@@ -17,7 +17,7 @@ use crate::helpers::{Backend, Browser, Csrf, TestApp, TestResponse, spawn_app_wi
 use crate::mfa::enroll_verified_totp;
 use crate::on_both_backends;
 
-use crate::oauth::resource_server;
+use crate::oauth::{Auth, client_post, resource_server};
 
 /// A third-party provider under the FAPI 2.0 profile.
 const TPP: &str = "tpp";
@@ -28,7 +28,6 @@ const PAR_WEB: &str = "par-web";
 const PAR_WEB_SECRET: &str = "par-web-secret-0123456789abcdef-012345";
 const REDIRECT: &str = "https://tpp.example/cb";
 const ISSUER: &str = "http://localhost:8000";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A P-256 key pair: a client's assertion key or a DPoP key.
 pub(crate) struct Key {
@@ -181,16 +180,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
-/// How the client authenticates.
-enum Auth<'a> {
-    Jwt(String),
-    Public(&'a str),
-    Basic(&'a str, &'a str),
-    Post(&'a str, &'a str),
-    /// Nothing but what the form already says.
-    Nothing,
-}
-
 #[track_caller]
 fn assert_oauth_error(response: &TestResponse, status: u16, error: &str) {
     assert_eq!(
@@ -234,33 +223,7 @@ impl Provider {
         pairs: &[(&str, &str)],
         dpop: Option<&str>,
     ) -> TestResponse {
-        let mut pairs: Vec<(&str, &str)> = pairs.to_vec();
-        let mut request = reqwest::Client::new()
-            .request(Method::POST, format!("{}{path}", self.app.address))
-            .header("content-type", "application/x-www-form-urlencoded");
-        match auth {
-            Auth::Jwt(token) => {
-                pairs.push(("client_assertion_type", JWT_BEARER));
-                pairs.push(("client_assertion", token));
-            }
-            Auth::Public(id) => pairs.push(("client_id", id)),
-            Auth::Basic(id, secret) => {
-                let credentials =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-                request = request.header("authorization", format!("Basic {credentials}"));
-            }
-            Auth::Post(id, secret) => {
-                pairs.push(("client_id", id));
-                pairs.push(("client_secret", secret));
-            }
-            Auth::Nothing => {}
-        }
-        if let Some(proof) = dpop {
-            request = request.header("dpop", proof);
-        }
-        Browser::new(&self.app.address)
-            .execute(request.body(form(&pairs)), Csrf::None)
-            .await
+        client_post(&self.app.address, path, auth, pairs, dpop).await
     }
 
     /// The authorization request's parameters, PKCE S256 included; returns the verifier.

@@ -115,12 +115,55 @@ pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
+/// A form post from a client's back end (no cookies) to `address` + `path`,
+/// authenticated as `auth`, with an optional `DPoP` proof header.
+pub(crate) async fn client_post(
+    address: &str,
+    path: &str,
+    auth: &Auth<'_>,
+    pairs: &[(&str, &str)],
+    dpop: Option<&str>,
+) -> TestResponse {
+    let mut pairs: Vec<(&str, &str)> = pairs.to_vec();
+    let mut request = reqwest::Client::new()
+        .request(Method::POST, format!("{address}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    match auth {
+        Auth::Public(id) => pairs.push(("client_id", id)),
+        Auth::Basic(id, secret) => {
+            let credentials =
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            request = request.header("authorization", format!("Basic {credentials}"));
+        }
+        Auth::Post(id, secret) => {
+            pairs.push(("client_id", id));
+            pairs.push(("client_secret", secret));
+        }
+        Auth::Jwt(token) => {
+            pairs.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+            pairs.push(("client_assertion", token));
+        }
+        Auth::Nothing => {}
+    }
+    if let Some(proof) = dpop {
+        request = request.header("dpop", proof);
+    }
+    Browser::new(address)
+        .execute(request.body(form(&pairs)), Csrf::None)
+        .await
+}
+
 /// How the relying party authenticates at the token endpoint.
 pub(crate) enum Auth<'a> {
     Public(&'a str),
     Basic(&'a str, &'a str),
     Post(&'a str, &'a str),
     Jwt(String),
+    /// Nothing but what the form already says.
+    Nothing,
 }
 
 impl Provider {
@@ -144,34 +187,7 @@ impl Provider {
         auth: &Auth<'_>,
         pairs: &[(&str, &str)],
     ) -> TestResponse {
-        let mut pairs: Vec<(&str, &str)> = pairs.to_vec();
-        let assertion;
-        let mut request = reqwest::Client::new()
-            .request(Method::POST, format!("{}{path}", self.app.address))
-            .header("content-type", "application/x-www-form-urlencoded");
-        match auth {
-            Auth::Public(id) => pairs.push(("client_id", id)),
-            Auth::Basic(id, secret) => {
-                let credentials =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-                request = request.header("authorization", format!("Basic {credentials}"));
-            }
-            Auth::Post(id, secret) => {
-                pairs.push(("client_id", id));
-                pairs.push(("client_secret", secret));
-            }
-            Auth::Jwt(token) => {
-                assertion = token.clone();
-                pairs.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ));
-                pairs.push(("client_assertion", &assertion));
-            }
-        }
-        Browser::new(&self.app.address)
-            .execute(request.body(form(&pairs)), Csrf::None)
-            .await
+        client_post(&self.app.address, path, auth, pairs, None).await
     }
 
     /// The browser part: authorize → login UI → (consent) accept → the client's callback.
