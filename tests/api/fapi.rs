@@ -56,6 +56,26 @@ async fn dpop_spa_callback(browser: &Browser) -> (HashMap<String, String>, Strin
     (query_of(start.header("location").unwrap()), verifier)
 }
 
+/// Pushes a TPP request at `pushing`, redeems its `request_uri` at `authorizing` (a code
+/// comes back) and shows that a second use is refused with `400 invalid_request_uri` and no
+/// redirect.
+async fn pushed_once(pushing: &Provider, authorizing: &Provider, browser: &Browser) {
+    let (pushed, _) = pushing.push(&[], None).await;
+    let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
+    let callback = authorizing
+        .authorize_pushed(browser, TPP, &request_uri)
+        .await;
+    assert!(callback.contains_key("code"), "{callback:?}");
+    let reused = browser
+        .get(&format!(
+            "/oauth/authorize?{}",
+            form(&[("client_id", TPP), ("request_uri", &request_uri)])
+        ))
+        .await;
+    assert_oauth_error(&reused, 400, "invalid_request_uri");
+    assert!(reused.header("location").is_none());
+}
+
 fn url(path: &str) -> String {
     format!("{ISSUER}{path}")
 }
@@ -557,18 +577,7 @@ async fn authorization_requests_of_fapi2_clients_must_be_pushed(backend: Backend
     assert_oauth_error(&unpushed, 400, "invalid_request");
     assert!(unpushed.header("location").is_none());
 
-    let (pushed, _) = p.push(&[], None).await;
-    let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
-    let callback = p.authorize_pushed(&bob, TPP, &request_uri).await;
-    assert!(callback.contains_key("code"), "{callback:?}");
-    let reused = bob
-        .get(&format!(
-            "/oauth/authorize?{}",
-            form(&[("client_id", TPP), ("request_uri", &request_uri)])
-        ))
-        .await;
-    assert_oauth_error(&reused, 400, "invalid_request_uri");
-    assert!(reused.header("location").is_none());
+    pushed_once(&p, &p, &bob).await;
     for unknown in [
         "urn:ietf:params:oauth:request_uri:made-up",
         "https://tpp.example/request.jwt",
@@ -1334,17 +1343,7 @@ async fn par_nonces_and_replays_span_every_instance() {
         },
     };
     let bob = p.sca_user("bob@example.com").await;
-    let (pushed, _) = p.push(&[], None).await;
-    let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
-    let callback = other.authorize_pushed(&bob, TPP, &request_uri).await;
-    assert!(callback.contains_key("code"), "{callback:?}");
-    let reused = bob
-        .get(&format!(
-            "/oauth/authorize?{}",
-            form(&[("client_id", TPP), ("request_uri", &request_uri)])
-        ))
-        .await;
-    assert_oauth_error(&reused, 400, "invalid_request_uri");
+    pushed_once(&p, &other, &bob).await;
 
     let key = p256_key();
     let ccg = [("grant_type", "client_credentials")];
