@@ -59,6 +59,31 @@ pub struct PasswordSettings {
     pub hashing_concurrency: usize,
 }
 
+/// `AUTH_POLICY` (docs/API.md §11): how customers sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthPolicy {
+    /// Today's contract: the password step, then `mfa_required` for enrolled factors.
+    #[default]
+    Standard,
+    /// PSD2 strong customer authentication: password and one-time code in one request,
+    /// one answer for every failure, a second factor before anything else, 5-minute idle.
+    Psd2,
+}
+
+/// `PRIVILEGED_POLICY` (docs/API.md §11): the rules for `staff` and `admin` accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrivilegedPolicy {
+    #[default]
+    Standard,
+    /// PCI DSS 4.0 §8: long lockouts, password history, MFA on every login, inactivity.
+    Pci,
+}
+
+/// PSD2 RTS Art. 4(3)(d): at most 5 minutes without activity.
+pub const PSD2_MAX_IDLE_SECONDS: u64 = 300;
+/// PSD2 RTS Art. 4(3)(a): at most 5 consecutive failures before a block.
+pub const PSD2_MAX_LOCKOUT_THRESHOLD: u32 = 5;
+
 /// What a compromised-password check does when its source cannot answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PwnedOnError {
@@ -148,6 +173,8 @@ pub struct Settings {
     /// `NEW_DEVICE_ALERTS=on`: email the owner on a login from a device unseen for 90
     /// days (docs/API.md §11). Off by default.
     pub new_device_alerts: bool,
+    pub auth_policy: AuthPolicy,
+    pub privileged_policy: PrivilegedPolicy,
 }
 
 /// `TRANSACTION_TTL_SECONDS` (default and at most 300: PSD2 RTS Art. 4(3)(d) gives an
@@ -538,10 +565,15 @@ impl VarReader<'_> {
         } else {
             "session"
         };
+        let auth_policy = self.auth_policy();
+        let psd2 = auth_policy == AuthPolicy::Psd2;
         let session = SessionSettings {
             cookie_secure,
             cookie_name: self.string("SESSION_COOKIE_NAME", default_cookie),
-            idle_timeout: self.seconds("SESSION_IDLE_TIMEOUT_SECONDS", 900),
+            idle_timeout: self.seconds(
+                "SESSION_IDLE_TIMEOUT_SECONDS",
+                if psd2 { PSD2_MAX_IDLE_SECONDS } else { 900 },
+            ),
             absolute_timeout: self.seconds("SESSION_ABSOLUTE_TIMEOUT_SECONDS", 43_200),
             step_up_max_age: self.seconds("STEP_UP_MAX_AGE_SECONDS", 300),
         };
@@ -550,6 +582,17 @@ impl VarReader<'_> {
                 "SESSION_COOKIE_NAME: a __Host- cookie needs COOKIE_SECURE=true (browsers refuse it otherwise)"
                     .to_owned(),
             );
+        }
+        if psd2 && session.idle_timeout.as_secs() > PSD2_MAX_IDLE_SECONDS {
+            self.errors.push(format!(
+                "SESSION_IDLE_TIMEOUT_SECONDS: AUTH_POLICY=psd2 allows at most {PSD2_MAX_IDLE_SECONDS} (RTS Art. 4(3)(d))"
+            ));
+        }
+        let lockout_threshold = self.parsed("LOCKOUT_THRESHOLD", 5);
+        if psd2 && lockout_threshold > PSD2_MAX_LOCKOUT_THRESHOLD {
+            self.errors.push(format!(
+                "LOCKOUT_THRESHOLD: AUTH_POLICY=psd2 allows at most {PSD2_MAX_LOCKOUT_THRESHOLD} (RTS Art. 4(3)(a))"
+            ));
         }
         let rate_limit_auth = self.rate_limit("RATE_LIMIT_AUTH", "50/600");
         let rate_limit_enrollment = self.rate_limit("RATE_LIMIT_ENROLLMENT", "10/600");
@@ -597,7 +640,7 @@ impl VarReader<'_> {
             rate_limit_auth,
             rate_limit_enrollment,
             trusted_proxies,
-            lockout_threshold: self.parsed("LOCKOUT_THRESHOLD", 5),
+            lockout_threshold,
             lockout_base: self.seconds("LOCKOUT_BASE_SECONDS", 60),
             lockout_max: self.seconds("LOCKOUT_MAX_SECONDS", 3600),
             password,
@@ -619,9 +662,45 @@ impl VarReader<'_> {
             },
             transactions: self.transactions(&origin_url),
             new_device_alerts: self.bool("NEW_DEVICE_ALERTS", false),
+            auth_policy,
+            privileged_policy: self.privileged_policy(),
             oidc: self.oidc(&origin_url),
             origin_url,
             data_dir,
+        }
+    }
+
+    fn auth_policy(&mut self) -> AuthPolicy {
+        match self
+            .string("AUTH_POLICY", "standard")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "standard" => AuthPolicy::Standard,
+            "psd2" => AuthPolicy::Psd2,
+            other => {
+                self.errors.push(format!(
+                    "AUTH_POLICY: expected standard or psd2, got {other:?}"
+                ));
+                AuthPolicy::Standard
+            }
+        }
+    }
+
+    fn privileged_policy(&mut self) -> PrivilegedPolicy {
+        match self
+            .string("PRIVILEGED_POLICY", "standard")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "standard" => PrivilegedPolicy::Standard,
+            "pci" => PrivilegedPolicy::Pci,
+            other => {
+                self.errors.push(format!(
+                    "PRIVILEGED_POLICY: expected standard or pci, got {other:?}"
+                ));
+                PrivilegedPolicy::Standard
+            }
         }
     }
 
@@ -973,6 +1052,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ISSUER_URL"), "{err}");
+    }
+
+    #[test]
+    fn psd2_caps_the_idle_timeout_and_the_lockout_threshold() {
+        let psd2 = production_with(&[("AUTH_POLICY", "psd2")]).unwrap();
+        assert_eq!(psd2.auth_policy, AuthPolicy::Psd2);
+        assert_eq!(psd2.session.idle_timeout, Duration::from_secs(300));
+        assert_eq!(psd2.privileged_policy, PrivilegedPolicy::Standard);
+        let standard = production_with(&[]).unwrap();
+        assert_eq!(standard.auth_policy, AuthPolicy::Standard);
+        assert_eq!(standard.session.idle_timeout, Duration::from_secs(900));
+        let err = production_with(&[
+            ("AUTH_POLICY", "psd2"),
+            ("SESSION_IDLE_TIMEOUT_SECONDS", "301"),
+            ("LOCKOUT_THRESHOLD", "6"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "SESSION_IDLE_TIMEOUT_SECONDS",
+            "LOCKOUT_THRESHOLD",
+            "RTS Art. 4",
+        ] {
+            assert!(err.contains(expected), "{expected} missing from: {err}");
+        }
+        let err = production_with(&[("AUTH_POLICY", "sca"), ("PRIVILEGED_POLICY", "pci-dss")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AUTH_POLICY") && err.contains("PRIVILEGED_POLICY"),
+            "{err}"
+        );
+        let pci = production_with(&[("PRIVILEGED_POLICY", "PCI")]).unwrap();
+        assert_eq!(pci.privileged_policy, PrivilegedPolicy::Pci);
     }
 
     #[test]

@@ -12,10 +12,10 @@ use super::AppState;
 use super::cookies;
 use super::error::{ApiError, ApiResult};
 use super::error_docs::{
-    AnySessionErrors, AnySessionReadErrors, BODY, PRE_AUTH, PreAuthErrors, SessionReadErrors,
+    AnySessionErrors, AnySessionReadErrors, BODY, EnrollingReadErrors, PRE_AUTH, PreAuthErrors,
     error_responses,
 };
-use super::extract::{ActiveSession, AnySession, ClientContext, JsonBody, PreAuthRateLimit};
+use super::extract::{AnySession, ClientContext, EnrollingSession, JsonBody, PreAuthRateLimit};
 use crate::domain::{EmailAddress, EnrolledFactor, Factors, Role, millis_to_rfc3339};
 use crate::services::accounts::Account;
 use crate::services::audit::RequestContext;
@@ -33,6 +33,14 @@ pub struct Credentials {
     #[schema(format = Email, max_length = 254)]
     pub email: String,
     pub password: String,
+    /// `AUTH_POLICY=psd2` only (ignored otherwise): the one-time code of the account's
+    /// second factor — a 6-digit TOTP code or a recovery code — checked together with the
+    /// password (docs/API.md §11). Missing or wrong gets the same `401 invalid_credentials`
+    /// as a wrong password. Accounts whose only second factor is a passkey sign in with it
+    /// (`/auth/webauthn/login/*`) or with a recovery code.
+    #[schema(max_length = 64)]
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 /// A new account: the password must pass the policy (docs/API.md §4).
@@ -193,6 +201,12 @@ pub struct LoginOk {
     pub session: SessionInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factor_review: Option<FactorReview>,
+    /// Present (`true`) when the policy (`AUTH_POLICY=psd2`, or `PRIVILEGED_POLICY=pci`
+    /// for staff and admin) requires a second factor this account does not have: until
+    /// one is enrolled, only `/auth/me`, `/auth/csrf`, `/auth/logout` and the enrollment
+    /// routes answer; everything else is `403 mfa_enrollment_required`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mfa_enrollment_required: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -361,9 +375,12 @@ error_responses!(
     &[
         (
             401,
-            "`invalid_credentials`: same body and timing whether or not the email exists",
+            "`invalid_credentials`: same body and timing whether or not the email exists; under `AUTH_POLICY=psd2` also for a wrong, replayed or missing `code` — one answer whichever factor failed",
         ),
-        (403, "`email_not_verified` or `account_disabled`"),
+        (
+            403,
+            "`email_not_verified` or `account_disabled` (only once every factor the login checks was right)",
+        ),
         (
             429,
             "`account_locked` (with `retry_after` and a `Retry-After` header)"
@@ -375,7 +392,8 @@ error_responses!(
     post,
     path = "/auth/login",
     tag = "sessions",
-    summary = "Log in with email and password",
+    summary = "Log in with email and password (and, under AUTH_POLICY=psd2, a one-time code)",
+    description = "Default policy: the password step; an account with a second factor gets `mfa_required` and an mfa_pending session. `AUTH_POLICY=psd2` (strong customer authentication, docs/API.md §11): the password and `code` are checked together, there is no `mfa_required` step, and every failure is the same `401 invalid_credentials` (status, body, headers, timing), counted once toward the lockout; an account without a second factor gets `login_ok` with `mfa_enrollment_required: true` and may only enroll one.",
     request_body = Credentials,
     responses(
         (status = 200, description = "`login_ok` (active session: `LoginOk`) or `mfa_required` (mfa_pending session: `MfaRequired`); sets the session and `csrf_token` cookies", body = LoginAnswer),
@@ -390,7 +408,13 @@ pub async fn login(
     JsonBody(body): JsonBody<Credentials>,
 ) -> ApiResult<Response> {
     let email = parse_email(&body.email)?;
-    let outcome = state.accounts.login(&email, &body.password, &ctx).await?;
+    if body.code.as_ref().is_some_and(|c| c.chars().count() > 64) {
+        return Err(ApiError::field("code", "at most 64 characters"));
+    }
+    let outcome = state
+        .accounts
+        .login(&email, &body.password, body.code.as_deref(), &ctx)
+        .await?;
     let Some(methods) = outcome.mfa_methods else {
         return Ok(login_ok(&state, jar, &outcome.account, &outcome.session));
     };
@@ -434,6 +458,8 @@ pub fn login_ok(
             csrf_token,
             session: SessionInfo::from(session),
             factor_review: account.factor_review.as_ref().map(FactorReview::from),
+            mfa_enrollment_required: state.policy.second_factor_required(account.role)
+                && !account.factors.any_second_factor(),
         }),
     )
         .into_response()
@@ -446,11 +472,11 @@ pub fn login_ok(
     summary = "The caller's account",
     responses(
         (status = 200, description = "`ok`", body = MeResponse),
-        SessionReadErrors,
+        EnrollingReadErrors,
     ),
     security(("session_cookie" = [])),
 )]
-pub async fn me(ActiveSession(session): ActiveSession) -> ApiResult<Json<MeResponse>> {
+pub async fn me(EnrollingSession(session): EnrollingSession) -> ApiResult<Json<MeResponse>> {
     // Everything comes from the session's cached snapshot: a session check, no database.
     Ok(Json(MeResponse {
         code: "ok",

@@ -40,10 +40,22 @@ pub const SESSION: &[Row] = &[
     UNAVAILABLE[0],
 ];
 
-/// `ActiveSession`: as `SESSION`, and a pending one is refused.
+/// `EnrollingSession`: as `SESSION`, and a pending one is refused.
+pub const ENROLLING: &[Row] = &[
+    (401, "`not_authenticated`: no valid session"),
+    (401, "`mfa_required` for an mfa_pending session"),
+    UNAVAILABLE[0],
+];
+
+/// `ActiveSession`: as `ENROLLING`, and a session whose user must first enroll a second
+/// factor (docs/API.md §11) is refused.
 pub const ACTIVE: &[Row] = &[
     (401, "`not_authenticated`: no valid session"),
     (401, "`mfa_required` for an mfa_pending session"),
+    (
+        403,
+        "`mfa_enrollment_required`: `AUTH_POLICY=psd2` (every account) or `PRIVILEGED_POLICY=pci` (staff, admin) and no second factor yet — only `/auth/me` and the enrollment routes answer",
+    ),
     UNAVAILABLE[0],
 ];
 
@@ -124,6 +136,10 @@ pub(crate) use error_responses;
 error_responses!(
     /// A read on an active session (GET: no CSRF check).
     pub SessionReadErrors = ACTIVE
+);
+error_responses!(
+    /// A read that stays open while a required second factor is outstanding.
+    pub EnrollingReadErrors = ENROLLING
 );
 error_responses!(
     /// A write on an active session: session, then CSRF.

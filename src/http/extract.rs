@@ -285,7 +285,9 @@ impl FromRequestParts<AppState> for AnySession {
     }
 }
 
-/// An active session (the "S" routes): a pending one gets `401 mfa_required`.
+/// An active session (the "S" routes): a pending one gets `401 mfa_required`; one whose
+/// user must first enroll a second factor (docs/API.md §11) gets
+/// `403 mfa_enrollment_required`.
 pub struct ActiveSession(pub CurrentSession);
 
 impl FromRequestParts<AppState> for ActiveSession {
@@ -295,8 +297,38 @@ impl FromRequestParts<AppState> for ActiveSession {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        guard(parts, state, true).await.map(ActiveSession)
+        let session = guard(parts, state, true).await?;
+        require_enrolled(state, &session)?;
+        Ok(ActiveSession(session))
     }
+}
+
+/// An active session on the routes that stay open while a second factor is outstanding
+/// under `AUTH_POLICY=psd2` / `PRIVILEGED_POLICY=pci`: who am I, and enrolling one.
+pub struct EnrollingSession(pub CurrentSession);
+
+impl FromRequestParts<AppState> for EnrollingSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        guard(parts, state, true).await.map(EnrollingSession)
+    }
+}
+
+/// Whether the policy requires a second factor this session's user does not have yet: then
+/// only the enrollment routes (`EnrollingSession`) accept the session.
+pub fn enrollment_pending(state: &AppState, session: &CurrentSession) -> bool {
+    state.policy.second_factor_required(session.role) && !session.factors.any_second_factor()
+}
+
+fn require_enrolled(state: &AppState, session: &CurrentSession) -> ApiResult<()> {
+    if enrollment_pending(state, session) {
+        return Err(ServiceError::MfaEnrollmentRequired.into());
+    }
+    Ok(())
 }
 
 /// The per-IP rate limit of the pre-authentication routes (docs/API.md §4, §7): one bucket per
@@ -355,6 +387,7 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Authorized<R> {
         if session.role < R::ROLE {
             return Err(ServiceError::Forbidden.into());
         }
+        require_enrolled(state, &session)?;
         Ok(Authorized(session, PhantomData))
     }
 }
@@ -406,10 +439,29 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
 }
 
 /// `S (+MFA if enrolled)`: an active session; when the user has a second factor it must
-/// have been verified within `STEP_UP_MAX_AGE_SECONDS` (password change).
+/// have been verified within `STEP_UP_MAX_AGE_SECONDS` (password change). Refused while a
+/// second factor the policy requires is outstanding.
 pub struct FreshIfEnrolled(pub CurrentSession);
 
 impl FromRequestParts<AppState> for FreshIfEnrolled {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let FirstFactorEnrollment(session) =
+            FirstFactorEnrollment::from_request_parts(parts, state).await?;
+        require_enrolled(state, &session)?;
+        Ok(FreshIfEnrolled(session))
+    }
+}
+
+/// Starting an enrollment (TOTP setup, passkey registration): as `FreshIfEnrolled`, but
+/// open while the policy's required second factor is outstanding — this is how it is met.
+pub struct FirstFactorEnrollment(pub CurrentSession);
+
+impl FromRequestParts<AppState> for FirstFactorEnrollment {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -428,6 +480,6 @@ impl FromRequestParts<AppState> for FreshIfEnrolled {
                 .require_fresh(&session, false, &request_context(parts, state))
                 .await?;
         }
-        Ok(FreshIfEnrolled(session))
+        Ok(FirstFactorEnrollment(session))
     }
 }

@@ -11,10 +11,10 @@ use super::auth::{CodeOnly, FactorAnswer, login_ok};
 use super::error::ApiResult;
 use super::error::ErrorBody;
 use super::error_docs::{
-    ACTIVE, BODY, CSRF, ENROLLMENT_PROOF, FreshErrors, SESSION, STEP_UP, error_responses,
+    BODY, CSRF, ENROLLING, ENROLLMENT_PROOF, FreshErrors, SESSION, STEP_UP, error_responses,
 };
 use super::extract::{
-    AnySession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, OptionalJsonBody,
+    AnySession, ClientContext, FirstFactorEnrollment, Fresh, JsonBody, OptionalJsonBody,
 };
 use crate::services::mfa::MfaOutcome;
 use crate::services::mfa::totp::TotpVerified;
@@ -86,8 +86,8 @@ pub async fn factor_response(
 }
 
 error_responses!(
-    /// `FreshIfEnrolled` + an optional body + the first-factor proof.
-    TotpSetupErrors = ACTIVE,
+    /// `FirstFactorEnrollment` + an optional body + the first-factor proof.
+    TotpSetupErrors = ENROLLING,
     CSRF,
     STEP_UP,
     BODY,
@@ -111,7 +111,7 @@ error_responses!(
 pub async fn totp_setup(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
-    FreshIfEnrolled(session): FreshIfEnrolled,
+    FirstFactorEnrollment(session): FirstFactorEnrollment,
     OptionalJsonBody(proof): OptionalJsonBody<EnrollmentProof>,
 ) -> ApiResult<Json<TotpSetupResponse>> {
     state

@@ -17,11 +17,12 @@ use super::auth::{CodeOnly, FactorAnswer, parse_email};
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::error_docs::{
-    ACTIVE, BODY, CSRF, ENROLLMENT_PROOF, FreshErrors, STEP_UP, SessionReadErrors, UNAVAILABLE,
-    error_responses,
+    ACTIVE, BODY, CSRF, ENROLLING, ENROLLMENT_PROOF, FreshErrors, STEP_UP, SessionReadErrors,
+    UNAVAILABLE, error_responses,
 };
 use super::extract::{
-    ActiveSession, ClientContext, Fresh, FreshIfEnrolled, JsonBody, MaybeSession, OptionalJsonBody,
+    ActiveSession, ClientContext, EnrollingSession, FirstFactorEnrollment, Fresh, JsonBody,
+    MaybeSession, OptionalJsonBody,
 };
 use super::mfa::{EnrollmentProof, factor_response};
 use crate::services::mfa::{CeremonyStart, MAX_NAME_CHARS, PasskeyView};
@@ -91,8 +92,8 @@ pub struct CredentialList {
 }
 
 error_responses!(
-    /// `FreshIfEnrolled` + an optional body + the first-factor proof.
-    RegisterStartErrors = ACTIVE,
+    /// `FirstFactorEnrollment` + an optional body + the first-factor proof.
+    RegisterStartErrors = ENROLLING,
     CSRF,
     STEP_UP,
     BODY,
@@ -115,7 +116,7 @@ error_responses!(
 pub async fn register_start(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
-    FreshIfEnrolled(session): FreshIfEnrolled,
+    FirstFactorEnrollment(session): FirstFactorEnrollment,
     OptionalJsonBody(proof): OptionalJsonBody<EnrollmentProof>,
 ) -> ApiResult<Json<CeremonyOptions>> {
     state
@@ -127,7 +128,7 @@ pub async fn register_start(
 }
 
 error_responses!(
-    RegisterFinishErrors = ACTIVE,
+    RegisterFinishErrors = ENROLLING,
     CSRF,
     BODY,
     &[
@@ -157,7 +158,7 @@ error_responses!(
 pub async fn register_finish(
     State(state): State<AppState>,
     ClientContext(ctx): ClientContext,
-    ActiveSession(session): ActiveSession,
+    EnrollingSession(session): EnrollingSession,
     JsonBody(body): JsonBody<RegisterFinish>,
 ) -> ApiResult<impl IntoResponse> {
     if body

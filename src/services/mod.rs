@@ -13,6 +13,7 @@ pub mod new_device;
 pub mod oauth;
 pub mod passwords;
 pub mod payments;
+pub mod policy;
 pub mod sessions;
 
 use secrecy::ExposeSecret;
@@ -41,6 +42,8 @@ pub struct Services {
     pub oauth: oauth::OAuth,
     /// Transaction confirmation, PSD2 dynamic linking (docs/API.md §9).
     pub transactions: payments::Transactions,
+    /// The regulated-deployment policies in force (docs/API.md §11).
+    pub policy: policy::Policy,
     /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -58,7 +61,7 @@ impl Services {
                 })?),
                 None => None,
             };
-        let policy =
+        let password_policy =
             passwords::PasswordPolicy::new(settings.password.min_length, extra_banned.as_deref());
         let password_settings = settings.password.clone();
         // Hashing the dummy password takes one Argon2 run: keep it off the async workers.
@@ -69,20 +72,6 @@ impl Services {
         let sessions = sessions::Sessions::new(db.clone(), store.clone(), settings.session.clone());
         let templates = email::EmailTemplates::new(&settings.origin_url, &settings.rp_name);
         let abuse = abuse::AbuseControl::new(store.clone(), db.clone(), &settings);
-        let accounts = accounts::Accounts::new(
-            db.clone(),
-            sessions.clone(),
-            abuse.clone(),
-            accounts::PasswordRules {
-                hashing,
-                policy,
-                breached: breached::BreachedPasswords::new(&settings.pwned_passwords),
-            },
-            templates.clone(),
-            new_device::NewDeviceAlerts::new(&settings, templates.clone()),
-        );
-        let audit = audit::AuditTrail::new(db.clone());
-        let admin = admin::Admin::new(db.clone(), sessions.clone(), abuse.clone());
         let mfa = mfa::Mfa::new(
             &settings,
             db.clone(),
@@ -91,6 +80,22 @@ impl Services {
             abuse.clone(),
             templates.clone(),
         )?;
+        let policy = policy::Policy::new(&settings);
+        let accounts = accounts::Accounts::new(
+            db.clone(),
+            sessions.clone(),
+            abuse.clone(),
+            accounts::PasswordRules {
+                hashing,
+                policy: password_policy,
+                breached: breached::BreachedPasswords::new(&settings.pwned_passwords),
+            },
+            templates.clone(),
+            new_device::NewDeviceAlerts::new(&settings, templates.clone()),
+            policy.sca_login().then(|| mfa.clone()),
+        );
+        let audit = audit::AuditTrail::new(db.clone());
+        let admin = admin::Admin::new(db.clone(), sessions.clone(), abuse.clone());
         // Confirmations are signed with the provider's keys: one JWKS for both.
         let signing_keys = oauth::OAuth::signing_keys(&settings, db.clone(), mfa.secrets().clone());
         let transactions = payments::Transactions::new(
@@ -109,6 +114,7 @@ impl Services {
             transactions.clone(),
         )?;
         Ok(Arc::new(Self {
+            policy,
             keys: KeyRing::new(settings.encryption_key.expose_secret()),
             settings,
             db,

@@ -27,6 +27,7 @@ mod passkeys;
 mod passwords;
 mod protocol;
 mod registration;
+mod sca_login;
 mod security_review;
 mod sessions;
 mod transactions;

@@ -70,6 +70,11 @@ impl FromRequestParts<AppState> for BrowserSession {
             return Ok(BrowserSession(None));
         };
         match state.sessions.authenticate(&token).await {
+            // A session that must enroll a second factor first (docs/API.md §11) cannot
+            // authorize anything: it counts as none, so the request goes through the pages.
+            Ok(session) if super::extract::enrollment_pending(state, &session) => {
+                Ok(BrowserSession(None))
+            }
             Ok(session) => Ok(BrowserSession(Some(session))),
             Err(ServiceError::NotAuthenticated) => Ok(BrowserSession(None)),
             Err(other) => Err(other.into()),

@@ -149,6 +149,9 @@ pub enum LoginMethod {
 #[serde(rename_all = "snake_case")]
 pub enum LoginFailure {
     InvalidCredentials,
+    /// PSD2 SCA login: the password was right, the one-time code wrong, replayed or
+    /// missing. Only the audit trail tells this apart; the caller got `invalid_credentials`.
+    InvalidSecondFactor,
     AccountLocked,
     AccountDisabled,
     EmailNotVerified,
@@ -200,6 +203,8 @@ pub enum FactorStep {
     Session(SessionState),
     /// A passkey that was the whole login.
     Passwordless,
+    /// The one-time code sent with the password in a PSD2 SCA login (§11).
+    ScaLogin,
 }
 
 /// Why a TOTP or recovery code was refused.
@@ -590,6 +595,7 @@ impl AuditEvent {
                 let step = match step {
                     FactorStep::Session(state) => state.as_str(),
                     FactorStep::Passwordless => "passwordless",
+                    FactorStep::ScaLogin => "sca_login",
                 };
                 json!({"session_id": session_id, "step": step})
             }
@@ -738,6 +744,7 @@ mod tests {
             (LoginFailure::AccountLocked, "account_locked"),
             (LoginFailure::AccountDisabled, "account_disabled"),
             (LoginFailure::EmailNotVerified, "email_not_verified"),
+            (LoginFailure::InvalidSecondFactor, "invalid_second_factor"),
         ] {
             expect(
                 AuditEvent::LoginFailure {

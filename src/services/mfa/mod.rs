@@ -8,6 +8,7 @@
 //! wrong factor → counted toward the account lockout, audited.
 
 mod passkeys;
+mod sca;
 pub mod totp;
 
 use secrecy::ExposeSecret;
@@ -72,7 +73,7 @@ impl Factor {
         }
     }
 
-    fn method(self) -> MfaMethod {
+    pub(crate) fn method(self) -> MfaMethod {
         match self {
             Factor::Totp => MfaMethod::Totp,
             Factor::RecoveryCode => MfaMethod::RecoveryCode,

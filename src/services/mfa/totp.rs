@@ -32,12 +32,12 @@ pub enum TotpVerified {
     Factor(MfaOutcome),
 }
 
-fn context(user_id: uuid::Uuid) -> String {
+pub(super) fn context(user_id: uuid::Uuid) -> String {
     format!("totp:{user_id}")
 }
 
 impl Mfa {
-    fn totp(&self, secret: Vec<u8>, account: &str) -> ServiceResult<Totp> {
+    pub(super) fn totp(&self, secret: Vec<u8>, account: &str) -> ServiceResult<Totp> {
         Builder::new()
             .with_algorithm(Algorithm::SHA1)
             .with_digits(6)

@@ -1,8 +1,11 @@
 //! Account use cases: registration, email verification, password login, user creation.
+//! The PSD2 SCA login (`AUTH_POLICY=psd2`) is in `sca`.
+
+mod sca;
 
 use super::abuse::{AbuseControl, Attempt};
 use super::audit::{
-    AuditEvent, LoginFailure, LoginMethod, Registration, RequestContext, Revocation,
+    AuditEvent, FactorStep, LoginFailure, LoginMethod, Registration, RequestContext, Revocation,
 };
 use super::breached::{BreachedPasswords, Screening};
 use super::email::{EmailTemplates, Notice};
@@ -14,8 +17,8 @@ use crate::crypto::password::StoredPassword;
 use crate::crypto::{random_alphanumeric, token_hash};
 use uuid::Uuid;
 
-use super::mfa::FactorReview;
-use crate::domain::{EmailAddress, Factors, Millis, Role, now_millis};
+use super::mfa::{Factor, FactorReview, Mfa};
+use crate::domain::{EmailAddress, Factors, MfaMethod, Millis, Role, now_millis};
 use crate::storage::StorageError;
 use crate::storage::db::email_tokens::{self, TokenPurpose};
 use crate::storage::db::mfa as factors_db;
@@ -38,6 +41,9 @@ pub struct Accounts {
     templates: EmailTemplates,
     /// Records the device of each completed login; alerts on a new one (§11).
     new_devices: NewDeviceAlerts,
+    /// Under `AUTH_POLICY=psd2`: the second factors, whose one-time code the login checks
+    /// beside the password (docs/API.md §11). `None`: today's two-step login.
+    sca_codes: Option<Mfa>,
 }
 
 /// The outcome of a correct password: an active session, or — when the user has a second
@@ -46,6 +52,15 @@ pub struct LoginOutcome {
     pub account: Account,
     pub session: IssuedSession,
     pub mfa_methods: Option<Vec<&'static str>>,
+}
+
+/// How a login was completed: the audit's method and, when a second factor was part of
+/// it, the session's `mfa_verified_at`.
+struct CompletedLogin {
+    method: LoginMethod,
+    mfa_verified: Option<(Millis, MfaMethod)>,
+    /// A second factor used in the same request (PSD2 SCA login): audited with the session.
+    factor_used: Option<(Factor, FactorStep)>,
 }
 
 /// The account a login is for, as its owner sees it.
@@ -167,6 +182,7 @@ impl Accounts {
         rules: PasswordRules,
         templates: EmailTemplates,
         new_devices: NewDeviceAlerts,
+        sca_codes: Option<Mfa>,
     ) -> Self {
         let PasswordRules {
             hashing,
@@ -182,6 +198,7 @@ impl Accounts {
             breached,
             templates,
             new_devices,
+            sca_codes,
         }
     }
 
@@ -335,14 +352,17 @@ impl Accounts {
         Ok(())
     }
 
-    /// The password step of a login. Each attempt first reserves a slot against the
-    /// account's lockout, so racing attempts cannot exceed the threshold. Unknown emails
-    /// cost the same Argon2 run (against a dummy hash) and fail the same way.
+    /// `POST /auth/login`. Each attempt first reserves a slot against the account's
+    /// lockout, so racing attempts cannot exceed the threshold. Unknown emails cost the
+    /// same Argon2 run (against a dummy hash) and fail the same way. Under
+    /// `AUTH_POLICY=psd2` the one-time `code` is checked beside the password (`sca`);
+    /// otherwise it is ignored and this is the password step.
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
         email: &EmailAddress,
         password: &str,
+        code: Option<&str>,
         ctx: &RequestContext,
     ) -> ServiceResult<LoginOutcome> {
         let user = users::find_by_email(self.db.connection(), email).await?;
@@ -361,42 +381,25 @@ impl Accounts {
             pepper_id: u.password_pepper_id.clone(),
         });
         let check = self.hashing.verify(&password, stored).await?;
+        if let Some(mfa) = &self.sca_codes {
+            let login = sca::ScaLogin {
+                email,
+                user: user.filter(|_| check.valid),
+                password: &password,
+                needs_rehash: check.needs_rehash,
+                code,
+            };
+            return self.sca_login(mfa, login, attempt, ctx).await;
+        }
         let Some(user) = user.filter(|_| check.valid) else {
             let owner = users::find_by_email(self.db.connection(), email).await?;
             self.record_failure(owner.as_ref(), &attempt, ctx).await?;
             return Err(ServiceError::InvalidCredentials);
         };
-        // The password was right: whatever happens next, this was not a guessing failure.
-        if user.disabled || user.email_verified_at.is_none() {
-            self.abuse.release(attempt).await?;
-            let (reason, error) = if user.disabled {
-                (LoginFailure::AccountDisabled, ServiceError::AccountDisabled)
-            } else {
-                (
-                    LoginFailure::EmailNotVerified,
-                    ServiceError::EmailNotVerified,
-                )
-            };
-            self.audit_failure(Some(&user), reason, None, ctx).await?;
-            return Err(error);
-        }
-        let rehashed = if check.needs_rehash {
-            Some(self.hashing.hash(&password).await?)
-        } else {
-            None
-        };
-        let now = now_millis();
+        let attempt = self.admit(&user, attempt, ctx).await?;
+        let rehashed = self.rehash_if_needed(&password, check.needs_rehash).await?;
         let mut uow = self.db.begin().await?;
-        if let Some(fresh) = &rehashed {
-            users::set_password(
-                uow.conn(),
-                user.id,
-                &fresh.phc,
-                fresh.pepper_id.as_deref(),
-                now,
-            )
-            .await?;
-        }
+        let rehashed = Self::save_rehash(&mut uow, user.id, rehashed).await?;
         let factors = factors_db::factors(uow.conn(), user.id).await?;
         if factors.any_second_factor() {
             // The password step passed: no failure, but no reset either (docs/API.md §7).
@@ -420,19 +423,54 @@ impl Accounts {
                 mfa_methods: Some(methods),
             });
         }
+        let completed = CompletedLogin {
+            method: LoginMethod::Password { rehashed },
+            mfa_verified: None,
+            factor_used: None,
+        };
+        self.complete_login(uow, user, factors, completed, attempt, ctx)
+            .await
+    }
+
+    /// A login with every factor the account has (or the policy asks at this step): an
+    /// active session, the factor review (if any) ends, the device is recorded, and the
+    /// failure count is reset — only a completed login does that (docs/API.md §7).
+    async fn complete_login(
+        &self,
+        mut uow: UnitOfWork,
+        user: UserRow,
+        factors: Factors,
+        completed: CompletedLogin,
+        attempt: Attempt,
+        ctx: &RequestContext,
+    ) -> ServiceResult<LoginOutcome> {
         let session = self
             .sessions
-            .create(&mut uow, &user, SessionState::Active, None, ctx)
+            .create(
+                &mut uow,
+                &user,
+                SessionState::Active,
+                completed.mfa_verified,
+                ctx,
+            )
             .await?;
         if user.factor_review_since.is_some() {
             users::set_factor_review(uow.conn(), user.id, None).await?;
         }
+        if let Some((factor, step)) = completed.factor_used {
+            uow.audit(ctx.record(
+                AuditEvent::FactorUsed {
+                    factor,
+                    session_id: session.id,
+                    step,
+                },
+                Some(user.id),
+            ));
+        }
         uow.audit(ctx.record(
             AuditEvent::LoginSuccess {
                 session_id: session.id,
-                method: LoginMethod::Password {
-                    rehashed: rehashed.is_some(),
-                },
+                method: completed.method,
             },
             Some(user.id),
         ));
@@ -440,14 +478,70 @@ impl Accounts {
             .login_completed(&mut uow, &user, ctx)
             .await?;
         uow.commit().await?;
-        // Only a completed login resets the failure count.
-        self.abuse.clear(email).await?;
+        self.abuse.clear(&user.email).await?;
         drop(attempt);
         Ok(LoginOutcome {
             account: Account::of(self.db.connection(), user, factors).await?,
             session,
             mfa_methods: None,
         })
+    }
+
+    /// The password (and, under PSD2, the code) was right, so this was no guessing
+    /// failure; a disabled or unverified account is still refused, now telling why.
+    async fn admit(
+        &self,
+        user: &UserRow,
+        attempt: Attempt,
+        ctx: &RequestContext,
+    ) -> ServiceResult<Attempt> {
+        if !user.disabled && user.email_verified_at.is_some() {
+            return Ok(attempt);
+        }
+        self.abuse.release(attempt).await?;
+        let (reason, error) = if user.disabled {
+            (LoginFailure::AccountDisabled, ServiceError::AccountDisabled)
+        } else {
+            (
+                LoginFailure::EmailNotVerified,
+                ServiceError::EmailNotVerified,
+            )
+        };
+        self.audit_failure(Some(user), reason, None, ctx).await?;
+        Err(error)
+    }
+
+    /// Re-hashes a right password whose hash used older parameters or pepper (§4), before
+    /// any transaction is open (Argon2 takes a while).
+    async fn rehash_if_needed(
+        &self,
+        password: &str,
+        needs_rehash: bool,
+    ) -> ServiceResult<Option<StoredPassword>> {
+        Ok(match needs_rehash {
+            true => Some(self.hashing.hash(password).await?),
+            false => None,
+        })
+    }
+
+    /// Stores what `rehash_if_needed` computed; returns whether there was anything.
+    async fn save_rehash(
+        uow: &mut UnitOfWork,
+        user_id: Uuid,
+        rehashed: Option<StoredPassword>,
+    ) -> ServiceResult<bool> {
+        let Some(fresh) = rehashed else {
+            return Ok(false);
+        };
+        users::set_password(
+            uow.conn(),
+            user_id,
+            &fresh.phc,
+            fresh.pepper_id.as_deref(),
+            now_millis(),
+        )
+        .await?;
+        Ok(true)
     }
 
     /// A wrong password: audited, and when it engaged a lock, the lock is audited and the
