@@ -197,11 +197,7 @@ async fn every_failure_looks_the_same(backend: Backend) {
     let overall = median(&mut all);
     let tolerance = (overall / 4).max(Duration::from_millis(3));
     for (case, m) in medians.iter().enumerate() {
-        let gap = if *m > overall {
-            *m - overall
-        } else {
-            overall - *m
-        };
+        let gap = m.abs_diff(overall);
         assert!(
             gap <= tolerance,
             "{}: median {m:?} vs overall {overall:?} (all medians {medians:?})",
