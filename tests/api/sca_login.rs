@@ -221,7 +221,7 @@ async fn five_failures_block_whatever_failed(backend: Backend) {
         let answer = login(&app.browser(), email, password, Some(code)).await;
         assert_eq!(answer["code"], "invalid_credentials", "{answer}");
     }
-    // Blocked now, even with both factors right (RTS Art. 4(3)(a): at most 5 tries).
+    // Blocked now, even with both factors right (RTS Art. 4(3)(b): at most 5 tries).
     let blocked = login(&app.browser(), email, PASSWORD, Some(&totp.code(1))).await;
     assert_eq!(
         (blocked["status"].as_u64(), blocked["code"].as_str()),
