@@ -68,6 +68,10 @@ error_responses!(
     BODY,
     &[
         (400, "`invalid_token`: unknown, used or expired"),
+        (
+            403,
+            "`account_disabled`: the account was disabled after the link was sent; nothing changes",
+        ),
         (422, "`weak_password` (with `reasons`)"),
     ]
 );
