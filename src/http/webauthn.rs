@@ -107,7 +107,7 @@ error_responses!(
     description = "The first second factor needs proof of the password: a login younger than `STEP_UP_MAX_AGE_SECONDS`, or `current_password` in the body (a wrong one counts toward the lockout). A further factor needs fresh MFA, at the start and again at `register/finish`. At most `RATE_LIMIT_ENROLLMENT` (default 10 per 10 minutes) enrollments may be started per session.",
     request_body(content = Option<EnrollmentProof>, description = "optional; `current_password` when the first factor needs it"),
     responses(
-        (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required; `attestation` is `none`, or `indirect`/`enterprise` under that passkey policy (docs/API.md §11)", body = CeremonyOptions),
+        (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required; the attestation conveyance is `none`, or `indirect`/`enterprise` under the passkey policy (docs/API.md §11)", body = CeremonyOptions),
         RegisterStartErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
