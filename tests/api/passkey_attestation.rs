@@ -65,7 +65,7 @@ impl BuilderProfile for SignerProfile {
             ca: false,
             path_len_constraint: None,
         };
-        Ok(vec![constraints.to_extension(&tbs.subject(), &[])?])
+        Ok(vec![constraints.to_extension(tbs.subject(), &[])?])
     }
 }
 
@@ -132,7 +132,11 @@ impl TestMds {
             "nextUpdate": "2999-01-01",
             "entries": entries,
         });
-        let signer = JwsX509Signer::new(self.key.clone(), &self.signer, &[self.root.clone()]);
+        let signer = JwsX509Signer::new(
+            self.key.clone(),
+            &self.signer,
+            std::slice::from_ref(&self.root),
+        );
         let blob = signer
             .sign(&Jws::into_json(&payload).unwrap())
             .unwrap()
