@@ -110,6 +110,48 @@ pub struct PwnedPasswordsSettings {
     pub on_error: PwnedOnError,
 }
 
+/// `WEBAUTHN_ATTESTATION` (docs/API.md §11): what a new passkey must prove about its
+/// authenticator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttestationMode {
+    /// No attestation is asked for or checked (the default): any passkey registers.
+    None,
+    /// Attestation is asked for (`attestation: "indirect"`) and must chain to a root of
+    /// the FIDO Metadata Service BLOB; the authenticator's model (AAGUID) is vetted.
+    Indirect,
+    /// As `indirect`, asking for `attestation: "enterprise"` (managed devices may return
+    /// an attestation that identifies the single device), and the AAGUID must also be in
+    /// `WEBAUTHN_ALLOWED_AAGUIDS`, which is then required.
+    Enterprise,
+}
+
+impl AttestationMode {
+    /// The `attestation` conveyance preference the registration options carry.
+    pub fn conveyance(self) -> &'static str {
+        match self {
+            AttestationMode::None => "none",
+            AttestationMode::Indirect => "indirect",
+            AttestationMode::Enterprise => "enterprise",
+        }
+    }
+}
+
+/// Which passkeys may register and be used (docs/API.md §11 "Passkey attestation").
+#[derive(Debug, Clone)]
+pub struct PasskeyPolicySettings {
+    pub attestation: AttestationMode,
+    /// `WEBAUTHN_ALLOWED_AAGUIDS`: when not empty, only these authenticator models register.
+    pub allowed_aaguids: Vec<uuid::Uuid>,
+    /// `FIDO_MDS_FILE`: a FIDO Metadata Service (MDS3) BLOB, verified at start.
+    pub mds_file: Option<PathBuf>,
+    /// `FIDO_MDS_ROOT_CERT`: a PEM root that signs the BLOB instead of the FIDO Alliance's
+    /// GlobalSign roots (a bank's own MDS mirror, tests).
+    pub mds_root_cert: Option<PathBuf>,
+    /// `REQUIRE_DEVICE_BOUND_PASSKEYS_FOR`: roles that may neither register nor use a
+    /// synced (backup-eligible) passkey.
+    pub device_bound_roles: Vec<crate::domain::Role>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub cookie_secure: bool,
@@ -154,6 +196,8 @@ pub struct Settings {
     pub password: PasswordSettings,
     /// The compromised-password check (docs/API.md §11).
     pub pwned_passwords: PwnedPasswordsSettings,
+    /// Passkey attestation and device-bound passkeys (docs/API.md §11).
+    pub passkey_policy: PasskeyPolicySettings,
     pub hsts: bool,
     pub request_timeout: Duration,
     pub outbox_poll_interval: Duration,
@@ -357,6 +401,15 @@ impl Settings {
         if self.uses_sqlite() && !self.allow_sqlite_in_production {
             problems.push(
                 "SQLite is not allowed in production: set DATABASE_URL=postgres://… (or ALLOW_SQLITE_IN_PRODUCTION=true)"
+                    .to_owned(),
+            );
+        }
+        let policy = &self.passkey_policy;
+        if policy.attestation == AttestationMode::None
+            && (!policy.allowed_aaguids.is_empty() || policy.mds_file.is_some())
+        {
+            problems.push(
+                "WEBAUTHN_ALLOWED_AAGUIDS and FIDO_MDS_FILE need WEBAUTHN_ATTESTATION=indirect or enterprise in production: without attestation an AAGUID is the authenticator's own unproven claim, so neither would be enforced"
                     .to_owned(),
             );
         }
@@ -617,6 +670,7 @@ impl VarReader<'_> {
                 .push("PASSWORD_HASHING_CONCURRENCY: must be at least 1".to_owned());
         }
         let pwned_passwords = self.pwned_passwords();
+        let passkey_policy = self.passkey_policy();
         let smtp = self.smtp();
         let origin_url = self
             .string("ORIGIN_URL", "http://localhost:8000")
@@ -645,6 +699,7 @@ impl VarReader<'_> {
             lockout_max: self.seconds("LOCKOUT_MAX_SECONDS", 3600),
             password,
             pwned_passwords,
+            passkey_policy,
             // On by default in production (which refuses HSTS=false); off in development,
             // where http://localhost must keep working.
             hsts: self.bool("HSTS", app_env == AppEnv::Production),
@@ -750,6 +805,73 @@ impl VarReader<'_> {
             }
         };
         PwnedPasswordsSettings { source, on_error }
+    }
+
+    /// The passkey policy. What cannot work is refused in every mode (fail closed):
+    /// attestation with no trust source, `enterprise` with no allow-list, a root for a
+    /// BLOB that is not configured.
+    fn passkey_policy(&mut self) -> PasskeyPolicySettings {
+        let attestation = match self
+            .string("WEBAUTHN_ATTESTATION", "none")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "none" => AttestationMode::None,
+            "indirect" => AttestationMode::Indirect,
+            "enterprise" => AttestationMode::Enterprise,
+            other => {
+                self.errors.push(format!(
+                    "WEBAUTHN_ATTESTATION: expected none, indirect or enterprise, got {other:?}"
+                ));
+                AttestationMode::None
+            }
+        };
+        let mut allowed_aaguids = Vec::new();
+        for entry in self.list("WEBAUTHN_ALLOWED_AAGUIDS") {
+            match uuid::Uuid::parse_str(&entry) {
+                Ok(aaguid) if !allowed_aaguids.contains(&aaguid) => allowed_aaguids.push(aaguid),
+                Ok(_) => {}
+                Err(_) => self.errors.push(format!(
+                    "WEBAUTHN_ALLOWED_AAGUIDS: {entry:?} is not an AAGUID (a UUID such as cb69481e-8ff7-4039-93ec-0a2729a154a8)"
+                )),
+            }
+        }
+        let mut device_bound_roles = Vec::new();
+        for entry in self.list("REQUIRE_DEVICE_BOUND_PASSKEYS_FOR") {
+            match crate::domain::Role::parse(&entry.to_ascii_lowercase()) {
+                Some(role) if !device_bound_roles.contains(&role) => device_bound_roles.push(role),
+                Some(_) => {}
+                None => self.errors.push(format!(
+                    "REQUIRE_DEVICE_BOUND_PASSKEYS_FOR: expected roles among user, staff, admin, got {entry:?}"
+                )),
+            }
+        }
+        let mds_file = self.raw("FIDO_MDS_FILE").map(PathBuf::from);
+        let mds_root_cert = self.raw("FIDO_MDS_ROOT_CERT").map(PathBuf::from);
+        if attestation != AttestationMode::None && mds_file.is_none() {
+            self.errors.push(format!(
+                "WEBAUTHN_ATTESTATION={}: set FIDO_MDS_FILE; its attestation roots are the only trust source, and with none every registration would be refused",
+                attestation.conveyance()
+            ));
+        }
+        if attestation == AttestationMode::Enterprise && allowed_aaguids.is_empty() {
+            self.errors.push(
+                "WEBAUTHN_ATTESTATION=enterprise: set WEBAUTHN_ALLOWED_AAGUIDS (enterprise accepts only the listed authenticator models)"
+                    .to_owned(),
+            );
+        }
+        if mds_root_cert.is_some() && mds_file.is_none() {
+            self.errors.push(
+                "FIDO_MDS_ROOT_CERT: set FIDO_MDS_FILE too (the root signs that BLOB)".to_owned(),
+            );
+        }
+        PasskeyPolicySettings {
+            attestation,
+            allowed_aaguids,
+            mds_file,
+            mds_root_cert,
+            device_bound_roles,
+        }
     }
 
     fn oidc(&mut self, origin_url: &str) -> OidcSettings {
@@ -1326,5 +1448,84 @@ mod tests {
             let err = production_with(changes).unwrap_err().to_string();
             assert!(err.contains(expected), "{changes:?}: {err}");
         }
+    }
+
+    #[test]
+    fn passkey_policy_defaults_to_none_and_reads_its_lists() {
+        let settings = production_with(&[]).unwrap();
+        assert_eq!(settings.passkey_policy.attestation, AttestationMode::None);
+        assert!(settings.passkey_policy.allowed_aaguids.is_empty());
+        assert!(settings.passkey_policy.device_bound_roles.is_empty());
+        let settings = production_with(&[
+            ("WEBAUTHN_ATTESTATION", "Enterprise"),
+            (
+                "WEBAUTHN_ALLOWED_AAGUIDS",
+                "cb69481e-8ff7-4039-93ec-0a2729a154a8, CB69481E-8FF7-4039-93EC-0A2729A154A8",
+            ),
+            ("FIDO_MDS_FILE", "/etc/logicredit/mds.jwt"),
+            ("REQUIRE_DEVICE_BOUND_PASSKEYS_FOR", "staff, Admin"),
+        ])
+        .unwrap();
+        let policy = settings.passkey_policy;
+        assert_eq!(policy.attestation, AttestationMode::Enterprise);
+        assert_eq!(policy.allowed_aaguids.len(), 1, "duplicates fold");
+        assert_eq!(
+            policy.device_bound_roles,
+            [crate::domain::Role::Staff, crate::domain::Role::Admin]
+        );
+    }
+
+    #[test]
+    fn passkey_policy_refuses_what_cannot_be_enforced() {
+        for (changes, expected) in [
+            (
+                &[("WEBAUTHN_ATTESTATION", "direct")][..],
+                "expected none, indirect or enterprise",
+            ),
+            (
+                &[("WEBAUTHN_ATTESTATION", "indirect")][..],
+                "set FIDO_MDS_FILE",
+            ),
+            (
+                &[
+                    ("WEBAUTHN_ATTESTATION", "enterprise"),
+                    ("FIDO_MDS_FILE", "/etc/mds.jwt"),
+                ][..],
+                "set WEBAUTHN_ALLOWED_AAGUIDS",
+            ),
+            (
+                &[("WEBAUTHN_ALLOWED_AAGUIDS", "yubikey")][..],
+                "is not an AAGUID",
+            ),
+            (
+                &[("REQUIRE_DEVICE_BOUND_PASSKEYS_FOR", "root")][..],
+                "expected roles among user, staff, admin",
+            ),
+            (
+                &[("FIDO_MDS_ROOT_CERT", "/etc/mds-root.pem")][..],
+                "set FIDO_MDS_FILE too",
+            ),
+            // Production: settings that look enforced without attestation.
+            (
+                &[(
+                    "WEBAUTHN_ALLOWED_AAGUIDS",
+                    "cb69481e-8ff7-4039-93ec-0a2729a154a8",
+                )][..],
+                "need WEBAUTHN_ATTESTATION=indirect or enterprise in production",
+            ),
+            (
+                &[("FIDO_MDS_FILE", "/etc/mds.jwt")][..],
+                "need WEBAUTHN_ATTESTATION=indirect or enterprise in production",
+            ),
+        ] {
+            let err = production_with(changes).unwrap_err().to_string();
+            assert!(err.contains(expected), "{changes:?}: {err}");
+        }
+        // Development only warns about those two (the start logs that they are ignored).
+        production_with(&[
+            ("APP_ENV", "development"),
+            ("FIDO_MDS_FILE", "/etc/mds.jwt"),
+        ])
+        .unwrap();
     }
 }

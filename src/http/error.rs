@@ -150,6 +150,18 @@ fn service_parts(error: &ServiceError) -> (StatusCode, ErrorBody) {
             "webauthn_failed",
             "The authenticator's response could not be verified.",
         ),
+        ServiceError::PasskeyRefused {
+            reason,
+            during_registration,
+        } => (
+            if *during_registration {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNAUTHORIZED
+            },
+            "webauthn_failed",
+            reason.message(),
+        ),
         ServiceError::InvalidCeremony => (
             StatusCode::BAD_REQUEST,
             "invalid_ceremony",

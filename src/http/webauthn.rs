@@ -108,7 +108,7 @@ error_responses!(
     description = "The first second factor needs proof of the password: a login younger than `STEP_UP_MAX_AGE_SECONDS`, or `current_password` in the body (a wrong one counts toward the lockout). A further factor needs fresh MFA, at the start and again at `register/finish`. At most `RATE_LIMIT_ENROLLMENT` (default 10 per 10 minutes) enrollments may be started per session.",
     request_body(content = Option<EnrollmentProof>, description = "optional; `current_password` when the first factor needs it"),
     responses(
-        (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required", body = CeremonyOptions),
+        (status = 200, description = "`webauthn_registration_options`: `options` is PublicKeyCredentialCreationOptions JSON (binary fields base64url); resident key preferred, user verification required; the attestation conveyance is `none`, or `indirect`/`enterprise` under the passkey policy (docs/API.md §11)", body = CeremonyOptions),
         RegisterStartErrors,
     ),
     security(("session_cookie" = [], "csrf_header" = [])),
@@ -134,7 +134,7 @@ error_responses!(
     &[
         (
             400,
-            "`invalid_ceremony` (unknown, used, expired or another session's — which leaves it usable by its own session), `webauthn_failed` (attestation refused, `type` not `public-key`, or `id` ≠ `rawId`)",
+            "`invalid_ceremony` (unknown, used, expired or another session's — which leaves it usable by its own session), `webauthn_failed` (attestation refused, `type` not `public-key`, or `id` ≠ `rawId`; or the passkey policy refused it — `message` says which rule: attestation not chaining to a trusted root, model not in `WEBAUTHN_ALLOWED_AAGUIDS`, model reported compromised by the FIDO metadata, synced passkey for a role in `REQUIRE_DEVICE_BOUND_PASSKEYS_FOR`; audited)",
         ),
         (
             401,
@@ -148,6 +148,7 @@ error_responses!(
     path = "/auth/webauthn/register/finish",
     tag = "passkeys",
     summary = "Finish passkey registration",
+    description = "Verifies the attestation and stores the passkey. The deployment's passkey policy (docs/API.md §11) applies here: with `WEBAUTHN_ATTESTATION=indirect` or `enterprise` the attestation must chain to an attestation root that the FIDO Metadata Service BLOB (`FIDO_MDS_FILE`) lists for the authenticator's AAGUID, the model must not be reported compromised (`USER_VERIFICATION_BYPASS`, `ATTESTATION_KEY_COMPROMISE`, `USER_KEY_REMOTE_COMPROMISE`, `USER_KEY_PHYSICAL_COMPROMISE`, `REVOKED`), must be in `WEBAUTHN_ALLOWED_AAGUIDS` when that is set (always with `enterprise`), and synced (backup-eligible) passkeys are refused; `REQUIRE_DEVICE_BOUND_PASSKEYS_FOR` refuses synced passkeys for users of the listed roles in every mode. The default (`none`) accepts any passkey.",
     request_body = RegisterFinish,
     responses(
         (status = 201, description = "`webauthn_registered`; `recovery_codes` when this is the first second factor (which then counts as a verification for the user's own sensitive actions, never for staff or admin routes). Control characters are removed from `name`.", body = Registered),
@@ -246,7 +247,7 @@ error_responses!(
         (400, "`invalid_ceremony`"),
         (
             401,
-            "`webauthn_failed`: signature, challenge, origin, RP ID, user verification or sign counter refused (audited)",
+            "`webauthn_failed`: signature, challenge, origin, RP ID, user verification or sign counter refused, or a synced passkey of a user whose role is in `REQUIRE_DEVICE_BOUND_PASSKEYS_FOR` (audited)",
         ),
         (403, "`account_disabled`"),
         (429, "`rate_limited` (no session) or `account_locked`"),

@@ -35,6 +35,13 @@ pub enum ServiceError {
     InvalidMfaCode,
     #[error("webauthn verification failed")]
     WebauthnFailed { during_registration: bool },
+    /// A passkey the deployment's policy refuses (docs/API.md §11): `webauthn_failed`
+    /// with a message that says why.
+    #[error("passkey refused by policy: {reason:?}")]
+    PasskeyRefused {
+        reason: crate::services::mfa::PasskeyRefusal,
+        during_registration: bool,
+    },
     #[error("unknown, used or expired ceremony")]
     InvalidCeremony,
     #[error("totp already enabled")]

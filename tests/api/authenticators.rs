@@ -108,3 +108,158 @@ impl Passkey {
         credential
     }
 }
+
+/// A security key with a "packed" attestation: webauthn-authenticator-rs `SoftToken`,
+/// whose attestation certificate is issued by a CA of its own (a fresh one per key, with
+/// `softtoken::AAGUID`). `ca_der` is that CA, for a metadata BLOB to trust — or not.
+#[derive(Clone)]
+pub struct AttestedKey {
+    soft: Arc<Mutex<webauthn_authenticator_rs::softtoken::SoftToken>>,
+    pub ca_der: Vec<u8>,
+}
+
+impl AttestedKey {
+    pub fn new() -> Self {
+        use crypto_glue::traits::EncodeDer as _;
+        let (token, ca) = webauthn_authenticator_rs::softtoken::SoftToken::new(true).unwrap();
+        Self {
+            soft: Arc::new(Mutex::new(token)),
+            ca_der: ca.to_der().unwrap(),
+        }
+    }
+
+    pub async fn register(&self, options: &Value) -> Value {
+        let mut options = options.clone();
+        // webauthn-rs-proto knows no `enterprise` conveyance; a browser not set up for
+        // enterprise attestation on this RP ID answers it as `direct`.
+        if options["publicKey"]["attestation"] == "enterprise" {
+            options["publicKey"]["attestation"] = json!("direct");
+        }
+        let options: CreationChallengeResponse = serde_json::from_value(options).unwrap();
+        let origin = Url::parse(ORIGIN).unwrap();
+        let soft = Arc::clone(&self.soft);
+        let credential = tokio::task::spawn_blocking(move || {
+            soft.lock().unwrap().do_registration(origin, options)
+        })
+        .await
+        .unwrap()
+        .expect("the soft token registers");
+        serde_json::to_value(credential).unwrap()
+    }
+
+    pub async fn sign_in(&self, options: &Value) -> Value {
+        let options: RequestChallengeResponse = serde_json::from_value(options.clone()).unwrap();
+        let origin = Url::parse(ORIGIN).unwrap();
+        let soft = Arc::clone(&self.soft);
+        let credential = tokio::task::spawn_blocking(move || {
+            soft.lock().unwrap().do_authentication(origin, options)
+        })
+        .await
+        .unwrap()
+        .expect("the soft token signs");
+        serde_json::to_value(credential).unwrap()
+    }
+}
+
+/// A synced passkey, as a phone's or password manager's: its authenticator data says
+/// backup eligible and backed up (BE, BS), with `none` attestation and a zero AAGUID.
+/// No library authenticator sets those flags, so this one builds the WebAuthn structures
+/// itself (CBOR by serde_cbor_2, ES256 by crypto-glue); the server checks them for real.
+pub struct SyncedPasskey {
+    key: crypto_glue::ecdsa_p256::EcdsaP256PrivateKey,
+    id: Vec<u8>,
+}
+
+/// UP | UV | BE | BS (WebAuthn §6.1 flags); AT is added at registration.
+const SYNCED_FLAGS: u8 = 0x01 | 0x04 | 0x08 | 0x10;
+const ATTESTED_DATA: u8 = 0x40;
+
+impl SyncedPasskey {
+    pub fn new() -> Self {
+        Self {
+            key: crypto_glue::ecdsa_p256::new_key(),
+            id: uuid::Uuid::new_v4().as_bytes().to_vec(),
+        }
+    }
+
+    fn client_data(kind: &str, options: &Value) -> Vec<u8> {
+        json!({
+            "type": kind,
+            "challenge": options["publicKey"]["challenge"],
+            "origin": ORIGIN,
+            "crossOrigin": false,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn rp_id_hash(rp_id: &str) -> Vec<u8> {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(rp_id.as_bytes()).to_vec()
+    }
+
+    pub fn register(&self, options: &Value) -> Value {
+        use serde_cbor_2::Value as Cbor;
+        use std::collections::BTreeMap;
+        let point = crypto_glue::ecdsa_p256::EcdsaP256PublicSec1Point::from(self.key.public_key());
+        let cose_key = Cbor::Map(BTreeMap::from([
+            (Cbor::Integer(1), Cbor::Integer(2)),
+            (Cbor::Integer(3), Cbor::Integer(-7)),
+            (Cbor::Integer(-1), Cbor::Integer(1)),
+            (Cbor::Integer(-2), Cbor::Bytes(point.x().unwrap().to_vec())),
+            (Cbor::Integer(-3), Cbor::Bytes(point.y().unwrap().to_vec())),
+        ]));
+        let rp_id = options["publicKey"]["rp"]["id"].as_str().unwrap();
+        let mut auth_data = Self::rp_id_hash(rp_id);
+        auth_data.push(SYNCED_FLAGS | ATTESTED_DATA);
+        auth_data.extend_from_slice(&0u32.to_be_bytes());
+        auth_data.extend_from_slice(&[0u8; 16]);
+        auth_data.extend_from_slice(&(self.id.len() as u16).to_be_bytes());
+        auth_data.extend_from_slice(&self.id);
+        auth_data.extend(serde_cbor_2::to_vec(&cose_key).unwrap());
+        let attestation_object = Cbor::Map(BTreeMap::from([
+            (Cbor::Text("fmt".into()), Cbor::Text("none".into())),
+            (Cbor::Text("attStmt".into()), Cbor::Map(BTreeMap::new())),
+            (Cbor::Text("authData".into()), Cbor::Bytes(auth_data)),
+        ]));
+        let id = URL_SAFE_NO_PAD.encode(&self.id);
+        json!({
+            "id": id,
+            "rawId": id,
+            "type": "public-key",
+            "extensions": {},
+            "response": {
+                "attestationObject": URL_SAFE_NO_PAD.encode(serde_cbor_2::to_vec(&attestation_object).unwrap()),
+                "clientDataJSON": URL_SAFE_NO_PAD.encode(Self::client_data("webauthn.create", options)),
+            },
+        })
+    }
+
+    pub fn sign_in(&self, options: &Value) -> Value {
+        use crypto_glue::traits::Signer as _;
+        use sha2::Digest as _;
+        let rp_id = options["publicKey"]["rpId"].as_str().unwrap();
+        let mut auth_data = Self::rp_id_hash(rp_id);
+        auth_data.push(SYNCED_FLAGS);
+        // Synced passkeys keep no counter.
+        auth_data.extend_from_slice(&0u32.to_be_bytes());
+        let client_data = Self::client_data("webauthn.get", options);
+        let mut signed = auth_data.clone();
+        signed.extend(sha2::Sha256::digest(&client_data));
+        let signer = crypto_glue::ecdsa_p256::EcdsaP256SigningKey::from(&self.key);
+        let signature: crypto_glue::ecdsa_p256::EcdsaP256Signature = signer.sign(&signed);
+        let id = URL_SAFE_NO_PAD.encode(&self.id);
+        json!({
+            "id": id,
+            "rawId": id,
+            "type": "public-key",
+            "extensions": {},
+            "response": {
+                "authenticatorData": URL_SAFE_NO_PAD.encode(&auth_data),
+                "clientDataJSON": URL_SAFE_NO_PAD.encode(&client_data),
+                "signature": URL_SAFE_NO_PAD.encode(signature.to_der().as_bytes()),
+                "userHandle": null,
+            },
+        })
+    }
+}

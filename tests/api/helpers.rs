@@ -220,6 +220,34 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    let (vars, smtp, dir, database) = prepare(backend, overrides).await;
+    start(backend, vars, smtp, dir, database).await
+}
+
+/// Why the service refuses to start with `overrides` (its settings or its start-up);
+/// panics if it starts.
+pub async fn startup_error(backend: Backend, overrides: &[(&str, &str)]) -> String {
+    let (vars, _smtp, _dir, _database) = prepare(backend, overrides).await;
+    let settings = match Settings::from_vars(&vars) {
+        Ok(settings) => settings,
+        Err(error) => return error.to_string(),
+    };
+    match Application::build(settings).await {
+        Ok(_) => panic!("the service started with {overrides:?}"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+/// The variables, SMTP sink, data folder and database of a fresh test instance.
+async fn prepare(
+    backend: Backend,
+    overrides: &[(&str, &str)],
+) -> (
+    HashMap<String, String>,
+    SmtpSink,
+    Arc<TempDir>,
+    Option<Arc<TestDatabase>>,
+) {
     logicredit_auth::install_crypto_provider();
     if std::env::var("TEST_LOG").is_ok() {
         logicredit_auth::telemetry::init_logging();
@@ -271,7 +299,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     for (key, value) in overrides {
         vars.insert((*key).to_owned(), (*value).to_owned());
     }
-    start(backend, vars, smtp, Arc::new(TempDir(dir)), database).await
+    (vars, smtp, Arc::new(TempDir(dir)), database)
 }
 
 async fn start(

@@ -24,6 +24,7 @@ mod new_device;
 mod oauth;
 mod oauth_payments;
 mod openapi;
+mod passkey_attestation;
 mod passkeys;
 mod passwords;
 mod protocol;

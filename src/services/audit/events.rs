@@ -233,6 +233,23 @@ pub enum PasskeyFailure {
     WrongRpId,
     WrongChallenge,
     VerificationFailed,
+    /// The passkey policy (docs/API.md §11) refused it; see `PasskeyRefusal`.
+    AttestationUntrusted,
+    AaguidNotAllowed,
+    AuthenticatorCompromised,
+    SyncedPasskeyNotAllowed,
+}
+
+impl From<crate::services::mfa::PasskeyRefusal> for PasskeyFailure {
+    fn from(refusal: crate::services::mfa::PasskeyRefusal) -> Self {
+        use crate::services::mfa::PasskeyRefusal;
+        match refusal {
+            PasskeyRefusal::AttestationUntrusted => PasskeyFailure::AttestationUntrusted,
+            PasskeyRefusal::AaguidNotAllowed => PasskeyFailure::AaguidNotAllowed,
+            PasskeyRefusal::AuthenticatorCompromised => PasskeyFailure::AuthenticatorCompromised,
+            PasskeyRefusal::SyncedPasskeyNotAllowed => PasskeyFailure::SyncedPasskeyNotAllowed,
+        }
+    }
 }
 
 /// What the OpenID Provider records. `client_id` names the relying party; `grant_id` the
@@ -1085,6 +1102,19 @@ mod tests {
             (PasskeyFailure::WrongRpId, "wrong_rp_id"),
             (PasskeyFailure::WrongChallenge, "wrong_challenge"),
             (PasskeyFailure::VerificationFailed, "verification_failed"),
+            (
+                PasskeyFailure::AttestationUntrusted,
+                "attestation_untrusted",
+            ),
+            (PasskeyFailure::AaguidNotAllowed, "aaguid_not_allowed"),
+            (
+                PasskeyFailure::AuthenticatorCompromised,
+                "authenticator_compromised",
+            ),
+            (
+                PasskeyFailure::SyncedPasskeyNotAllowed,
+                "synced_passkey_not_allowed",
+            ),
         ] {
             expect(
                 AuditEvent::MfaWebauthnFailure {

@@ -7,6 +7,7 @@
 //! active session + correct factor → `mfa_verified_at` refreshed (step-up);
 //! wrong factor → counted toward the account lockout, audited.
 
+pub mod attestation;
 mod passkeys;
 mod sca;
 pub mod totp;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use uuid::Uuid;
 use webauthn_rs::Webauthn;
 
+pub use self::attestation::{PasskeyPolicy, PasskeyRefusal};
 pub use self::passkeys::{CeremonyStart, MAX_CEREMONY_ID_LEN, MAX_NAME_CHARS, PasskeyView};
 pub use self::totp::TotpSetup;
 use super::abuse::{AbuseControl, Attempt};
@@ -115,6 +117,8 @@ pub struct Mfa {
     secrets: SecretBox,
     templates: EmailTemplates,
     webauthn: Arc<Webauthn>,
+    /// Which passkeys may register and be used (docs/API.md §11).
+    policy: Arc<PasskeyPolicy>,
     issuer: String,
     step_up_max_age: Duration,
     /// Derives the decoy passkey ids answered for emails without passkeys.
@@ -133,6 +137,7 @@ impl Mfa {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             webauthn: Arc::new(passkeys::build_webauthn(settings)?),
+            policy: Arc::new(PasskeyPolicy::load(&settings.passkey_policy)?),
             secrets: SecretBox::new(
                 settings.encryption_key.expose_secret(),
                 &crate::configuration::exposed(&settings.old_encryption_keys),

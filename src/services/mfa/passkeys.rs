@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    AuthenticationResult, DiscoverableAuthentication, Passkey, PasskeyAuthentication,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Webauthn,
-    WebauthnBuilder, WebauthnError,
+    AttestedPasskeyRegistration, AuthenticationResult, Credential, DiscoverableAuthentication,
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Url, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
+use super::attestation::PasskeyRefusal;
 use super::{Attempt, Factor, Mfa, MfaOutcome};
-use crate::configuration::Settings;
-use crate::domain::{EmailAddress, MfaMethod, Millis, millis_to_rfc3339, now_millis};
+use crate::configuration::{AttestationMode, Settings};
+use crate::domain::{EmailAddress, MfaMethod, Millis, Role, millis_to_rfc3339, now_millis};
 use crate::services::audit::{
     AuditEvent, FactorStep, LoginFailure, LoginMethod, PasskeyFailure, RequestContext,
 };
@@ -70,6 +71,9 @@ pub(super) fn context(credential_row_id: Uuid) -> String {
 #[derive(Serialize, Deserialize)]
 enum CeremonyState {
     Registration(PasskeyRegistration),
+    /// A registration that must carry an attestation chaining to a trusted root
+    /// (`WEBAUTHN_ATTESTATION=indirect|enterprise`).
+    AttestedRegistration(AttestedPasskeyRegistration),
     Authentication(PasskeyAuthentication),
     Discoverable(DiscoverableAuthentication),
 }
@@ -136,6 +140,40 @@ fn clean_name(name: Option<&str>) -> String {
 /// `public-key` and `id` is `rawId` in base64url (WebAuthn §5.1).
 fn well_formed(type_: &str, id: &str, raw_id: &[u8]) -> bool {
     type_ == "public-key" && id == URL_SAFE_NO_PAD.encode(raw_id)
+}
+
+/// Why a registration was refused: the ceremony did not verify, or the policy refused
+/// the passkey (the client is told which rule).
+enum Refused {
+    Verification(PasskeyFailure),
+    Policy(PasskeyRefusal),
+}
+
+impl Refused {
+    fn audit_reason(&self) -> PasskeyFailure {
+        match self {
+            Refused::Verification(reason) => *reason,
+            Refused::Policy(refusal) => (*refusal).into(),
+        }
+    }
+
+    fn error(&self, during_registration: bool) -> ServiceError {
+        match self {
+            Refused::Verification(_) => ServiceError::WebauthnFailed {
+                during_registration,
+            },
+            Refused::Policy(reason) => ServiceError::PasskeyRefused {
+                reason: *reason,
+                during_registration,
+            },
+        }
+    }
+}
+
+/// Whether the authenticator said the credential may be synced or backed up (the BE
+/// flag of its authenticator data, kept by webauthn-rs in the credential).
+fn backup_eligible(passkey: &Passkey) -> bool {
+    Credential::from(passkey.clone()).backup_eligible
 }
 
 /// Why an assertion failed, for the audit record (never shown to the client).
@@ -230,23 +268,48 @@ impl Mfa {
             .iter()
             .map(|(_, pk)| pk.cred_id().clone())
             .collect();
-        let (options, state) = self
-            .webauthn
-            .start_passkey_registration(
-                session.user_id,
-                session.email.as_str(),
-                session.email.as_str(),
-                Some(exclude),
-            )
-            .map_err(|e| anyhow::anyhow!("start registration: {e}"))?;
-        let mut options = serde_json::to_value(&options).map_err(anyhow::Error::from)?;
+        let (mut options, state) = match self.policy.mode() {
+            AttestationMode::None => {
+                let (options, state) = self
+                    .webauthn
+                    .start_passkey_registration(
+                        session.user_id,
+                        session.email.as_str(),
+                        session.email.as_str(),
+                        Some(exclude),
+                    )
+                    .map_err(|e| anyhow::anyhow!("start registration: {e}"))?;
+                let options = serde_json::to_value(&options).map_err(anyhow::Error::from)?;
+                (options, CeremonyState::Registration(state))
+            }
+            mode => {
+                // The trusted roots travel in the ceremony state: finishing on another
+                // instance checks against the list this one started with.
+                let (options, state) = self
+                    .webauthn
+                    .start_attested_passkey_registration(
+                        session.user_id,
+                        session.email.as_str(),
+                        session.email.as_str(),
+                        Some(exclude),
+                        self.policy.trusted().clone(),
+                        None,
+                    )
+                    .map_err(|e| anyhow::anyhow!("start attested registration: {e}"))?;
+                let mut options = serde_json::to_value(&options).map_err(anyhow::Error::from)?;
+                // webauthn-rs asks for "direct"; the mode names the conveyance asked for
+                // (`enterprise` lets managed devices identify themselves).
+                options["publicKey"]["attestation"] = json!(mode.conveyance());
+                (options, CeremonyState::AttestedRegistration(state))
+            }
+        };
         // webauthn-rs asks for "discouraged"; discoverable logins need the key resident.
         options["publicKey"]["authenticatorSelection"]["residentKey"] = json!("preferred");
         let ceremony_id = self
             .save_ceremony(&Ceremony {
                 session_id: Some(session.id),
                 user_id: Some(session.user_id),
-                state: CeremonyState::Registration(state),
+                state,
             })
             .await?;
         Ok(CeremonyStart {
@@ -277,25 +340,17 @@ impl Mfa {
             });
         }
         let ceremony = self.take_ceremony(ceremony_id, Some(session)).await?;
-        let CeremonyState::Registration(state) = ceremony.state else {
-            return Err(ServiceError::InvalidCeremony);
-        };
-        let passkey = match self
-            .webauthn
-            .finish_passkey_registration(credential, &state)
-        {
+        let passkey = match self.finish_registration(session.role, ceremony.state, credential)? {
             Ok(passkey) => passkey,
-            Err(error) => {
+            Err(refused) => {
                 let event = AuditEvent::MfaWebauthnFailure {
-                    reason: failure_reason(&error),
+                    reason: refused.audit_reason(),
                     during_registration: true,
                 };
                 self.db
                     .audit_only(ctx.record(event, Some(session.user_id)))
                     .await?;
-                return Err(ServiceError::WebauthnFailed {
-                    during_registration: true,
-                });
+                return Err(refused.error(true));
             }
         };
         let now = now_millis();
@@ -349,6 +404,70 @@ impl Mfa {
         uow.commit().await?;
         self.sessions.refresh_user(session.user_id).await?;
         Ok((PasskeyView::from(&row), recovery_codes))
+    }
+
+    /// Verifies a registration ceremony and applies the passkey policy (docs/API.md §11).
+    fn finish_registration(
+        &self,
+        role: Role,
+        state: CeremonyState,
+        credential: &RegisterPublicKeyCredential,
+    ) -> ServiceResult<Result<Passkey, Refused>> {
+        let passkey = match state {
+            // Started before a restart that turned attestation on: it asked for none.
+            CeremonyState::Registration(_) if self.policy.mode() != AttestationMode::None => {
+                return Err(ServiceError::InvalidCeremony);
+            }
+            CeremonyState::Registration(state) => {
+                match self
+                    .webauthn
+                    .finish_passkey_registration(credential, &state)
+                {
+                    Ok(passkey) => passkey,
+                    Err(error) => return Ok(Err(Refused::Verification(failure_reason(&error)))),
+                }
+            }
+            CeremonyState::AttestedRegistration(state) => {
+                let attested = match self
+                    .webauthn
+                    .finish_attested_passkey_registration(credential, &state)
+                {
+                    Ok(attested) => attested,
+                    Err(error) => {
+                        tracing::info!(%error, "attested passkey registration refused");
+                        return Ok(Err(match PasskeyRefusal::from_webauthn(&error) {
+                            Some(refusal) => Refused::Policy(refusal),
+                            None => Refused::Verification(failure_reason(&error)),
+                        }));
+                    }
+                };
+                if let Err(refusal) = self.policy.check_model(attested.attestation()) {
+                    return Ok(Err(Refused::Policy(refusal)));
+                }
+                Passkey::from(attested)
+            }
+            CeremonyState::Authentication(_) | CeremonyState::Discoverable(_) => {
+                return Err(ServiceError::InvalidCeremony);
+            }
+        };
+        if self.policy.requires_device_bound(role) && backup_eligible(&passkey) {
+            return Ok(Err(Refused::Policy(
+                PasskeyRefusal::SyncedPasskeyNotAllowed,
+            )));
+        }
+        Ok(Ok(passkey))
+    }
+
+    /// Whether `user_id`'s role may only use device-bound passkeys (asked only for a
+    /// backup-eligible assertion, and only when some role is listed).
+    async fn device_bound_required(&self, user_id: Uuid) -> Result<bool, PasskeyFailure> {
+        if !self.policy.any_device_bound_role() {
+            return Ok(false);
+        }
+        let user = users::find_by_id(self.db.connection(), user_id)
+            .await
+            .map_err(|_| PasskeyFailure::StorageError)?;
+        Ok(user.is_some_and(|user| self.policy.requires_device_bound(user.role)))
     }
 
     /// `POST /auth/webauthn/login/start`. With a session: the session user's passkeys
@@ -474,6 +593,13 @@ impl Mfa {
                 let user_id = user_id.or(account.map(|u| u.id));
                 self.record_assertion_failure(account, attempt, user_id, reason, ctx)
                     .await?;
+                // Told only after the signature verified: the caller holds the passkey.
+                if reason == PasskeyFailure::SyncedPasskeyNotAllowed {
+                    return Err(ServiceError::PasskeyRefused {
+                        reason: PasskeyRefusal::SyncedPasskeyNotAllowed,
+                        during_registration: false,
+                    });
+                }
                 return Err(ServiceError::WebauthnFailed {
                     during_registration: false,
                 });
@@ -688,7 +814,7 @@ impl Mfa {
                     _ => return Err((Some(row.user_id), PasskeyFailure::WrongUserHandle)),
                 }
             }
-            CeremonyState::Registration(_) => {
+            CeremonyState::Registration(_) | CeremonyState::AttestedRegistration(_) => {
                 return Err((Some(row.user_id), PasskeyFailure::WrongCeremony));
             }
         };
@@ -701,6 +827,16 @@ impl Mfa {
         }
         if !result.user_verified() {
             return Err((Some(row.user_id), PasskeyFailure::UserNotVerified));
+        }
+        // A synced passkey of a role that needs device-bound ones (registered before the
+        // policy or the role changed) no longer counts as a factor.
+        if result.backup_eligible()
+            && self
+                .device_bound_required(row.user_id)
+                .await
+                .map_err(|reason| (Some(row.user_id), reason))?
+        {
+            return Err((Some(row.user_id), PasskeyFailure::SyncedPasskeyNotAllowed));
         }
         Ok((row, result))
     }
