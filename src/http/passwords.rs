@@ -68,7 +68,10 @@ error_responses!(
     BODY,
     &[
         (400, "`invalid_token`: unknown, used or expired"),
-        (422, "`weak_password` (with `reasons`)"),
+        (
+            422,
+            "`weak_password` (with `reasons`; `reused` under `PRIVILEGED_POLICY=pci`)"
+        ),
     ]
 );
 
@@ -110,7 +113,7 @@ error_responses!(
             401,
             "`invalid_credentials`: wrong current password (counts toward the lockout)",
         ),
-        (422, "`weak_password` (with `reasons`)"),
+        (422, "`weak_password` (with `reasons`; `reused` under `PRIVILEGED_POLICY=pci`)"),
         (429, "`account_locked` (with `retry_after` and a `Retry-After` header)"),
     ]
 );

@@ -25,6 +25,7 @@ mod oauth_payments;
 mod openapi;
 mod passkeys;
 mod passwords;
+mod pci_policy;
 mod protocol;
 mod registration;
 mod sca_login;
