@@ -305,6 +305,49 @@ async fn privileged_accounts_use_a_second_factor_at_every_login(backend: Backend
     assert_eq!(customer.get("/auth/sessions").await.status, 200);
 }
 
+/// `logicredit-auth disable-inactive` on the service's database and store.
+fn disable_inactive_cli(app: &TestApp) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_logicredit-auth"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("disable-inactive")
+        .env("PRIVILEGED_POLICY", "pci");
+    for key in ["DATABASE_URL", "TOTP_ENCRYPTION_KEY", "STORE_KEY_PREFIX"] {
+        command.env(key, app.var(key));
+    }
+    if app.backend == Backend::PostgresRedis {
+        command.env("REDIS_URL", app.var("REDIS_URL"));
+    }
+    let output = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_disables_inactive_accounts_once_on_either_database() {
+    for backend in [Backend::Embedded, Backend::PostgresRedis] {
+        // The instance's own check runs only at start here (hourly after).
+        let app = pci_app(backend, &[]).await;
+        app.logged_in_as("admin@example.com", "admin").await;
+        app.logged_in_as("idle@example.com", "staff").await;
+        last_login_days_ago(&app, "idle@example.com", 91).await;
+        let first = disable_inactive_cli(&app);
+        assert!(first.contains("disabled 1 "), "{first}");
+        let second = disable_inactive_cli(&app);
+        assert!(second.contains("disabled 0 "), "{second}");
+        assert_eq!(disabled_inactive(&app).await.len(), 1);
+        // The serving instance delivers what the CLI queued.
+        let notice = app.smtp.wait_for_nth("admin@example.com", 2).await;
+        assert!(notice.content.contains("idle@example.com"), "{notice:?}");
+    }
+}
+
 on_both_backends!(
     privileged_lockout_is_ten_failures_and_thirty_minutes,
     privileged_passwords_cannot_repeat_the_last_four,

@@ -38,6 +38,19 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // No login time was recorded before: existing accounts count from the upgrade,
+        // so switching PRIVILEGED_POLICY=pci on does not disable an admin who signed in
+        // yesterday but was created long ago.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        m.exec_stmt(
+            Query::update()
+                .table(Users::Table)
+                .value(Users::LastLoginAt, now)
+                .to_owned(),
+        )
+        .await?;
         m.create_table(
             Table::create()
                 .table(PasswordHistory::Table)
