@@ -81,7 +81,7 @@ pub enum PrivilegedPolicy {
 
 /// PSD2 RTS Art. 4(3)(d): at most 5 minutes without activity.
 pub const PSD2_MAX_IDLE_SECONDS: u64 = 300;
-/// PSD2 RTS Art. 4(3)(a): at most 5 consecutive failures before a block.
+/// PSD2 RTS Art. 4(3)(b): at most 5 consecutive failures before a block.
 pub const PSD2_MAX_LOCKOUT_THRESHOLD: u32 = 5;
 /// PCI DSS 8.3.4: a privileged account locks after at most 10 consecutive failures…
 pub const PCI_MAX_LOCKOUT_THRESHOLD: u32 = 10;
@@ -605,7 +605,7 @@ impl VarReader<'_> {
         let lockout_threshold = self.parsed("LOCKOUT_THRESHOLD", 5);
         if psd2 && lockout_threshold > PSD2_MAX_LOCKOUT_THRESHOLD {
             self.errors.push(format!(
-                "LOCKOUT_THRESHOLD: AUTH_POLICY=psd2 allows at most {PSD2_MAX_LOCKOUT_THRESHOLD} (RTS Art. 4(3)(a))"
+                "LOCKOUT_THRESHOLD: AUTH_POLICY=psd2 allows at most {PSD2_MAX_LOCKOUT_THRESHOLD} (RTS Art. 4(3)(b))"
             ));
         }
         let rate_limit_auth = self.rate_limit("RATE_LIMIT_AUTH", "50/600");

@@ -69,8 +69,12 @@ error_responses!(
     &[
         (400, "`invalid_token`: unknown, used or expired"),
         (
+            403,
+            "`account_disabled`: the account was disabled after the link was sent; nothing changes",
+        ),
+        (
             422,
-            "`weak_password` (with `reasons`; `reused` under `PRIVILEGED_POLICY=pci`)"
+            "`weak_password` (with `reasons`; `reused` under `PRIVILEGED_POLICY=pci`)",
         ),
     ]
 );

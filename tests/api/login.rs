@@ -71,19 +71,6 @@ async fn wrong_password_and_unknown_email_are_indistinguishable(backend: Backend
     assert_eq!(failures, vec![json!(2)]);
 }
 
-async fn disabled_accounts_cannot_log_in(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.verified_user("carol@example.com").await;
-    app.execute("UPDATE users SET disabled = true").await;
-    app.browser()
-        .post(
-            "/auth/login",
-            json!({"email": "carol@example.com", "password": PASSWORD}),
-        )
-        .await
-        .assert_error(403, "account_disabled");
-}
-
 async fn production_cookie_attributes_are_strict(backend: Backend) {
     let app = spawn_app_with(backend, &[("COOKIE_SECURE", "true")]).await;
     app.verified_user("dan@example.com").await;
@@ -188,7 +175,6 @@ async fn login_events_form_an_intact_audit_chain(backend: Backend) {
 on_both_backends!(
     login_returns_the_user_the_session_and_a_csrf_token,
     wrong_password_and_unknown_email_are_indistinguishable,
-    disabled_accounts_cannot_log_in,
     production_cookie_attributes_are_strict,
     hashes_are_upgraded_when_the_parameters_change,
     a_new_pepper_is_rolled_in_at_the_next_login,

@@ -9,6 +9,7 @@ mod smtp_sink;
 
 mod abuse;
 mod admin;
+mod advisories;
 mod api_reference;
 mod audit;
 mod authenticators;

@@ -41,7 +41,7 @@ pub async fn enroll_verified_totp(browser: &Browser) -> (AuthenticatorApp, Vec<S
 }
 
 /// Password step only: a browser holding an mfa_pending session.
-async fn pending(app: &TestApp, email: &str) -> (Browser, Value) {
+pub(crate) async fn pending(app: &TestApp, email: &str) -> (Browser, Value) {
     let browser = app.browser();
     let response = browser
         .post("/auth/login", json!({"email": email, "password": PASSWORD}))

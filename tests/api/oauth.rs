@@ -21,7 +21,7 @@ use crate::on_both_backends;
 #[allow(dead_code)]
 pub(crate) mod resource_server;
 
-const SPA: &str = "spa";
+pub(crate) const SPA: &str = "spa";
 pub(crate) const WEB: &str = "web";
 pub(crate) const WEB_SECRET: &str = "web-secret-0123456789abcdef-0123456789";
 const SERVICE: &str = "payments-batch";
@@ -192,7 +192,7 @@ impl Provider {
 
     /// The browser part: authorize → login UI → (consent) accept → the client's callback.
     /// Returns the callback's query.
-    async fn authorize(
+    pub(crate) async fn authorize(
         &self,
         browser: &Browser,
         client_id: &str,
@@ -239,7 +239,12 @@ impl Provider {
         )
     }
 
-    async fn code_tokens(&self, browser: &Browser, auth: &Auth<'_>, client_id: &str) -> Value {
+    pub(crate) async fn code_tokens(
+        &self,
+        browser: &Browser,
+        auth: &Auth<'_>,
+        client_id: &str,
+    ) -> Value {
         let (callback, verifier) = self.authorize(browser, client_id, &[]).await;
         let code = callback["code"].clone();
         let tokens = self
@@ -279,7 +284,7 @@ impl Provider {
             .claims
     }
 
-    async fn userinfo(&self, access_token: &str) -> TestResponse {
+    pub(crate) async fn userinfo(&self, access_token: &str) -> TestResponse {
         let request = reqwest::Client::new()
             .get(format!("{}/oauth/userinfo", self.app.address))
             .header("authorization", format!("Bearer {access_token}"));

@@ -9,7 +9,7 @@ use crate::helpers::{Backend, Browser, PASSWORD, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 /// Registers a passkey on a logged-in browser; returns the finish response body.
-async fn register(browser: &Browser, passkey: &Passkey, name: &str) -> Value {
+pub(crate) async fn register(browser: &Browser, passkey: &Passkey, name: &str) -> Value {
     let start = browser
         .post("/auth/webauthn/register/start", json!({}))
         .await;

@@ -41,7 +41,7 @@ async fn finish_registration(
         .await
 }
 
-async fn user_id(browser: &Browser) -> String {
+pub(crate) async fn user_id(browser: &Browser) -> String {
     browser.get("/auth/me").await.body["user"]["id"]
         .as_str()
         .unwrap()
@@ -49,7 +49,7 @@ async fn user_id(browser: &Browser) -> String {
 }
 
 /// Waits (up to 10 s) for an email to `to` whose content contains `needle`.
-async fn email_containing(
+pub(crate) async fn email_containing(
     app: &TestApp,
     to: &str,
     needle: &str,
@@ -68,7 +68,7 @@ async fn email_containing(
     panic!("no email to {to} containing {needle:?}");
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     app.query(sql).await[0].as_i64().unwrap()
 }
 

@@ -27,7 +27,7 @@ const AUDIENCE: &str = "http://localhost:8000/payments";
 const IBAN: &str = "DE89370400440532013000";
 const OTHER_IBAN: &str = "GB82WEST12345698765432";
 
-fn payment(amount: &str) -> Value {
+pub(crate) fn payment(amount: &str) -> Value {
     json!({
         "type": "payment_initiation",
         "instructedAmount": {"currency": "EUR", "amount": amount},
@@ -62,14 +62,14 @@ async fn with_totp(app: &TestApp, email: &str) -> (Browser, AuthenticatorApp) {
     (browser, phone)
 }
 
-async fn create(browser: &Browser, body: Value) -> Value {
+pub(crate) async fn create(browser: &Browser, body: Value) -> Value {
     let created = browser.post("/auth/transactions", body).await;
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.body["code"], "transaction_created");
     created.body
 }
 
-fn path(id: &Value, rest: &str) -> String {
+pub(crate) fn path(id: &Value, rest: &str) -> String {
     format!("/auth/transactions/{}{rest}", id.as_str().unwrap())
 }
 
@@ -683,24 +683,6 @@ async fn user_verification_is_required(backend: Backend) {
     assert_eq!(ivan.get(&path(id, "")).await.body["status"], "pending");
 }
 
-async fn wrong_factors_count_toward_the_lockout(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let (judy, phone) = with_totp(&app, "judy@example.com").await;
-    let created = create(&judy, payment("1.00")).await;
-    let id = &created["transaction_id"];
-    for _ in 0..5 {
-        judy.post(&path(id, "/totp"), json!({"code": "000000"}))
-            .await
-            .assert_error(401, "invalid_mfa_code");
-    }
-    // Five failures in a row: locked, even for the right code.
-    judy.post(&path(id, "/totp"), json!({"code": phone.code(1)}))
-        .await
-        .assert_error(429, "account_locked");
-    assert!(app.audit_events().await.iter().any(|e| e == "login.locked"));
-    assert_eq!(failures(&app).await.len(), 5);
-}
-
 async fn writes_need_the_csrf_token_and_a_second_factor(backend: Backend) {
     let app = spawn_app(backend).await;
     let (kim, _) = with_passkey(&app, "kim@example.com").await;
@@ -799,7 +781,6 @@ on_both_backends!(
     another_users_transaction_is_not_found,
     an_expired_transaction_cannot_be_confirmed,
     user_verification_is_required,
-    wrong_factors_count_toward_the_lockout,
     writes_need_the_csrf_token_and_a_second_factor,
     two_racing_confirmations_yield_one,
     a_session_cannot_flood_the_store

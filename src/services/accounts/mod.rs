@@ -629,7 +629,8 @@ impl Accounts {
 
     /// `POST /auth/password/reset/confirm`: a valid token sets a new password (if it passes
     /// the policy — a weak one leaves the token usable), revokes every session, clears the
-    /// lockout and tells the owner. Returns how many sessions were revoked.
+    /// lockout and tells the owner; a disabled account's token changes nothing
+    /// (`account_disabled`). Returns how many sessions were revoked.
     #[tracing::instrument(skip_all)]
     pub async fn confirm_password_reset(
         &self,
@@ -652,6 +653,11 @@ impl Accounts {
         let user = users::find_by_id(self.db.connection(), found.user_id)
             .await?
             .ok_or(ServiceError::InvalidToken)?;
+        // A link sent before the account was disabled must not bring it back to life
+        // (a new password, a cleared lockout): GHSA-xr73-jq5p-ch8r.
+        if user.disabled {
+            return Err(ServiceError::AccountDisabled);
+        }
         let password = self.acceptable_password(new_password, &user.email).await?;
         self.history
             .refuse_reuse(&self.hashing, self.db.connection(), &user, &password)

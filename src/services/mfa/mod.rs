@@ -23,7 +23,7 @@ pub use self::totp::TotpSetup;
 use super::abuse::{AbuseControl, Attempt};
 use super::accounts::Account;
 use super::audit::{
-    AuditEvent, CodeFailure, FactorStep, LoginMethod, RepeatedRefusal, RequestContext,
+    AuditEvent, CodeFailure, FactorStep, LoginFailure, LoginMethod, RepeatedRefusal, RequestContext,
 };
 use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
@@ -268,6 +268,15 @@ impl Mfa {
         match session.state {
             SessionState::MfaPending => {
                 if user.disabled {
+                    // Disabling ends the sessions, so only a race gets here. The factor was
+                    // right: not a guessing failure, but no login either.
+                    drop(uow);
+                    self.abuse.release(attempt).await?;
+                    let event = AuditEvent::LoginFailure {
+                        reason: LoginFailure::AccountDisabled,
+                        by_passkey: false,
+                    };
+                    self.db.audit_only(ctx.record(event, Some(user.id))).await?;
                     return Err(ServiceError::AccountDisabled);
                 }
                 let issued = self

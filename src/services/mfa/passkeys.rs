@@ -17,7 +17,7 @@ use webauthn_rs::prelude::{
     WebauthnBuilder, WebauthnError,
 };
 
-use super::{Factor, Mfa, MfaOutcome};
+use super::{Attempt, Factor, Mfa, MfaOutcome};
 use crate::configuration::Settings;
 use crate::domain::{EmailAddress, MfaMethod, Millis, millis_to_rfc3339, now_millis};
 use crate::services::audit::{
@@ -430,6 +430,12 @@ impl Mfa {
     /// `POST /auth/webauthn/login/finish`: verifies the assertion (signature, challenge,
     /// origin, RP ID, user verification, counter) and then logs in, completes the pending
     /// login, or refreshes step-up.
+    ///
+    /// Every assertion is an attempt against one account's lockout — the session's user,
+    /// or for a passwordless login the account the ceremony or the credential names —
+    /// reserved before anything is verified: a lock that engaged after the ceremony
+    /// started holds at its finish (`429 account_locked`, nothing evaluated), and a
+    /// refused assertion counts like a wrong password (GHSA-xrw9-r35x-x878).
     #[tracing::instrument(skip_all)]
     pub async fn passkey_login_finish(
         &self,
@@ -444,32 +450,30 @@ impl Mfa {
             });
         }
         let ceremony = self.take_ceremony(ceremony_id, session).await?;
-        // Session-bound checks count toward the lockout like TOTP codes do.
-        let (session_user, attempt) = match session {
-            Some(session) => {
-                let user = self.user(session.user_id).await?;
-                let attempt = self.reserve(&user).await?;
-                (Some(user), Some(attempt))
-            }
-            None => (None, None),
+        let account = match session {
+            Some(session) => Some(self.user(session.user_id).await?),
+            None => self.passwordless_account(&ceremony, credential).await?,
         };
-        let verified = self.verify_assertion(ceremony, credential).await;
+        let reserved = match account {
+            Some(user) => {
+                let attempt = self.reserve(&user).await?;
+                Some((user, attempt))
+            }
+            None => None,
+        };
+        let account = reserved.as_ref().map(|(user, _)| user);
+        let attempt = reserved.as_ref().map(|(_, attempt)| attempt);
+        let verified = match self.verify_assertion(ceremony, credential).await {
+            Ok((row, result)) if account.is_none_or(|u| u.id == row.user_id) => Ok((row, result)),
+            Ok((row, _)) => Err((Some(row.user_id), PasskeyFailure::CredentialOfAnotherUser)),
+            Err(refused) => Err(refused),
+        };
         let (row, result) = match verified {
             Ok(found) => found,
             Err((user_id, reason)) => {
-                let mut uow = self.db.begin().await?;
-                uow.audit(ctx.record(
-                    AuditEvent::MfaWebauthnFailure {
-                        reason,
-                        during_registration: false,
-                    },
-                    user_id.or(session.map(|s| s.user_id)),
-                ));
-                if let (Some(user), Some(attempt)) = (&session_user, &attempt) {
-                    self.abuse
-                        .note_failure(&mut uow, Some(user), attempt, &self.templates, ctx);
-                }
-                uow.commit().await?;
+                let user_id = user_id.or(account.map(|u| u.id));
+                self.record_assertion_failure(account, attempt, user_id, reason, ctx)
+                    .await?;
                 return Err(ServiceError::WebauthnFailed {
                     during_registration: false,
                 });
@@ -490,22 +494,76 @@ impl Mfa {
         .await?;
         if !recorded {
             // Another assertion with this credential won the race: treat as a clone.
+            drop(uow);
+            let reason = PasskeyFailure::CounterRegression;
+            self.record_assertion_failure(account, attempt, Some(row.user_id), reason, ctx)
+                .await?;
             return Err(ServiceError::WebauthnFailed {
                 during_registration: false,
             });
         }
-        match (session, session_user, attempt) {
-            (Some(session), Some(user), Some(attempt)) => {
-                if user.id != row.user_id {
-                    return Err(ServiceError::WebauthnFailed {
-                        during_registration: false,
-                    });
-                }
+        match (session, reserved) {
+            (Some(session), Some((user, attempt))) => {
                 self.succeed(uow, session, user, Factor::Passkey, attempt, ctx)
                     .await
             }
-            _ => self.passwordless_login(uow, row.user_id, now, ctx).await,
+            (None, reserved) => {
+                let attempt = reserved.map(|(_, attempt)| attempt);
+                self.passwordless_login(uow, row.user_id, attempt, now, ctx)
+                    .await
+            }
+            // A session always names its account (`self.user` above).
+            (Some(_), None) => Err(ServiceError::NotAuthenticated),
         }
+    }
+
+    /// The account a passwordless assertion is an attempt on: the one whose email started
+    /// the ceremony, else the owner of the presented credential; `None` when neither is
+    /// known (then there is nothing to lock, and the assertion fails).
+    async fn passwordless_account(
+        &self,
+        ceremony: &Ceremony,
+        credential: &PublicKeyCredential,
+    ) -> ServiceResult<Option<users::UserRow>> {
+        let user_id = match ceremony.user_id {
+            Some(id) => Some(id),
+            None => {
+                let credential_id = URL_SAFE_NO_PAD.encode(credential.get_credential_id());
+                factors_db::webauthn_by_credential_id(self.db.connection(), &credential_id)
+                    .await?
+                    .map(|row| row.user_id)
+            }
+        };
+        match user_id {
+            Some(id) => Ok(users::find_by_id(self.db.connection(), id).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// A refused assertion: audited (`mfa.webauthn.failure`) and, when it was an attempt
+    /// on an account, counted (its reservation stays), maybe engaging a lock.
+    async fn record_assertion_failure(
+        &self,
+        account: Option<&users::UserRow>,
+        attempt: Option<&Attempt>,
+        audit_user: Option<Uuid>,
+        reason: PasskeyFailure,
+        ctx: &RequestContext,
+    ) -> ServiceResult<()> {
+        let mut uow = self.db.begin().await?;
+        uow.audit(ctx.record(
+            AuditEvent::MfaWebauthnFailure {
+                reason,
+                during_registration: false,
+            },
+            audit_user,
+        ));
+        if let (Some(user), Some(attempt)) = (account, attempt) {
+            self.abuse
+                .note_failure(&mut uow, Some(user), attempt, &self.templates, ctx);
+        }
+        uow.commit().await?;
+        Ok(())
     }
 
     /// Options and state for an assertion by one of `user_id`'s passkeys, user verification
@@ -558,17 +616,14 @@ impl Mfa {
         let (row, result) = match verified {
             Ok(found) => found,
             Err((_, reason)) => {
-                let mut uow = self.db.begin().await?;
-                uow.audit(ctx.record(
-                    AuditEvent::MfaWebauthnFailure {
-                        reason,
-                        during_registration: false,
-                    },
+                self.record_assertion_failure(
+                    Some(&user),
+                    Some(&attempt),
                     Some(user.id),
-                ));
-                self.abuse
-                    .note_failure(&mut uow, Some(&user), &attempt, &self.templates, ctx);
-                uow.commit().await?;
+                    reason,
+                    ctx,
+                )
+                .await?;
                 return Ok(Err(reason));
             }
         };
@@ -586,7 +641,11 @@ impl Mfa {
         .await?;
         if !recorded {
             // Another assertion with this credential won the race: treat as a clone.
-            return Ok(Err(PasskeyFailure::CounterRegression));
+            drop(uow);
+            let reason = PasskeyFailure::CounterRegression;
+            self.record_assertion_failure(Some(&user), Some(&attempt), Some(user.id), reason, ctx)
+                .await?;
+            return Ok(Err(reason));
         }
         uow.commit().await?;
         self.abuse.release(attempt).await?;
@@ -652,6 +711,7 @@ impl Mfa {
         &self,
         mut uow: crate::storage::db::UnitOfWork,
         user_id: Uuid,
+        attempt: Option<Attempt>,
         now: Millis,
         ctx: &RequestContext,
     ) -> ServiceResult<MfaOutcome> {
@@ -663,6 +723,10 @@ impl Mfa {
                 })?;
         if user.disabled {
             drop(uow);
+            // The passkey was right: not a guessing failure (as for a password).
+            if let Some(attempt) = attempt {
+                self.abuse.release(attempt).await?;
+            }
             let event = AuditEvent::LoginFailure {
                 reason: LoginFailure::AccountDisabled,
                 by_passkey: true,
@@ -701,7 +765,9 @@ impl Mfa {
             .login_completed(&mut uow, &user, ctx)
             .await?;
         uow.commit().await?;
+        // Only a completed login resets the failure count.
         self.abuse.clear(&user.email).await?;
+        drop(attempt);
         self.login_completed(user, session).await
     }
 

@@ -361,6 +361,9 @@ impl OAuth {
             .ok_or_else(|| {
                 OAuthError::invalid_grant("the session this code came from has ended")
             })?;
+        if !users::can_sign_in(uow.conn(), issued.user_id).await? {
+            return Err(OAuthError::invalid_grant("the account is disabled"));
+        }
         let row = GrantRow {
             id,
             client_id: client.id().to_owned(),
@@ -530,7 +533,10 @@ impl OAuth {
             .await?
             .ok_or_else(invalid)?;
         let idle_deadline = session.last_seen_at + self.idle_timeout.as_millis() as Millis;
-        if now >= idle_deadline || now >= session.absolute_expires_at {
+        if now >= idle_deadline
+            || now >= session.absolute_expires_at
+            || !users::can_sign_in(conn, grant.user_id).await?
+        {
             return Err(invalid());
         }
         session_rows::touch_by_id(conn, session.id, now).await?;
@@ -678,10 +684,14 @@ impl OAuth {
         let grant = match claims.gid {
             None => None,
             Some(gid) => {
-                let grant = rows::find_grant(self.db.connection(), gid)
+                let conn = self.db.connection();
+                let grant = rows::find_grant(conn, gid)
                     .await?
                     .filter(|g| g.revoked_at.is_none())
                     .ok_or(BearerError::InvalidToken("the access token was revoked"))?;
+                if !users::can_sign_in(conn, grant.user_id).await? {
+                    return Err(BearerError::InvalidToken("the access token was revoked"));
+                }
                 Some(grant)
             }
         };
@@ -805,7 +815,10 @@ impl OAuth {
         let conn = self.db.connection();
         let now = now_millis();
         if let Some(refresh) = rows::find_refresh_token(conn, &token_hash(token)).await? {
-            let grant = rows::find_grant(conn, refresh.grant_id).await?;
+            let grant = match rows::find_grant(conn, refresh.grant_id).await? {
+                Some(g) if users::can_sign_in(conn, g.user_id).await? => Some(g),
+                _ => None,
+            };
             let active = grant.as_ref().filter(|g| {
                 g.revoked_at.is_none()
                     && refresh.used_at.is_none()

@@ -53,6 +53,12 @@ pub async fn find_by_id(conn: &impl Conn, id: Uuid) -> StorageResult<Option<User
     user::Entity::find_by_id(id).one(conn).await.storage()
 }
 
+/// Whether the user exists and is not disabled: what every use of a token issued to them
+/// checks, so a disable stops them even where no session ended with it.
+pub async fn can_sign_in(conn: &impl Conn, id: Uuid) -> StorageResult<bool> {
+    Ok(find_by_id(conn, id).await?.is_some_and(|u| !u.disabled))
+}
+
 /// Runs `update` on one user's row: the changes below differ only in what they set.
 async fn update_one(
     conn: &impl Conn,
