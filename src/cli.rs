@@ -36,6 +36,10 @@ pub enum Command {
         #[arg(long, default_value = "user", value_parser = ["user", "staff", "admin"])]
         role: String,
     },
+    /// `PRIVILEGED_POLICY=pci`: disable staff and admin accounts without a login for
+    /// `PCI_INACTIVITY_DAYS` now (serving instances also do it every
+    /// `PCI_INACTIVITY_CHECK_SECONDS`). Safe to run beside them.
+    DisableInactive,
     /// Print the OpenAPI document.
     Openapi,
     /// Re-encrypt every stored secret under the current TOTP_ENCRYPTION_KEY (keep the old
@@ -103,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateUser { email, role } => create_user(settings, &email, &role).await,
+        Command::DisableInactive => disable_inactive(settings).await,
         Command::Audit { command } => audit(settings, command).await,
         Command::HashBenchmark { rounds } => hash_benchmark(&settings, rounds),
         Command::RotateKeys => {
@@ -254,4 +259,17 @@ async fn create_user(settings: Settings, email: &str, role: &str) -> anyhow::Res
         }
         Err(other) => Err(other.into()),
     }
+}
+
+async fn disable_inactive(settings: Settings) -> anyhow::Result<()> {
+    let (db, store) = connect_storage(&settings).await?;
+    db.migrate().await?;
+    let services = Services::build(settings, db, store).await?;
+    if !services.inactive_accounts.enabled() {
+        println!("PRIVILEGED_POLICY is not pci: no account is disabled for inactivity");
+        return Ok(());
+    }
+    let disabled = services.inactive_accounts.disable_inactive().await?;
+    println!("disabled {disabled} inactive staff or admin account(s)");
+    Ok(())
 }

@@ -83,6 +83,12 @@ pub enum PrivilegedPolicy {
 pub const PSD2_MAX_IDLE_SECONDS: u64 = 300;
 /// PSD2 RTS Art. 4(3)(b): at most 5 consecutive failures before a block.
 pub const PSD2_MAX_LOCKOUT_THRESHOLD: u32 = 5;
+/// PCI DSS 8.3.4: a privileged account locks after at most 10 consecutive failures…
+pub const PCI_MAX_LOCKOUT_THRESHOLD: u32 = 10;
+/// …for at least 30 minutes.
+pub const PCI_MIN_LOCKOUT_SECONDS: u64 = 1800;
+/// PCI DSS 8.2.6: inactive privileged accounts are disabled within 90 days.
+pub const PCI_MAX_INACTIVITY_DAYS: u64 = 90;
 
 /// What a compromised-password check does when its source cannot answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +225,14 @@ pub struct Settings {
     pub new_device_alerts: bool,
     pub auth_policy: AuthPolicy,
     pub privileged_policy: PrivilegedPolicy,
+    /// `PCI_LOCKOUT_SECONDS`: a privileged account's lock under `PRIVILEGED_POLICY=pci`
+    /// (at least 30 minutes, PCI DSS 8.3.4).
+    pub pci_lockout: Duration,
+    /// `PCI_INACTIVITY_DAYS`: privileged accounts unused this long are disabled under
+    /// `PRIVILEGED_POLICY=pci` (at most 90 days, PCI DSS 8.2.6).
+    pub pci_inactivity: Duration,
+    /// `PCI_INACTIVITY_CHECK_SECONDS`: how often each instance looks for such accounts.
+    pub pci_inactivity_check: Duration,
 }
 
 /// `TRANSACTION_TTL_SECONDS` (default and at most 300: PSD2 RTS Art. 4(3)(d) gives an
@@ -719,6 +733,9 @@ impl VarReader<'_> {
             new_device_alerts: self.bool("NEW_DEVICE_ALERTS", false),
             auth_policy,
             privileged_policy: self.privileged_policy(),
+            pci_lockout: self.pci_lockout(),
+            pci_inactivity: self.pci_inactivity(),
+            pci_inactivity_check: self.seconds("PCI_INACTIVITY_CHECK_SECONDS", 3600),
             oidc: self.oidc(&origin_url),
             origin_url,
             data_dir,
@@ -757,6 +774,26 @@ impl VarReader<'_> {
                 PrivilegedPolicy::Standard
             }
         }
+    }
+
+    fn pci_lockout(&mut self) -> Duration {
+        let lockout = self.seconds("PCI_LOCKOUT_SECONDS", PCI_MIN_LOCKOUT_SECONDS);
+        if lockout.as_secs() < PCI_MIN_LOCKOUT_SECONDS {
+            self.errors.push(format!(
+                "PCI_LOCKOUT_SECONDS: must be at least {PCI_MIN_LOCKOUT_SECONDS} (PCI DSS 8.3.4)"
+            ));
+        }
+        lockout
+    }
+
+    fn pci_inactivity(&mut self) -> Duration {
+        let days: u64 = self.parsed("PCI_INACTIVITY_DAYS", PCI_MAX_INACTIVITY_DAYS);
+        if !(1..=PCI_MAX_INACTIVITY_DAYS).contains(&days) {
+            self.errors.push(format!(
+                "PCI_INACTIVITY_DAYS: must be between 1 and {PCI_MAX_INACTIVITY_DAYS} (PCI DSS 8.2.6)"
+            ));
+        }
+        Duration::from_secs(days * 24 * 3600)
     }
 
     fn pwned_passwords(&mut self) -> PwnedPasswordsSettings {
@@ -1208,6 +1245,25 @@ mod tests {
         );
         let pci = production_with(&[("PRIVILEGED_POLICY", "PCI")]).unwrap();
         assert_eq!(pci.privileged_policy, PrivilegedPolicy::Pci);
+    }
+
+    #[test]
+    fn pci_lockouts_are_at_least_30_minutes_and_inactivity_at_most_90_days() {
+        let pci = production_with(&[("PRIVILEGED_POLICY", "pci")]).unwrap();
+        assert_eq!(pci.pci_lockout, Duration::from_secs(1800));
+        assert_eq!(pci.pci_inactivity, Duration::from_secs(90 * 86_400));
+        let longer = production_with(&[("PCI_LOCKOUT_SECONDS", "7200")]).unwrap();
+        assert_eq!(longer.pci_lockout, Duration::from_secs(7200));
+        let err = production_with(&[
+            ("PCI_LOCKOUT_SECONDS", "1799"),
+            ("PCI_INACTIVITY_DAYS", "91"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("PCI_LOCKOUT_SECONDS") && err.contains("PCI_INACTIVITY_DAYS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -110,6 +110,10 @@ impl Application {
             Arc::clone(&self.services),
             stop_rx.clone(),
         ));
+        let inactivity = tokio::spawn(inactive_accounts(
+            Arc::clone(&self.services),
+            stop_rx.clone(),
+        ));
         let maintenance = tokio::spawn(maintenance(Arc::clone(&self.services), stop_rx));
         let app = crate::http::router(Arc::clone(&self.services), self.pages.clone());
         // One shutdown signal for both listeners.
@@ -142,7 +146,7 @@ impl Application {
             metrics.await??;
         }
         let _ = stop_tx.send(true);
-        let _ = tokio::join!(worker, maintenance, checkpoints);
+        let _ = tokio::join!(worker, maintenance, checkpoints, inactivity);
         // A last checkpoint, so the records of this run are covered (best effort).
         checkpoint_audit_head(&self.services).await;
         tracing::info!("stopped");
@@ -178,6 +182,27 @@ async fn maintenance(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             let _ = upkeep.await;
             return;
+        }
+    }
+}
+
+/// `PRIVILEGED_POLICY=pci`: disables inactive staff and admin accounts at start and every
+/// `PCI_INACTIVITY_CHECK_SECONDS`. Every instance runs it; the job's conditional update
+/// makes concurrent runs disable (audit, notify) each account once.
+async fn inactive_accounts(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    if !services.inactive_accounts.enabled() {
+        return;
+    }
+    let interval = services.settings.pci_inactivity_check;
+    loop {
+        match services.inactive_accounts.disable_inactive().await {
+            Ok(0) => {}
+            Ok(disabled) => tracing::info!(disabled, "inactive privileged accounts disabled"),
+            Err(error) => tracing::warn!(%error, "inactive-account check failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -301,6 +301,9 @@ fn weak_password_message(reasons: &[WeakPasswordReason]) -> &'static str {
         Some(WeakPasswordReason::Breached) => {
             "The password appears in a data breach; choose another."
         }
+        Some(WeakPasswordReason::Reused) => {
+            "The password was one of the account's last four; choose another."
+        }
         None => "The password is too weak.",
     }
 }

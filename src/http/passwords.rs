@@ -72,7 +72,10 @@ error_responses!(
             403,
             "`account_disabled`: the account was disabled after the link was sent; nothing changes",
         ),
-        (422, "`weak_password` (with `reasons`)"),
+        (
+            422,
+            "`weak_password` (with `reasons`; `reused` under `PRIVILEGED_POLICY=pci`)",
+        ),
     ]
 );
 
@@ -114,7 +117,7 @@ error_responses!(
             401,
             "`invalid_credentials`: wrong current password (counts toward the lockout)",
         ),
-        (422, "`weak_password` (with `reasons`)"),
+        (422, "`weak_password` (with `reasons`; `reused` under `PRIVILEGED_POLICY=pci`)"),
         (429, "`account_locked` (with `retry_after` and a `Retry-After` header)"),
     ]
 );

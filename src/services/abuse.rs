@@ -4,8 +4,9 @@
 use super::audit::{AuditEvent, RepeatedRefusal, RequestContext};
 use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
+use super::policy::Policy;
 use super::sessions::CurrentSession;
-use crate::configuration::{RateLimit, Settings};
+use crate::configuration::{PCI_MAX_LOCKOUT_THRESHOLD, RateLimit, Settings};
 use crate::domain::{EmailAddress, now_millis};
 use crate::storage::db::users::UserRow;
 use crate::storage::db::{Database, UnitOfWork};
@@ -37,6 +38,10 @@ pub struct AbuseControl {
     rate: RateLimit,
     enrollment: RateLimit,
     policy: LockoutPolicy,
+    /// Staff and admin under `PRIVILEGED_POLICY=pci` (PCI DSS 8.3.4): at most 10
+    /// failures, then at least `PCI_LOCKOUT_SECONDS`.
+    privileged: LockoutPolicy,
+    roles: Policy,
 }
 
 /// The window in which repeated refusals on one session are aggregated.
@@ -57,17 +62,20 @@ fn ceil_secs(ms: i64) -> u64 {
 
 impl AbuseControl {
     pub fn new(store: Store, db: Database, settings: &Settings) -> Self {
+        let policy = LockoutPolicy {
+            threshold: settings.lockout_threshold.max(1),
+            base_ms: settings.lockout_base.as_millis() as i64,
+            max_ms: settings.lockout_max.as_millis() as i64,
+            state_ttl_ms: LOCKOUT_MEMORY_MS,
+        };
         Self {
             store,
             db,
             rate: settings.rate_limit_auth,
             enrollment: settings.rate_limit_enrollment,
-            policy: LockoutPolicy {
-                threshold: settings.lockout_threshold.max(1),
-                base_ms: settings.lockout_base.as_millis() as i64,
-                max_ms: settings.lockout_max.as_millis() as i64,
-                state_ttl_ms: LOCKOUT_MEMORY_MS,
-            },
+            privileged: pci_lockout(&policy, settings.pci_lockout),
+            policy,
+            roles: Policy::new(settings),
         }
     }
 
@@ -154,10 +162,33 @@ impl AbuseControl {
     /// Reserves one attempt on `email`'s account (existing or not); `AccountLocked` while
     /// a lock holds, in which case nothing may be evaluated.
     pub async fn reserve(&self, email: &EmailAddress) -> ServiceResult<Attempt> {
+        self.reserve_under(email, &self.policy).await
+    }
+
+    /// `reserve` for an attempt on a known account (`user`, when the email has one): its
+    /// role picks the policy — staff and admin under `PRIVILEGED_POLICY=pci` lock sooner
+    /// and longer (PCI DSS 8.3.4). Unknown emails keep the default policy.
+    pub async fn reserve_for(
+        &self,
+        email: &EmailAddress,
+        user: Option<&UserRow>,
+    ) -> ServiceResult<Attempt> {
+        let policy = match user {
+            Some(user) if self.roles.pci_applies_to(user.role) => &self.privileged,
+            _ => &self.policy,
+        };
+        self.reserve_under(email, policy).await
+    }
+
+    async fn reserve_under(
+        &self,
+        email: &EmailAddress,
+        policy: &LockoutPolicy,
+    ) -> ServiceResult<Attempt> {
         let key = Self::lockout_key(email);
         match self
             .store
-            .lockout_reserve(&key, now_millis(), &self.policy)
+            .lockout_reserve(&key, now_millis(), policy)
             .await?
         {
             Reservation::Refused { remaining_ms } => Err(ServiceError::AccountLocked {
@@ -220,6 +251,20 @@ impl AbuseControl {
     }
 }
 
+/// The PCI DSS 8.3.4 lockout: the default threshold capped at 10, the first lock at least
+/// `PCI_LOCKOUT_SECONDS` (30 minutes or more) and no later one shorter. The failure
+/// history is remembered at least as long as the longest lock.
+fn pci_lockout(default: &LockoutPolicy, lock: std::time::Duration) -> LockoutPolicy {
+    let base_ms = lock.as_millis() as i64;
+    let max_ms = default.max_ms.max(base_ms);
+    LockoutPolicy {
+        threshold: default.threshold.min(PCI_MAX_LOCKOUT_THRESHOLD),
+        base_ms,
+        max_ms,
+        state_ttl_ms: default.state_ttl_ms.max(max_ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_logged_repeat;
@@ -228,5 +273,23 @@ mod tests {
     fn repeated_refusals_are_logged_on_a_log_scale() {
         let logged: Vec<u64> = (1..=2000).filter(|n| is_logged_repeat(*n)).collect();
         assert_eq!(logged, vec![1, 10, 100, 1000]);
+    }
+
+    #[test]
+    fn the_pci_lockout_caps_the_threshold_and_never_locks_shorter_than_30_minutes() {
+        use crate::storage::store::lockout::lock_duration;
+        let default = super::LockoutPolicy {
+            threshold: 20,
+            base_ms: 60_000,
+            max_ms: 3_600_000,
+            state_ttl_ms: super::LOCKOUT_MEMORY_MS,
+        };
+        let pci = super::pci_lockout(&default, std::time::Duration::from_secs(1800));
+        assert_eq!(pci.threshold, 10);
+        for locks in 1..=40 {
+            assert!(lock_duration(locks, &pci) >= 1_800_000);
+        }
+        assert_eq!(lock_duration(1, &pci), 1_800_000);
+        assert_eq!(lock_duration(5, &pci), 3_600_000);
     }
 }

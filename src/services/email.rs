@@ -161,6 +161,33 @@ impl EmailTemplates {
         )
     }
 
+    /// `PRIVILEGED_POLICY=pci`: `account` was disabled after `days` days without a login
+    /// (PCI DSS 8.2.6). Sent to every enabled admin and to the owner.
+    pub fn disabled_inactive(
+        &self,
+        to: &EmailAddress,
+        account: &EmailAddress,
+        days: u64,
+        last_login_at: Option<Millis>,
+    ) -> OutgoingEmail {
+        let last = match last_login_at {
+            Some(at) => format!("its last sign-in was at {}", millis_to_rfc3339(at)),
+            None => "it has never signed in".to_owned(),
+        };
+        self.build(
+            to,
+            "account_disabled_inactive",
+            "an inactive privileged account was disabled",
+            &[
+                format!(
+                    "The staff or admin account {account} was disabled because it was not used for {days} days ({last})."
+                ),
+                "An admin can enable it again in the admin API once its owner still needs it; its sessions were signed out.".to_owned(),
+            ],
+            None,
+        )
+    }
+
     /// A short security notice to the owner of an account.
     pub fn notice(&self, to: &EmailAddress, notice: Notice) -> OutgoingEmail {
         self.build(

@@ -13,6 +13,7 @@ pub mod new_device;
 pub mod oauth;
 pub mod passwords;
 pub mod payments;
+pub mod pci;
 pub mod policy;
 pub mod sessions;
 
@@ -44,6 +45,8 @@ pub struct Services {
     pub transactions: payments::Transactions,
     /// The regulated-deployment policies in force (docs/API.md §11).
     pub policy: policy::Policy,
+    /// `PRIVILEGED_POLICY=pci`: the inactive-account job (docs/API.md §11).
+    pub inactive_accounts: pci::InactiveAccounts,
     /// Renders `/metrics`; one recorder per process, shared by every app instance in it.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -89,10 +92,18 @@ impl Services {
                 hashing,
                 policy: password_policy,
                 breached: breached::BreachedPasswords::new(&settings.pwned_passwords),
+                history: pci::PasswordHistory::new(policy),
             },
             templates.clone(),
             new_device::NewDeviceAlerts::new(&settings, templates.clone()),
             policy.sca_login().then(|| mfa.clone()),
+        );
+        let inactive_accounts = pci::InactiveAccounts::new(
+            db.clone(),
+            sessions.clone(),
+            templates.clone(),
+            policy,
+            settings.pci_inactivity,
         );
         let audit = audit::AuditTrail::new(db.clone());
         let admin = admin::Admin::new(db.clone(), sessions.clone(), abuse.clone());
@@ -115,6 +126,7 @@ impl Services {
         )?;
         Ok(Arc::new(Self {
             policy,
+            inactive_accounts,
             keys: KeyRing::new(settings.encryption_key.expose_secret()),
             settings,
             db,

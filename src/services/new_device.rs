@@ -26,7 +26,7 @@ use crate::crypto::{derive_key, hmac_sha256};
 use crate::domain::{Millis, now_millis};
 use crate::storage::db::UnitOfWork;
 use crate::storage::db::known_devices;
-use crate::storage::db::users::UserRow;
+use crate::storage::db::users::{self, UserRow};
 
 /// A device unseen for this long counts as new again.
 pub const SEEN_WINDOW: Duration = Duration::from_secs(90 * 24 * 60 * 60);
@@ -135,6 +135,9 @@ impl NewDeviceAlerts {
         user: &UserRow,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
+        // Every completed login passes here: the one place that knows the account was
+        // used (`PRIVILEGED_POLICY=pci` disables privileged accounts that are not).
+        users::mark_login(uow.conn(), user.id, now_millis()).await?;
         if !self.enabled {
             return Ok(());
         }

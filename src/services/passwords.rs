@@ -29,6 +29,8 @@ pub enum WeakPasswordReason {
     ContainsEmail,
     /// In a corpus of breached passwords (docs/API.md §11, `PWNED_PASSWORDS_*`).
     Breached,
+    /// One of the account's last 4 passwords (`PRIVILEGED_POLICY=pci`, docs/API.md §11).
+    Reused,
 }
 
 /// NFKC makes visually equal passwords equal (e.g. full-width digits) before any rule

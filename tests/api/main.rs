@@ -27,6 +27,7 @@ mod openapi;
 mod passkey_attestation;
 mod passkeys;
 mod passwords;
+mod pci_policy;
 mod protocol;
 mod registration;
 mod sca_login;

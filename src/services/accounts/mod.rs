@@ -12,6 +12,7 @@ use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
 use super::new_device::NewDeviceAlerts;
 use super::passwords::{PasswordHashing, PasswordPolicy, WeakPasswordReason, normalize};
+use super::pci::PasswordHistory;
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::crypto::password::StoredPassword;
 use crate::crypto::{random_alphanumeric, token_hash};
@@ -44,6 +45,7 @@ pub struct Accounts {
     /// Under `AUTH_POLICY=psd2`: the second factors, whose one-time code the login checks
     /// beside the password (docs/API.md §11). `None`: today's two-step login.
     sca_codes: Option<Mfa>,
+    history: PasswordHistory,
 }
 
 /// The outcome of a correct password: an active session, or — when the user has a second
@@ -172,6 +174,8 @@ pub struct PasswordRules {
     pub hashing: PasswordHashing,
     pub policy: PasswordPolicy,
     pub breached: BreachedPasswords,
+    /// `PRIVILEGED_POLICY=pci`: no reuse of the last four passwords (staff and admin).
+    pub history: PasswordHistory,
 }
 
 impl Accounts {
@@ -188,6 +192,7 @@ impl Accounts {
             hashing,
             policy,
             breached,
+            history,
         } = rules;
         Self {
             db,
@@ -199,6 +204,7 @@ impl Accounts {
             templates,
             new_devices,
             sca_codes,
+            history,
         }
     }
 
@@ -366,7 +372,7 @@ impl Accounts {
         ctx: &RequestContext,
     ) -> ServiceResult<LoginOutcome> {
         let user = users::find_by_email(self.db.connection(), email).await?;
-        let attempt = match self.abuse.reserve(email).await {
+        let attempt = match self.abuse.reserve_for(email, user.as_ref()).await {
             Ok(attempt) => attempt,
             Err(locked @ ServiceError::AccountLocked { .. }) => {
                 self.audit_failure(user.as_ref(), LoginFailure::AccountLocked, None, ctx)
@@ -653,6 +659,9 @@ impl Accounts {
             return Err(ServiceError::AccountDisabled);
         }
         let password = self.acceptable_password(new_password, &user.email).await?;
+        self.history
+            .refuse_reuse(&self.hashing, self.db.connection(), &user, &password)
+            .await?;
         let stored = self.hashing.hash(&password).await?;
         let now = now_millis();
         let uow = self.db.begin().await?;
@@ -680,6 +689,15 @@ impl Accounts {
         let user = self.find_user(session.user_id).await?;
         let password = self.acceptable_password(new_password, &user.email).await?;
         let attempt = self.confirm_password(&user, current_password, ctx).await?;
+        if let Err(reused) = self
+            .history
+            .refuse_reuse(&self.hashing, self.db.connection(), &user, &password)
+            .await
+        {
+            // The current password was right: no guessing failure.
+            self.abuse.release(attempt).await?;
+            return Err(reused);
+        }
         let fresh = self.hashing.hash(&password).await?;
         let uow = self.db.begin().await?;
         let revoked = self
@@ -736,7 +754,7 @@ impl Accounts {
         password: &str,
         ctx: &RequestContext,
     ) -> ServiceResult<Attempt> {
-        let attempt = self.abuse.reserve(&user.email).await?;
+        let attempt = self.abuse.reserve_for(&user.email, Some(user)).await?;
         let stored = StoredPassword {
             phc: user.password_hash.clone(),
             pepper_id: user.password_pepper_id.clone(),
@@ -765,6 +783,7 @@ impl Accounts {
         ctx: &RequestContext,
     ) -> ServiceResult<u64> {
         let now = now_millis();
+        self.history.remember(uow.conn(), user).await?;
         users::set_password(
             uow.conn(),
             user.id,

@@ -74,6 +74,14 @@ pub enum AuditEvent {
     },
     /// `admin.user_unlocked`
     AdminUserUnlocked,
+    /// `account.disabled_inactive`: `PRIVILEGED_POLICY=pci` disabled a staff or admin
+    /// account unused for `inactivity_days` (PCI DSS 8.2.6); the actor is the system.
+    AccountDisabledInactive {
+        inactivity_days: u64,
+        /// RFC 3339; `None` when the account never signed in.
+        last_login_at: Option<String>,
+        sessions_revoked: u64,
+    },
     /// `mfa.challenge_issued`
     MfaChallengeIssued {
         session_id: Uuid,
@@ -493,6 +501,7 @@ impl AuditEvent {
             AuditEvent::RateLimitExceeded { .. } => "rate_limit.exceeded",
             AuditEvent::AdminUserUpdated { .. } => "admin.user_updated",
             AuditEvent::AdminUserUnlocked => "admin.user_unlocked",
+            AuditEvent::AccountDisabledInactive { .. } => "account.disabled_inactive",
             AuditEvent::MfaChallengeIssued { .. } => "mfa.challenge_issued",
             AuditEvent::MfaTotpSetupStarted => "mfa.totp.setup_started",
             AuditEvent::MfaTotpEnabled { .. } => "mfa.totp.enabled",
@@ -599,6 +608,20 @@ impl AuditEvent {
                 "disabled": disabled,
                 "sessions_revoked": sessions_revoked,
             }),
+            AuditEvent::AccountDisabledInactive {
+                inactivity_days,
+                last_login_at,
+                sessions_revoked,
+            } => {
+                let mut details = json!({
+                    "inactivity_days": inactivity_days,
+                    "sessions_revoked": sessions_revoked,
+                });
+                if let Some(at) = last_login_at {
+                    details["last_login_at"] = json!(at);
+                }
+                details
+            }
             AuditEvent::MfaChallengeIssued {
                 session_id,
                 methods,
@@ -963,6 +986,15 @@ mod tests {
             r#"{"disabled":{"from":false,"to":true},"role":{"from":"user","to":"staff"},"sessions_revoked":3}"#,
         );
         expect(AuditEvent::AdminUserUnlocked, "admin.user_unlocked", "{}");
+        expect(
+            AuditEvent::AccountDisabledInactive {
+                inactivity_days: 90,
+                last_login_at: None,
+                sessions_revoked: 1,
+            },
+            "account.disabled_inactive",
+            r#"{"inactivity_days":90,"sessions_revoked":1}"#,
+        );
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Mfa {
     /// Reserves a lockout attempt for a second-factor check on `user`'s account: while
     /// the account is locked, no code is even looked at (`429 account_locked`).
     async fn reserve(&self, user: &UserRow) -> ServiceResult<Attempt> {
-        self.abuse.reserve(&user.email).await
+        self.abuse.reserve_for(&user.email, Some(user)).await
     }
 
     /// A correct second factor on `session`: finish the login or refresh the step-up, in

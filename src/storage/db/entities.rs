@@ -21,6 +21,9 @@ pub mod user {
         pub updated_at: i64,
         /// Set by a password reset while second factors exist; the next login lists them.
         pub factor_review_since: Option<i64>,
+        /// The last completed login (`PRIVILEGED_POLICY=pci` disables privileged accounts
+        /// unused for `PCI_INACTIVITY_DAYS`; never signed in counts from `created_at`).
+        pub last_login_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -404,6 +407,28 @@ pub mod known_device {
         pub last_seen_at: i64,
         /// The last new-device alert sent for it: the flood guard.
         pub last_alert_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod password_history {
+    use sea_orm::entity::prelude::*;
+
+    /// A previous password of an account (PHC string), kept under `PRIVILEGED_POLICY=pci`
+    /// so that a new one cannot repeat the last four (PCI DSS 8.3.7).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "password_history")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub password_hash: String,
+        pub password_pepper_id: Option<String>,
+        pub created_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ pub mod mfa;
 mod migrations;
 pub mod oauth;
 pub mod outbox;
+pub mod password_history;
 pub mod sessions;
 pub mod users;
 

@@ -31,6 +31,7 @@ pub async fn insert(conn: &impl Conn, new: NewUser<'_>) -> StorageResult<UserRow
         created_at: Set(new.now),
         updated_at: Set(new.now),
         factor_review_since: Set(None),
+        last_login_at: Set(None),
     }
     .insert(conn)
     .await
@@ -164,4 +165,77 @@ pub async fn set_factor_review(
     let update =
         user::Entity::update_many().col_expr(user::Column::FactorReviewSince, Expr::value(since));
     update_one(conn, id, update).await
+}
+
+/// A login of the account completed now.
+pub async fn mark_login(conn: &impl Conn, id: Uuid, now: Millis) -> StorageResult<()> {
+    let update = user::Entity::update_many().col_expr(user::Column::LastLoginAt, Expr::value(now));
+    update_one(conn, id, update).await
+}
+
+/// Enabled accounts of `roles` whose last completed login (or, never signed in, whose
+/// creation) is before `cutoff`.
+pub async fn inactive(
+    conn: &impl Conn,
+    roles: &[Role],
+    cutoff: Millis,
+) -> StorageResult<Vec<UserRow>> {
+    use sea_orm::Condition;
+    user::Entity::find()
+        .filter(user::Column::Role.is_in(roles.iter().copied()))
+        .filter(user::Column::Disabled.eq(false))
+        .filter(
+            Condition::any()
+                .add(user::Column::LastLoginAt.lt(cutoff))
+                .add(
+                    Condition::all()
+                        .add(user::Column::LastLoginAt.is_null())
+                        .add(user::Column::CreatedAt.lt(cutoff)),
+                ),
+        )
+        .order_by_asc(user::Column::Id)
+        .all(conn)
+        .await
+        .storage()
+}
+
+/// Disables `id` if it is still enabled and still inactive since `cutoff`; false when
+/// another instance (or a login in between) got there first. This conditional UPDATE is
+/// what makes the inactivity job safe to run on several instances at once.
+pub async fn disable_if_inactive(
+    conn: &impl Conn,
+    id: Uuid,
+    cutoff: Millis,
+    now: Millis,
+) -> StorageResult<bool> {
+    use sea_orm::Condition;
+    let result = user::Entity::update_many()
+        .col_expr(user::Column::Disabled, Expr::value(true))
+        .col_expr(user::Column::UpdatedAt, Expr::value(now))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::Disabled.eq(false))
+        .filter(
+            Condition::any()
+                .add(user::Column::LastLoginAt.lt(cutoff))
+                .add(
+                    Condition::all()
+                        .add(user::Column::LastLoginAt.is_null())
+                        .add(user::Column::CreatedAt.lt(cutoff)),
+                ),
+        )
+        .exec(conn)
+        .await
+        .storage()?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Every enabled admin (the recipients of account notices such as an inactivity disable).
+pub async fn enabled_admins(conn: &impl Conn) -> StorageResult<Vec<UserRow>> {
+    user::Entity::find()
+        .filter(user::Column::Role.eq(Role::Admin))
+        .filter(user::Column::Disabled.eq(false))
+        .order_by_asc(user::Column::Id)
+        .all(conn)
+        .await
+        .storage()
 }

@@ -6,6 +6,7 @@ mod m20261130_000003_session_hardening;
 mod m20261130_000004_audit_keys;
 mod m20261201_000005_oauth;
 mod m20261201_000006_known_devices;
+mod m20261201_000007_pci;
 
 use sea_orm_migration::prelude::*;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_audit_keys::Migration),
             Box::new(m20261201_000005_oauth::Migration),
             Box::new(m20261201_000006_known_devices::Migration),
+            Box::new(m20261201_000007_pci::Migration),
         ]
     }
 }
