@@ -14,6 +14,9 @@
 #     WebAuthn call, Allow → transaction_confirmation_required → passkey confirmation on the
 #     page → code; the token response, access token and introspection carry the details and
 #     the RFC 8785 tx_hash; Deny → access_denied; on both deployments;
+#   - tests/e2e/psd2.spec.mjs: the pages under AUTH_POLICY=psd2: the one-time code field on
+#     the login page, the set-up of a second factor a new account is sent to (and back to
+#     where it was going), one message for every failed sign-in; on both deployments;
 #   - tests/e2e/docs.spec.mjs: /docs (Swagger UI) renders with no network.
 # Installs Chromium (Debian package) and the test's npm packages (tests/e2e) when missing,
 # builds the binary when missing or older than the sources, and stops everything on exit.
@@ -133,6 +136,10 @@ E2E_BINARY="$BIN" \
 E2E_ARTIFACTS="$ARTIFACTS" \
 E2E_CHROMIUM="$CHROMIUM" \
     node tests/e2e/consent-payment.spec.mjs
+E2E_BINARY="$BIN" \
+E2E_ARTIFACTS="$ARTIFACTS" \
+E2E_CHROMIUM="$CHROMIUM" \
+    node tests/e2e/psd2.spec.mjs
 E2E_BASE_URL="$BASE_URL" \
 E2E_ARTIFACTS="$WORK/artifacts" \
 E2E_CHROMIUM="$CHROMIUM" \

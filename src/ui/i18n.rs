@@ -142,6 +142,9 @@ const SCRIPT_TEXTS: &[(&str, &[&str])] = &[
     ("action-delete", &[]),
     ("action-revoke", &[]),
     ("error-invalid_credentials", &[]),
+    // AUTH_POLICY=psd2: one answer for every failure, naming no field (docs/API.md §11).
+    ("error-invalid_credentials_sca", &[]),
+    ("done-setup-complete", &[]),
     ("error-email_not_verified", &[]),
     ("error-account_disabled", &[]),
     ("error-account_locked", &["seconds"]),

@@ -8,6 +8,8 @@ use minijinja::{Environment, State, Value, context, value::Kwargs};
 
 use super::i18n::Lang;
 use crate::configuration::Settings;
+use crate::domain::Role;
+use crate::services::policy::Policy;
 
 /// A hosted page: its template, and the id the script and the title key use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,12 @@ pub struct Pages {
     css: String,
     product: String,
     password_min_length: usize,
+    /// `AUTH_POLICY=psd2`: the login form has the one-time code field (docs/API.md §11).
+    sca_login: bool,
+    /// The roles that must enroll a second factor before anything else, space-separated
+    /// (`data-factor-required` on the body): the account page opens in its set-up state
+    /// for them instead of calling routes that would answer `403 mfa_enrollment_required`.
+    factor_required_roles: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,12 +176,20 @@ impl Pages {
             Some(dir) => read_optional(dir, "ui.css")?.unwrap_or_else(|| BUILT_IN_CSS.to_owned()),
             None => BUILT_IN_CSS.to_owned(),
         };
+        let policy = Policy::new(settings);
         let pages = Self {
             env,
             script_texts: Lang::ALL.iter().map(|lang| lang.script_texts()).collect(),
             css,
             product: settings.rp_name.clone(),
             password_min_length: settings.password.min_length,
+            sca_login: policy.sca_login(),
+            factor_required_roles: [Role::User, Role::Staff, Role::Admin]
+                .into_iter()
+                .filter(|role| policy.second_factor_required(*role))
+                .map(Role::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         for page in Page::ALL {
             for lang in Lang::ALL {
@@ -204,6 +220,8 @@ impl Pages {
             product => self.product.clone(),
             password_min_length => self.password_min_length,
             token => token,
+            sca_login => self.sca_login,
+            factor_required_roles => self.factor_required_roles.clone(),
             script_text => self.script_texts.get(lang.index()),
         })
     }
@@ -287,6 +305,31 @@ mod tests {
                 );
                 assert!(!html.contains("tok<en>"), "the token is escaped");
             }
+        }
+    }
+
+    #[test]
+    fn the_login_form_asks_for_the_code_only_under_psd2() {
+        let standard = Pages::load(&settings(&[])).unwrap();
+        let psd2 = Pages::load(&settings(&[("AUTH_POLICY", "psd2")])).unwrap();
+        let pci = Pages::load(&settings(&[("PRIVILEGED_POLICY", "pci")])).unwrap();
+        for lang in Lang::ALL {
+            let login = standard.render(Page::Login, lang, "").unwrap();
+            assert!(!login.contains("id=\"code\""), "{login}");
+            assert!(!login.contains("data-factor-required"), "{login}");
+            let login = psd2.render(Page::Login, lang, "").unwrap();
+            assert!(login.contains("id=\"code\""), "{login}");
+            assert!(login.contains("autocomplete=\"one-time-code\""), "{login}");
+            // The macro's `extra` attributes arrive as attributes, not as escaped text.
+            assert!(login.contains(" inputmode=\"text\" "), "{login}");
+            let account = psd2.render(Page::Account, lang, "").unwrap();
+            assert!(
+                account.contains("data-factor-required=\"user staff admin\""),
+                "{account}"
+            );
+            let login = pci.render(Page::Login, lang, "").unwrap();
+            assert!(!login.contains("id=\"code\""), "{login}");
+            assert!(login.contains("data-factor-required=\"staff admin\""));
         }
     }
 

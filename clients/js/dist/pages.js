@@ -110,6 +110,29 @@ function go(path) {
     location.assign(path);
 }
 // ----------------------------------------------------------------------------------------
+// A second factor the policy requires first (AUTH_POLICY=psd2, PRIVILEGED_POLICY=pci,
+// docs/API.md §11)
+// ----------------------------------------------------------------------------------------
+/** The set-up of a second factor (the account page's set-up state), then on to `next`. */
+function setupPath(next) {
+    return next === "/ui/account" ? "/ui/account" : `/ui/account?${new URLSearchParams({ return: next }).toString()}`;
+}
+/**
+ * Whether `user` must set up a second factor before anything else: the server names the
+ * roles its policy binds (`data-factor-required` on the body), the same rule the API
+ * applies; a theme's base.html without the attribute leaves the 403 below as the signal.
+ */
+function enrollmentPending(user) {
+    const roles = (document.body.dataset.factorRequired ?? "").split(" ").filter(Boolean);
+    const enrolled = (user.mfa?.totp ?? false) || (user.mfa?.webauthn_credentials ?? 0) > 0;
+    return roles.includes(user.role) && !enrolled;
+}
+/**
+ * What a `403 mfa_enrollment_required` does: off to the set-up, coming back here
+ * afterwards. The account page replaces it with its own set-up state.
+ */
+let onEnrollmentRequired = () => go(setupPath(`${location.pathname}${location.search}`));
+// ----------------------------------------------------------------------------------------
 // Errors next to the fields, in plain language
 // ----------------------------------------------------------------------------------------
 /** The API's field names → the inputs that hold them on these pages. */
@@ -118,7 +141,7 @@ const FIELD_INPUTS = {
     password: ["password"],
     new_password: ["new-password", "password"],
     current_password: ["current-password", "step-up-password"],
-    code: ["totp-code", "recovery-code", "totp-enroll-code", "step-up-code", "txn-code"],
+    code: ["totp-code", "recovery-code", "totp-enroll-code", "step-up-code", "txn-code", "code"],
     name: ["passkey-name"],
 };
 function setFieldError(field, message) {
@@ -151,6 +174,10 @@ function describe(failure) {
  * names within `form`; focus moves to the first field in error.
  */
 function showFailure(failure, form) {
+    if (failure.code === "mfa_enrollment_required") {
+        onEnrollmentRequired();
+        return;
+    }
     const alert = $("alert");
     alert.textContent = describe(failure);
     alert.hidden = false;
@@ -333,16 +360,27 @@ function loginPage(client) {
             });
         });
     };
+    // AUTH_POLICY=psd2: the server renders the one-time code field (docs/API.md §11).
+    const codeField = document.getElementById("code");
     onSubmit("login-form", async (form) => {
         stopAutofill();
-        const answer = await client.login(input("email").value.trim(), input("password").value);
+        const answer = await client.login(input("email").value.trim(), input("password").value, codeField?.value);
         if (!answer.ok) {
-            showFailure(answer, form);
+            // psd2 answers every failure alike; the message names no field either.
+            const sca = codeField !== null && answer.code === "invalid_credentials";
+            showFailure(sca ? { ...answer, code: "invalid_credentials_sca" } : answer, form);
+            if (codeField)
+                codeField.value = "";
             return;
         }
         if (answer.data.code === "mfa_required") {
             const query = new URLSearchParams({ methods: answer.data.methods.join(","), return: returnTarget() });
             go(`/ui/mfa?${query.toString()}`);
+            return;
+        }
+        if (answer.data.mfa_enrollment_required) {
+            announce(t("done-signed-in"));
+            go(setupPath(returnTarget()));
             return;
         }
         afterSignIn(answer);
@@ -826,13 +864,58 @@ function iban(value) {
         .trim();
 }
 function accountPage(client) {
+    /**
+     * The set-up state (a second factor the policy requires first): only the TOTP and
+     * passkey set-up, with the reason; nothing that calls a route the session may not use
+     * yet (passkey and session lists, password change). Once a factor is set up (recovery
+     * codes shown), Continue goes where the person was going (`?return=`).
+     */
+    let settingUp = false;
+    const enterSetup = () => {
+        settingUp = true;
+        const notice = document.getElementById("setup-required");
+        if (notice)
+            notice.hidden = false;
+        // The recovery section comes back with the codes the first factor brings.
+        for (const id of ["recovery", "passkey-list", "sessions", "password", "totp-disable"]) {
+            const element = document.getElementById(id);
+            if (element)
+                element.hidden = true;
+        }
+        $("totp-state").textContent = t("totp-off");
+        // Not while a set-up is already under way.
+        show("totp-enable", $("totp-enroll").hidden);
+    };
+    onEnrollmentRequired = () => {
+        if (!settingUp)
+            enterSetup();
+    };
+    const setupDone = (codes) => {
+        for (const id of ["recovery-left", "recovery-regenerate"])
+            show(id, false);
+        show("recovery");
+        showCodes(codes);
+        show("totp-enable", false);
+        show("passkey-add-form", false);
+        announce(t("done-setup-complete"));
+        const next = document.getElementById("setup-continue");
+        if (next) {
+            next.hidden = false;
+            next.focus();
+        }
+        else {
+            // A theme's account.html without the button: on at once (the codes can be renewed later).
+            go(sameOriginReturn() ?? "/ui/account");
+        }
+    };
     const refresh = async () => {
         const me = await client.me();
         if (!me.ok) {
+            const here = `${location.pathname}${location.search}`;
             if (me.code === "not_authenticated")
-                go(`/ui/login?return=${encodeURIComponent("/ui/account")}`);
+                go(`/ui/login?${new URLSearchParams({ return: here }).toString()}`);
             else if (me.code === "mfa_required")
-                go(`/ui/mfa?return=${encodeURIComponent("/ui/account")}`);
+                go(`/ui/mfa?${new URLSearchParams({ return: here }).toString()}`);
             else
                 showFailure(me);
             return;
@@ -840,6 +923,10 @@ function accountPage(client) {
         const user = me.data.user;
         $("profile-email").textContent = user.email;
         $("profile-role").textContent = t(`role-${user.role}`);
+        if (enrollmentPending(user)) {
+            enterSetup();
+            return;
+        }
         const totpOn = user.mfa?.totp ?? false;
         $("totp-state").textContent = totpOn ? t("totp-on") : t("totp-off");
         show("totp-enable", !totpOn);
@@ -954,6 +1041,9 @@ function accountPage(client) {
         await client.logout();
         go("/ui/login");
     });
+    if (document.getElementById("setup-continue")) {
+        onClick("setup-continue", async () => go(sameOriginReturn() ?? "/ui/account"));
+    }
     onClick("totp-enable", async () => {
         const answer = await withPassword(client, (password) => client.setupTotp(password));
         if (!answer)
@@ -972,6 +1062,8 @@ function accountPage(client) {
             return showFailure(answer, form);
         show("totp-enroll", false);
         form.reset();
+        if (settingUp)
+            return setupDone(answer.data.code === "totp_enabled" ? answer.data.recovery_codes : undefined);
         announce(t("done-totp-enabled"));
         if (answer.data.code === "totp_enabled")
             showCodes(answer.data.recovery_codes);
@@ -1003,6 +1095,8 @@ function accountPage(client) {
             return;
         }
         form.reset();
+        if (settingUp)
+            return setupDone(answer.data.recovery_codes);
         announce(t("done-passkey-added"));
         showCodes(answer.data.recovery_codes);
         await refresh();

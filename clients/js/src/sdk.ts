@@ -11,6 +11,9 @@
  *   login, an MFA upgrade or a role change the server sets a new `csrf_token` cookie);
  * - `mfa_required` at login and `401 mfa_step_up_required` elsewhere are typed answers,
  *   and an `onStepUpRequired` hook may satisfy a step-up and have the call retried;
+ * - `AUTH_POLICY=psd2` (docs/API.md §11): the login takes the one-time code with the
+ *   password, and `login_ok` says `mfa_enrollment_required` when a second factor must be
+ *   set up before anything else (other calls then answer `403 mfa_enrollment_required`);
  * - WebAuthn options and credentials are converted between the API's base64url JSON and
  *   the browser's ArrayBuffers; passkey autofill (conditional mediation) when supported;
  * - the interaction API of the OpenID Provider (docs/API.md §8, "Login and consent"): read
@@ -93,6 +96,12 @@ export interface SignedIn {
   session?: SessionInfo;
   csrf_token: string;
   factor_review?: FactorReview;
+  /**
+   * `AUTH_POLICY=psd2` (every account) or `PRIVILEGED_POLICY=pci` (staff, admin): the
+   * account has no second factor yet. Until one is set up (TOTP or a passkey), only `me`,
+   * `logout` and the enrollment calls work; the others answer `403 mfa_enrollment_required`.
+   */
+  mfa_enrollment_required?: boolean;
 }
 
 /** `200 mfa_required`: password accepted, a second factor is outstanding. */
@@ -313,9 +322,16 @@ export class AuthClient {
     return this.request("POST", "/auth/verify-email/resend", { email });
   }
 
-  /** `login_ok` (signed in) or `mfa_required` (a second factor is outstanding). */
-  login(email: string, password: string): Promise<Result<SignedIn | MfaRequired>> {
-    return this.request("POST", "/auth/login", { email, password });
+  /**
+   * `login_ok` (signed in) or `mfa_required` (a second factor is outstanding). Under
+   * `AUTH_POLICY=psd2` pass `code` (the authenticator's current code or a recovery code):
+   * both factors are checked together, and every failure is `401 invalid_credentials`.
+   * Without `code` the field is not sent (an account with no second factor yet).
+   */
+  login(email: string, password: string, code?: string): Promise<Result<SignedIn | MfaRequired>> {
+    // White space is never part of a code (TOTP codes are often typed "123 456").
+    const typed = code?.replace(/\s+/g, "");
+    return this.request("POST", "/auth/login", typed ? { email, password, code: typed } : { email, password });
   }
 
   async logout(): Promise<Result<{ code: "logged_out" }>> {

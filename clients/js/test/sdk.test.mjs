@@ -64,6 +64,23 @@ test("without the cookie, the token of the last answer that carried one is sent"
   assert.equal(calls[2].headers["X-CSRF-Token"], "rotated");
 });
 
+test("login sends the one-time code only when one is given (AUTH_POLICY=psd2)", async () => {
+  const { fetch, calls } = scripted(
+    [200, { code: "login_ok", csrf_token: "a" }],
+    [200, { code: "login_ok", csrf_token: "b", mfa_enrollment_required: true }],
+    [200, { code: "login_ok", csrf_token: "c" }],
+  );
+  const client = new AuthClient({ fetch, cookies: () => "" });
+  const signedIn = await client.login("a@example.com", "pw", " 123 456 ");
+  assert.deepEqual(calls[0].body, { email: "a@example.com", password: "pw", code: "123456" });
+  assert.equal(signedIn.data.mfa_enrollment_required, undefined);
+  const enrolling = await client.login("a@example.com", "pw");
+  assert.deepEqual(calls[1].body, { email: "a@example.com", password: "pw" });
+  assert.equal(enrolling.data.mfa_enrollment_required, true);
+  await client.login("a@example.com", "pw", "  ");
+  assert.deepEqual(calls[2].body, { email: "a@example.com", password: "pw" });
+});
+
 test("a rotated CSRF token is fetched again and the write is retried once", async () => {
   // The server rotated the session (e.g. a role change): the cookie the SDK read is stale
   // until GET /auth/csrf answers and the browser stores the new cookie.

@@ -26,11 +26,13 @@ label-new-password = Neues Passwort
 label-current-password = Aktuelles Passwort
 label-totp-code = Code aus Ihrer Authenticator-App
 label-recovery-code = Wiederherstellungscode
+label-login-code = Code aus Ihrer Authenticator-App (oder ein Wiederherstellungscode)
 label-role = Rolle
 label-passkey-name = Name für den neuen Passkey
 hint-password = Mindestens { $min } Zeichen. Ein Satz aus mehreren Wörtern ist leicht zu merken und schwer zu erraten.
 hint-totp-code = 6 Ziffern, angezeigt in Ihrer Authenticator-App.
 hint-recovery-code = Einer der Codes, die Sie beim Einrichten des zweiten Faktors gespeichert haben, etwa abcd-efgh-ijkl-mnop.
+hint-login-code = Die 6 Ziffern, die Ihre Authenticator-App gerade anzeigt, oder einer Ihrer Wiederherstellungscodes. Lassen Sie das Feld leer, wenn Sie noch keinen zweiten Faktor eingerichtet haben.
 hint-passkey-name = Freiwillig, zum Beispiel „Arbeitslaptop“.
 
 ## Aktionen
@@ -62,6 +64,7 @@ action-cancel-oauth = Abbrechen und zur Anwendung zurückkehren
 action-allow = Erlauben
 action-deny = Ablehnen
 action-use-recovery-code = Diesen Wiederherstellungscode verwenden
+action-continue = Weiter
 
 ## Links
 link-forgot-password = Passwort vergessen?
@@ -90,6 +93,7 @@ totp-secret-label = Schlüssel:
 recovery-save = Bewahren Sie diese Codes sicher auf. Jeder gilt einmal, und sie werden nur jetzt angezeigt.
 consent-note = Erlauben Sie dies nur, wenn Sie es selbst veranlasst haben und der Anwendung vertrauen. Der Zugriff gilt nur für diese Anwendung.
 heading-consent-payments = Zu genehmigende Zahlung
+setup-required = Ihre Bank verlangt einen zweiten Faktor, bevor Sie fortfahren. Richten Sie unten eine Authenticator-App ein oder fügen Sie einen Passkey hinzu.
 
 ## Texte des Seitenskripts
 totp-on = Ihre Authenticator-App ist eingerichtet.
@@ -120,6 +124,7 @@ done-passkey-deleted = Der Passkey wurde gelöscht.
 done-session-revoked = Diese Sitzung wurde abgemeldet.
 done-sessions-revoked = Abgemeldete andere Sitzungen: { $count }
 done-codes-regenerated = Neue Wiederherstellungscodes wurden erzeugt; die alten gelten nicht mehr.
+done-setup-complete = Ihr zweiter Faktor ist eingerichtet. Bewahren Sie Ihre Wiederherstellungscodes auf und wählen Sie dann „Weiter“.
 missing-token = Dieser Link ist unvollständig. Öffnen Sie den Link aus der E-Mail erneut oder fordern Sie einen neuen an.
 field-required = Bitte füllen Sie dieses Feld aus.
 field-email = Bitte geben Sie eine E-Mail-Adresse wie name@example.com ein.
@@ -151,6 +156,7 @@ done-returning = Sie werden zur Anwendung zurückgeleitet …
 
 ## Fehler, nach dem Code der API
 error-invalid_credentials = E-Mail-Adresse oder Passwort ist falsch.
+error-invalid_credentials_sca = Mit diesen Angaben konnten wir Sie nicht anmelden. Prüfen Sie E-Mail-Adresse, Passwort und Code und versuchen Sie es erneut.
 error-email_not_verified = Bitte bestätigen Sie zuerst Ihre E-Mail-Adresse über den Link in unserer E-Mail.
 error-account_disabled = Dieses Konto ist gesperrt. Bitte wenden Sie sich an die Bank.
 error-account_locked = Zu viele Fehlversuche. Versuchen Sie es in { $seconds } Sekunden erneut.

@@ -26,11 +26,13 @@ label-new-password = New password
 label-current-password = Current password
 label-totp-code = Code from your authenticator app
 label-recovery-code = Recovery code
+label-login-code = Code from your authenticator app (or a recovery code)
 label-role = Role
 label-passkey-name = Name for the new passkey
 hint-password = At least { $min } characters. A passphrase of several words is easy to remember and hard to guess.
 hint-totp-code = 6 digits, shown in your authenticator app.
 hint-recovery-code = One of the codes you saved when you set up your second factor, like abcd-efgh-ijkl-mnop.
+hint-login-code = The 6 digits your authenticator app shows now, or one of your recovery codes. Leave it empty if you have not set up a second factor yet.
 hint-passkey-name = Optional, for example "Work laptop".
 
 ## Actions
@@ -62,6 +64,7 @@ action-cancel-oauth = Cancel and go back to the application
 action-allow = Allow
 action-deny = Deny
 action-use-recovery-code = Use this recovery code
+action-continue = Continue
 
 ## Links
 link-forgot-password = Forgotten your password?
@@ -90,6 +93,7 @@ totp-secret-label = Key:
 recovery-save = Save these codes somewhere safe. Each works once, and they are shown only now.
 consent-note = Allow this only if you started it and trust the application. Access is given to this application only.
 heading-consent-payments = Payment to approve
+setup-required = Your bank requires a second factor before you continue. Set up an authenticator app or add a passkey below.
 
 ## Texts the page script shows
 totp-on = Your authenticator app is set up.
@@ -120,6 +124,7 @@ done-passkey-deleted = The passkey was deleted.
 done-session-revoked = That session was signed out.
 done-sessions-revoked = Other sessions signed out: { $count }
 done-codes-regenerated = New recovery codes were created; the old ones no longer work.
+done-setup-complete = Your second factor is set up. Save your recovery codes, then press Continue.
 missing-token = This link is incomplete. Open the link from the email again, or ask for a new one.
 field-required = Please fill in this field.
 field-email = Please enter an email address such as name@example.com.
@@ -151,6 +156,7 @@ done-returning = Taking you back to the application…
 
 ## Errors, by the API's code
 error-invalid_credentials = The email address or password is wrong.
+error-invalid_credentials_sca = We could not sign you in with these details. Check your email address, password and code, and try again.
 error-email_not_verified = Please confirm your email address first: use the link in the email we sent you.
 error-account_disabled = This account is disabled. Please contact the bank.
 error-account_locked = Too many failed attempts. Try again in { $seconds } seconds.
