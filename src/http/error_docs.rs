@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn rows_sharing_a_status_become_one_response_listing_every_code() {
-        error_responses!(Both = ACTIVE, CSRF, FRESH_TEST, &[(409, "`x`")]);
+        error_responses!(Both = ENROLLING, CSRF, FRESH_TEST, &[(409, "`x`")]);
         const FRESH_TEST: &[Row] = &[(401, "`mfa_step_up_required`"), (503, UNAVAILABLE[0].1)];
         assert_eq!(
             descriptions::<Both>(),

@@ -15,6 +15,7 @@ mod audit;
 mod authenticators;
 mod breached_passwords;
 mod cli;
+mod compliance_map;
 mod email_delivery;
 mod fapi;
 mod health;
