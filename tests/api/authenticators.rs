@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::prelude::Url;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_authenticator_rs::{AuthenticatorBackend, WebauthnAuthenticator};
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 
 /// The origin the service is configured with (ORIGIN_URL's default).
@@ -59,16 +59,7 @@ impl Passkey {
     }
 
     pub async fn register_at(&self, origin: &str, options: &Value) -> Value {
-        let options: CreationChallengeResponse = serde_json::from_value(options.clone()).unwrap();
-        let origin = Url::parse(origin).unwrap();
-        let soft = Arc::clone(&self.soft);
-        let credential = tokio::task::spawn_blocking(move || {
-            soft.lock().unwrap().do_registration(origin, options)
-        })
-        .await
-        .unwrap()
-        .expect("the soft passkey registers");
-        serde_json::to_value(credential).unwrap()
+        register_on(&self.soft, origin, options.clone()).await
     }
 
     pub async fn sign_in(&self, options: &Value) -> Value {
@@ -76,16 +67,7 @@ impl Passkey {
     }
 
     pub async fn sign_in_at(&self, origin: &str, options: &Value) -> Value {
-        let options: RequestChallengeResponse = serde_json::from_value(options.clone()).unwrap();
-        let origin = Url::parse(origin).unwrap();
-        let soft = Arc::clone(&self.soft);
-        let credential = tokio::task::spawn_blocking(move || {
-            soft.lock().unwrap().do_authentication(origin, options)
-        })
-        .await
-        .unwrap()
-        .expect("the soft passkey signs");
-        serde_json::to_value(credential).unwrap()
+        sign_in_on(&self.soft, origin, options.clone()).await
     }
 
     /// A discoverable sign-in: the browser asks with no credential list and the
@@ -135,30 +117,46 @@ impl AttestedKey {
         if options["publicKey"]["attestation"] == "enterprise" {
             options["publicKey"]["attestation"] = json!("direct");
         }
-        let options: CreationChallengeResponse = serde_json::from_value(options).unwrap();
-        let origin = Url::parse(ORIGIN).unwrap();
-        let soft = Arc::clone(&self.soft);
-        let credential = tokio::task::spawn_blocking(move || {
-            soft.lock().unwrap().do_registration(origin, options)
-        })
-        .await
-        .unwrap()
-        .expect("the soft token registers");
-        serde_json::to_value(credential).unwrap()
+        register_on(&self.soft, ORIGIN, options).await
     }
 
     pub async fn sign_in(&self, options: &Value) -> Value {
-        let options: RequestChallengeResponse = serde_json::from_value(options.clone()).unwrap();
-        let origin = Url::parse(ORIGIN).unwrap();
-        let soft = Arc::clone(&self.soft);
-        let credential = tokio::task::spawn_blocking(move || {
-            soft.lock().unwrap().do_authentication(origin, options)
-        })
-        .await
-        .unwrap()
-        .expect("the soft token signs");
-        serde_json::to_value(credential).unwrap()
+        sign_in_on(&self.soft, ORIGIN, options.clone()).await
     }
+}
+
+/// A registration ceremony on a software authenticator, on a blocking thread (it may
+/// block), as a browser would run it at `origin`.
+async fn register_on<T>(soft: &Arc<Mutex<T>>, origin: &str, options: Value) -> Value
+where
+    T: AuthenticatorBackend + Send + 'static,
+{
+    let options: CreationChallengeResponse = serde_json::from_value(options).unwrap();
+    let origin = Url::parse(origin).unwrap();
+    let soft = Arc::clone(soft);
+    let credential =
+        tokio::task::spawn_blocking(move || soft.lock().unwrap().do_registration(origin, options))
+            .await
+            .unwrap()
+            .expect("the software authenticator registers");
+    serde_json::to_value(credential).unwrap()
+}
+
+/// An authentication ceremony on a software authenticator, as `register_on`.
+async fn sign_in_on<T>(soft: &Arc<Mutex<T>>, origin: &str, options: Value) -> Value
+where
+    T: AuthenticatorBackend + Send + 'static,
+{
+    let options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
+    let origin = Url::parse(origin).unwrap();
+    let soft = Arc::clone(soft);
+    let credential = tokio::task::spawn_blocking(move || {
+        soft.lock().unwrap().do_authentication(origin, options)
+    })
+    .await
+    .unwrap()
+    .expect("the software authenticator signs");
+    serde_json::to_value(credential).unwrap()
 }
 
 /// A synced passkey, as a phone's or password manager's: its authenticator data says
