@@ -8,6 +8,7 @@ pub mod breached;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod login;
 pub mod mfa;
 pub mod new_device;
 pub mod oauth;
@@ -95,7 +96,10 @@ impl Services {
                 history: pci::PasswordHistory::new(policy),
             },
             templates.clone(),
-            new_device::NewDeviceAlerts::new(&settings, templates.clone()),
+            login::LoginCompletion::new(
+                abuse.clone(),
+                new_device::NewDeviceAlerts::new(&settings, templates.clone()),
+            ),
             policy.sca_login().then(|| mfa.clone()),
         );
         let inactive_accounts = pci::InactiveAccounts::new(

@@ -26,7 +26,7 @@ use crate::crypto::{derive_key, hmac_sha256};
 use crate::domain::{Millis, now_millis};
 use crate::storage::db::UnitOfWork;
 use crate::storage::db::known_devices;
-use crate::storage::db::users::{self, UserRow};
+use crate::storage::db::users::UserRow;
 
 /// A device unseen for this long counts as new again.
 pub const SEEN_WINDOW: Duration = Duration::from_secs(90 * 24 * 60 * 60);
@@ -127,17 +127,15 @@ impl NewDeviceAlerts {
         hex::encode(hmac_sha256(&self.key, message.as_bytes()))
     }
 
-    /// A login of `user` completes in `uow`: record the device, and when it is new to an
-    /// account that has signed in before, queue the owner's alert and audit it.
-    pub async fn login_completed(
+    /// A login of `user` completes in `uow` (`LoginCompletion`): record the device, and
+    /// when it is new to an account that has signed in before, queue the owner's alert and
+    /// audit it.
+    pub async fn record(
         &self,
         uow: &mut UnitOfWork,
         user: &UserRow,
         ctx: &RequestContext,
     ) -> ServiceResult<()> {
-        // Every completed login passes here: the one place that knows the account was
-        // used (`PRIVILEGED_POLICY=pci` disables privileged accounts that are not).
-        users::mark_login(uow.conn(), user.id, now_millis()).await?;
         if !self.enabled {
             return Ok(());
         }

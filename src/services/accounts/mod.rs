@@ -10,7 +10,7 @@ use super::audit::{
 use super::breached::{BreachedPasswords, Screening};
 use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
-use super::new_device::NewDeviceAlerts;
+use super::login::LoginCompletion;
 use super::passwords::{PasswordHashing, PasswordPolicy, WeakPasswordReason, normalize};
 use super::pci::PasswordHistory;
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
@@ -40,8 +40,8 @@ pub struct Accounts {
     policy: PasswordPolicy,
     breached: BreachedPasswords,
     templates: EmailTemplates,
-    /// Records the device of each completed login; alerts on a new one (§11).
-    new_devices: NewDeviceAlerts,
+    /// What every completed login writes (`services::login`).
+    completion: LoginCompletion,
     /// Under `AUTH_POLICY=psd2`: the second factors, whose one-time code the login checks
     /// beside the password (docs/API.md §11). `None`: today's two-step login.
     sca_codes: Option<Mfa>,
@@ -185,7 +185,7 @@ impl Accounts {
         abuse: AbuseControl,
         rules: PasswordRules,
         templates: EmailTemplates,
-        new_devices: NewDeviceAlerts,
+        completion: LoginCompletion,
         sca_codes: Option<Mfa>,
     ) -> Self {
         let PasswordRules {
@@ -202,7 +202,7 @@ impl Accounts {
             policy,
             breached,
             templates,
-            new_devices,
+            completion,
             sca_codes,
             history,
         }
@@ -439,8 +439,7 @@ impl Accounts {
     }
 
     /// A login with every factor the account has (or the policy asks at this step): an
-    /// active session, the factor review (if any) ends, the device is recorded, and the
-    /// failure count is reset — only a completed login does that (docs/API.md §7).
+    /// active session, then what every completed login writes (`LoginCompletion`).
     async fn complete_login(
         &self,
         mut uow: UnitOfWork,
@@ -460,9 +459,6 @@ impl Accounts {
                 ctx,
             )
             .await?;
-        if user.factor_review_since.is_some() {
-            users::set_factor_review(uow.conn(), user.id, None).await?;
-        }
         if let Some((factor, step)) = completed.factor_used {
             uow.audit(ctx.record(
                 AuditEvent::FactorUsed {
@@ -473,19 +469,9 @@ impl Accounts {
                 Some(user.id),
             ));
         }
-        uow.audit(ctx.record(
-            AuditEvent::LoginSuccess {
-                session_id: session.id,
-                method: completed.method,
-            },
-            Some(user.id),
-        ));
-        self.new_devices
-            .login_completed(&mut uow, &user, ctx)
+        self.completion
+            .commit(uow, &user, session.id, completed.method, Some(attempt), ctx)
             .await?;
-        uow.commit().await?;
-        self.abuse.clear(&user.email).await?;
-        drop(attempt);
         Ok(LoginOutcome {
             account: Account::of(self.db.connection(), user, factors).await?,
             session,

@@ -29,6 +29,7 @@ use super::audit::{
 };
 use super::email::{EmailTemplates, Notice};
 use super::error::{ServiceError, ServiceResult};
+use super::login::LoginCompletion;
 use super::new_device::NewDeviceAlerts;
 use super::sessions::{CurrentSession, IssuedSession, SessionState, Sessions};
 use crate::configuration::Settings;
@@ -123,7 +124,8 @@ pub struct Mfa {
     step_up_max_age: Duration,
     /// Derives the decoy passkey ids answered for emails without passkeys.
     decoy_key: [u8; 32],
-    new_devices: NewDeviceAlerts,
+    /// What every completed login writes (`services::login`).
+    completion: LoginCompletion,
 }
 
 impl Mfa {
@@ -148,7 +150,10 @@ impl Mfa {
                 b"passkey-decoy-ids",
             ),
             step_up_max_age: settings.session.step_up_max_age,
-            new_devices: NewDeviceAlerts::new(settings, templates.clone()),
+            completion: LoginCompletion::new(
+                abuse.clone(),
+                NewDeviceAlerts::new(settings, templates.clone()),
+            ),
             db,
             store,
             sessions,
@@ -288,22 +293,10 @@ impl Mfa {
                     .sessions
                     .upgrade(&mut uow, session, factor.method(), ctx)
                     .await?;
-                // A completed login has seen the factor review (if any): it ends here.
-                users::set_factor_review(uow.conn(), user.id, None).await?;
-                uow.audit(ctx.record(
-                    AuditEvent::LoginSuccess {
-                        session_id: issued.id,
-                        method: LoginMethod::PasswordAnd(factor),
-                    },
-                    Some(user.id),
-                ));
-                self.new_devices
-                    .login_completed(&mut uow, &user, ctx)
+                let method = LoginMethod::PasswordAnd(factor);
+                self.completion
+                    .commit(uow, &user, issued.id, method, Some(attempt), ctx)
                     .await?;
-                uow.commit().await?;
-                // Only a completed login resets the failure count.
-                self.abuse.clear(&user.email).await?;
-                drop(attempt);
                 self.login_completed(user, issued).await
             }
             SessionState::Active => {

@@ -880,8 +880,6 @@ impl Mfa {
                 ctx,
             )
             .await?;
-        // A completed login has seen the factor review (if any): it ends here.
-        users::set_factor_review(uow.conn(), user.id, None).await?;
         uow.audit(ctx.record(
             AuditEvent::FactorUsed {
                 factor: Factor::Passkey,
@@ -890,20 +888,9 @@ impl Mfa {
             },
             Some(user.id),
         ));
-        uow.audit(ctx.record(
-            AuditEvent::LoginSuccess {
-                session_id: session.id,
-                method: LoginMethod::Passkey,
-            },
-            Some(user.id),
-        ));
-        self.new_devices
-            .login_completed(&mut uow, &user, ctx)
+        self.completion
+            .commit(uow, &user, session.id, LoginMethod::Passkey, attempt, ctx)
             .await?;
-        uow.commit().await?;
-        // Only a completed login resets the failure count.
-        self.abuse.clear(&user.email).await?;
-        drop(attempt);
         self.login_completed(user, session).await
     }
 
