@@ -11,10 +11,10 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::authenticators::Passkey;
-use crate::helpers::{Backend, Browser, Csrf, PASSWORD, TestResponse, spawn_app_with};
+use crate::authenticators::{Passkey, passkey_assertion};
+use crate::helpers::{Backend, Csrf, PASSWORD, TestResponse, spawn_app_with};
 use crate::mfa::{enroll_totp, enroll_verified_totp, pending};
 use crate::oauth::{Auth, FIRST_PARTY, REDIRECT, WEB, WEB_SECRET, form, pkce, query_of};
 use crate::on_both_backends;
@@ -33,20 +33,6 @@ fn assert_locked(response: &TestResponse) {
         response.header("retry-after").is_some() && response.body["retry_after"].is_u64(),
         "{response:?}"
     );
-}
-
-/// A passkey ceremony's start answer and the assertion `key` makes for it at `origin`.
-async fn assertion(
-    browser: &Browser,
-    start_path: &str,
-    body: Value,
-    key: &Passkey,
-    origin: &str,
-) -> Value {
-    let start = browser.post(start_path, body).await;
-    assert_eq!(start.status, 200, "{start:?}");
-    let credential = key.sign_in_at(origin, &start.body["options"]).await;
-    json!({"ceremony_id": start.body["ceremony_id"], "credential": credential})
 }
 
 /// Zitadel GHSA-7j7j-66cv-m239: the lockout counted wrong passwords only, so a stolen
@@ -138,28 +124,14 @@ async fn zitadel_ghsa_xrw9_r35x_x878_newer_routes_do_not_skip_the_lockout(backen
     let by_email = json!({"email": "dan@example.com"});
 
     // Ceremonies begun before the lock, answered correctly, finished after it.
-    let tx_ceremony = assertion(
-        &dan,
-        &path(id, "/webauthn/start"),
-        json!({}),
-        &key,
-        crate::authenticators::ORIGIN,
-    )
-    .await;
-    let step_up_ceremony = assertion(
-        &dan,
-        "/auth/webauthn/login/start",
-        json!({}),
-        &key,
-        crate::authenticators::ORIGIN,
-    )
-    .await;
-    let passwordless_ceremony = assertion(
+    let tx_ceremony = passkey_assertion(&dan, &path(id, "/webauthn/start"), json!({}), &key).await;
+    let step_up_ceremony =
+        passkey_assertion(&dan, "/auth/webauthn/login/start", json!({}), &key).await;
+    let passwordless_ceremony = passkey_assertion(
         &passwordless,
         "/auth/webauthn/login/start",
         by_email.clone(),
         &key,
-        crate::authenticators::ORIGIN,
     )
     .await;
 
@@ -167,12 +139,11 @@ async fn zitadel_ghsa_xrw9_r35x_x878_newer_routes_do_not_skip_the_lockout(backen
     dan.post(&path(id, "/totp"), json!({"code": "000000"}))
         .await
         .assert_error(401, "invalid_mfa_code");
-    let wrong = assertion(
+    let wrong = passkey_assertion(
         &dan,
         &path(id, "/webauthn/start"),
         json!({}),
-        &key,
-        ELSEWHERE,
+        &key.at(ELSEWHERE),
     )
     .await;
     dan.post(&path(id, "/webauthn/finish"), wrong)
@@ -181,12 +152,11 @@ async fn zitadel_ghsa_xrw9_r35x_x878_newer_routes_do_not_skip_the_lockout(backen
     dan.post("/auth/mfa/totp/verify", json!({"code": "000000"}))
         .await
         .assert_error(401, "invalid_mfa_code");
-    let wrong = assertion(
+    let wrong = passkey_assertion(
         &dan,
         "/auth/webauthn/login/start",
         json!({}),
-        &key,
-        ELSEWHERE,
+        &key.at(ELSEWHERE),
     )
     .await;
     dan.post("/auth/webauthn/login/finish", wrong)
@@ -204,12 +174,11 @@ async fn zitadel_ghsa_xrw9_r35x_x878_newer_routes_do_not_skip_the_lockout(backen
         .await,
         0
     );
-    let wrong = assertion(
+    let wrong = passkey_assertion(
         &passwordless,
         "/auth/webauthn/login/start",
         by_email.clone(),
-        &key,
-        ELSEWHERE,
+        &key.at(ELSEWHERE),
     )
     .await;
     passwordless
@@ -475,21 +444,19 @@ async fn authentik_ghsa_xr73_jq5p_ch8r_a_deactivated_account_does_not_authentica
     assert_eq!(p.introspect(&refresh).await["active"], true);
     let (callback, verifier) = p.authorize(&frank, WEB, &[]).await;
     let (pending_login, _) = pending(app, "frank@example.com").await;
-    let second_factor = assertion(
+    let second_factor = passkey_assertion(
         &pending_login,
         "/auth/webauthn/login/start",
         json!({}),
         &key,
-        crate::authenticators::ORIGIN,
     )
     .await;
     let visitor = app.browser();
-    let passwordless = assertion(
+    let passwordless = passkey_assertion(
         &visitor,
         "/auth/webauthn/login/start",
         json!({"email": "frank@example.com"}),
         &key,
-        crate::authenticators::ORIGIN,
     )
     .await;
     visitor
@@ -522,12 +489,11 @@ async fn authentik_ghsa_xr73_jq5p_ch8r_a_deactivated_account_does_not_authentica
         .post("/auth/webauthn/login/finish", passwordless)
         .await
         .assert_error(403, "account_disabled");
-    let fresh = assertion(
+    let fresh = passkey_assertion(
         &visitor,
         "/auth/webauthn/login/start",
         json!({"email": "frank@example.com"}),
         &key,
-        crate::authenticators::ORIGIN,
     )
     .await;
     visitor

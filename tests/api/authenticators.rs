@@ -12,8 +12,41 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_authenticator_rs::{AuthenticatorBackend, WebauthnAuthenticator};
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 
+use crate::helpers::{Browser, TestResponse};
+
 /// The origin the service is configured with (ORIGIN_URL's default).
 pub const ORIGIN: &str = "http://localhost:8000";
+
+/// Any of the software passkeys below, answering a sign-in's options the way
+/// `navigator.credentials.get` would.
+pub trait PasskeyDevice {
+    fn sign_in(&self, options: &Value) -> impl std::future::Future<Output = Value>;
+}
+
+/// Starts a passkey ceremony at `start_path` with `body` and returns the finish request
+/// `key` answers it with — not yet sent: some scenarios send it later.
+pub async fn passkey_assertion(
+    browser: &Browser,
+    start_path: &str,
+    body: Value,
+    key: &impl PasskeyDevice,
+) -> Value {
+    let start = browser.post(start_path, body).await;
+    assert_eq!(start.status, 200, "{start:?}");
+    let credential = key.sign_in(&start.body["options"]).await;
+    json!({"ceremony_id": start.body["ceremony_id"], "credential": credential})
+}
+
+/// A sign-in with a passkey: passwordless with `{"email": …}` (or `{}`, discoverable), or
+/// the second factor of the browser's pending login with `{}`. The finish answer.
+pub async fn passkey_login(
+    browser: &Browser,
+    body: Value,
+    key: &impl PasskeyDevice,
+) -> TestResponse {
+    let finish = passkey_assertion(browser, "/auth/webauthn/login/start", body, key).await;
+    browser.post("/auth/webauthn/login/finish", finish).await
+}
 
 pub struct AuthenticatorApp {
     totp: totp_rs::Totp,
@@ -70,6 +103,11 @@ impl Passkey {
         sign_in_on(&self.soft, origin, options.clone()).await
     }
 
+    /// This passkey used from a page at `origin` (a phishing site, say).
+    pub fn at<'a>(&'a self, origin: &'a str) -> PasskeyAt<'a> {
+        PasskeyAt { key: self, origin }
+    }
+
     /// A discoverable sign-in: the browser asks with no credential list and the
     /// authenticator answers with the user handle. `SoftPasskey` cannot hold resident
     /// keys, so the test supplies what a resident key would: which credential to use
@@ -88,6 +126,36 @@ impl Passkey {
         let handle = uuid::Uuid::parse_str(user_id).unwrap();
         credential["response"]["userHandle"] = json!(URL_SAFE_NO_PAD.encode(handle.as_bytes()));
         credential
+    }
+}
+
+/// A passkey answering from another origin than the service's (`Passkey::at`).
+pub struct PasskeyAt<'a> {
+    key: &'a Passkey,
+    origin: &'a str,
+}
+
+impl PasskeyDevice for PasskeyAt<'_> {
+    async fn sign_in(&self, options: &Value) -> Value {
+        self.key.sign_in_at(self.origin, options).await
+    }
+}
+
+impl PasskeyDevice for Passkey {
+    async fn sign_in(&self, options: &Value) -> Value {
+        Passkey::sign_in(self, options).await
+    }
+}
+
+impl PasskeyDevice for AttestedKey {
+    async fn sign_in(&self, options: &Value) -> Value {
+        AttestedKey::sign_in(self, options).await
+    }
+}
+
+impl PasskeyDevice for SyncedPasskey {
+    async fn sign_in(&self, options: &Value) -> Value {
+        SyncedPasskey::sign_in(self, options)
     }
 }
 

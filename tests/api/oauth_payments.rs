@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::authenticators::Passkey;
+use crate::authenticators::{Passkey, passkey_login};
 use crate::helpers::{Backend, Browser};
 use crate::oauth::{
     Auth, FIRST_PARTY, Provider, REDIRECT, TPP, TPP_SECRET, WEB, assert_oauth_error, form, pkce,
@@ -69,15 +69,7 @@ async fn payment_request(
 /// payment confirmation is missing.
 async fn strongly_authenticated(p: &Provider, email: &str) -> (Browser, Passkey) {
     let (browser, key) = with_passkey(&p.app, email).await;
-    let start = browser.post("/auth/webauthn/login/start", json!({})).await;
-    assert_eq!(start.status, 200, "{start:?}");
-    let assertion = key.sign_in(&start.body["options"]).await;
-    let stepped = browser
-        .post(
-            "/auth/webauthn/login/finish",
-            json!({"ceremony_id": start.body["ceremony_id"], "credential": assertion}),
-        )
-        .await;
+    let stepped = passkey_login(&browser, json!({}), &key).await;
     assert_eq!(stepped.body["code"], "mfa_verified", "{stepped:?}");
     (browser, key)
 }

@@ -28,7 +28,7 @@ use crypto_glue::x509::{
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::softtoken::AAGUID;
 
-use crate::authenticators::{AttestedKey, Passkey, SyncedPasskey};
+use crate::authenticators::{AttestedKey, Passkey, SyncedPasskey, passkey_login};
 use crate::helpers::{Backend, Browser, TestApp, spawn_app_with, startup_error};
 use crate::on_both_backends;
 
@@ -267,19 +267,7 @@ async fn an_attested_key_from_a_trusted_ca_registers_and_others_are_refused(back
     assert_eq!(finish.status, 201, "{finish:?}");
     // The attested key signs in like any passkey.
     let login = app.browser();
-    let start = login
-        .post(
-            "/auth/webauthn/login/start",
-            json!({"email": "alice@example.com"}),
-        )
-        .await;
-    let credential = trusted.sign_in(&start.body["options"]).await;
-    let done = login
-        .post(
-            "/auth/webauthn/login/finish",
-            json!({"ceremony_id": start.body["ceremony_id"], "credential": credential}),
-        )
-        .await;
+    let done = passkey_login(&login, json!({"email": "alice@example.com"}), &trusted).await;
     assert_eq!(done.body["code"], "login_ok", "{done:?}");
 
     // Same model, but its attestation CA is not in the BLOB.
@@ -376,21 +364,7 @@ async fn synced_passkeys_are_refused_for_the_listed_roles_only(backend: Backend)
     assert_eq!(accepted.status, 201, "{accepted:?}");
     let sign_in = |browser: Browser| {
         let synced = &synced;
-        async move {
-            let start = browser
-                .post(
-                    "/auth/webauthn/login/start",
-                    json!({"email": "alice@example.com"}),
-                )
-                .await;
-            let credential = synced.sign_in(&start.body["options"]);
-            browser
-                .post(
-                    "/auth/webauthn/login/finish",
-                    json!({"ceremony_id": start.body["ceremony_id"], "credential": credential}),
-                )
-                .await
-        }
+        async move { passkey_login(&browser, json!({"email": "alice@example.com"}), synced).await }
     };
     assert_eq!(sign_in(app.browser()).await.body["code"], "login_ok");
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::authenticators::Passkey;
+use crate::authenticators::{Passkey, passkey_login};
 use crate::helpers::{Backend, Browser, PASSWORD, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
@@ -322,14 +322,7 @@ async fn deleting_a_passkey_needs_fresh_mfa_and_only_touches_your_own(backend: B
     assert_eq!(stale.body["methods"], json!(["webauthn", "recovery_code"]));
 
     // Step up with the passkey on the active session.
-    let start = fay.post("/auth/webauthn/login/start", json!({})).await;
-    let assertion = key.sign_in(&start.body["options"]).await;
-    let stepped = fay
-        .post(
-            "/auth/webauthn/login/finish",
-            json!({"ceremony_id": start.body["ceremony_id"], "credential": assertion}),
-        )
-        .await;
+    let stepped = passkey_login(&fay, json!({}), &key).await;
     assert_eq!(stepped.body, json!({"code": "mfa_verified"}));
 
     fay.delete(&format!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::authenticators::{AuthenticatorApp, Passkey};
+use crate::authenticators::{AuthenticatorApp, Passkey, passkey_login};
 use crate::helpers::{Backend, Browser, Csrf, PASSWORD, TestApp, spawn_app, spawn_app_with};
 use crate::mfa::{enroll_totp, enroll_verified_totp};
 use crate::on_both_backends;
@@ -204,14 +204,7 @@ async fn a_password_reset_shows_every_second_factor_to_the_owner(backend: Backen
     assert!(login.body["factor_review"]["password_reset_at"].is_string());
 
     // Completing a login ends the review.
-    let start = owner.post("/auth/webauthn/login/start", json!({})).await;
-    let assertion = key.sign_in(&start.body["options"]).await;
-    let done = owner
-        .post(
-            "/auth/webauthn/login/finish",
-            json!({"ceremony_id": start.body["ceremony_id"], "credential": assertion}),
-        )
-        .await;
+    let done = passkey_login(&owner, json!({}), &key).await;
     assert_eq!(done.body["code"], "login_ok", "{done:?}");
     assert_eq!(done.body["factor_review"]["factors"][0]["id"], passkey_id);
     let again = app

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::authenticators::{AuthenticatorApp, Passkey};
+use crate::authenticators::{AuthenticatorApp, Passkey, passkey_login};
 use crate::helpers::{Backend, Browser, Csrf, TestApp, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
@@ -501,16 +501,7 @@ async fn the_assertion_is_bound_to_its_transaction_and_session(backend: Backend)
         )
         .await;
     assert_eq!(login.body["code"], "mfa_required");
-    let challenge = other_session
-        .post("/auth/webauthn/login/start", json!({}))
-        .await;
-    let signed = key.sign_in(&challenge.body["options"]).await;
-    let login = other_session
-        .post(
-            "/auth/webauthn/login/finish",
-            json!({"ceremony_id": challenge.body["ceremony_id"], "credential": signed}),
-        )
-        .await;
+    let login = passkey_login(&other_session, json!({}), &key).await;
     assert_eq!(login.body["code"], "login_ok", "{login:?}");
     other_session
         .get(&path(first_id, ""))
