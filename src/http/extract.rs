@@ -321,7 +321,7 @@ impl FromRequestParts<AppState> for EnrollingSession {
 /// Whether the policy requires a second factor this session's user does not have yet: then
 /// only the enrollment routes (`EnrollingSession`) accept the session.
 pub fn enrollment_pending(state: &AppState, session: &CurrentSession) -> bool {
-    state.policy.second_factor_required(session.role) && !session.factors.any_second_factor()
+    state.policy.enrollment_pending(session)
 }
 
 fn require_enrolled(state: &AppState, session: &CurrentSession) -> ApiResult<()> {

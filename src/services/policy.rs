@@ -9,6 +9,7 @@
 
 use crate::configuration::{AuthPolicy, PrivilegedPolicy, Settings};
 use crate::domain::Role;
+use crate::services::sessions::CurrentSession;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -40,6 +41,12 @@ impl Policy {
     /// under PCI (8.4.2, MFA on every login — impossible without a factor).
     pub fn second_factor_required(&self, role: Role) -> bool {
         self.auth == AuthPolicy::Psd2 || self.pci_applies_to(role)
+    }
+
+    /// Whether `session` may do nothing but set up its first second factor (the
+    /// enrollment gate of docs/API.md §11).
+    pub fn enrollment_pending(&self, session: &CurrentSession) -> bool {
+        self.second_factor_required(session.role) && !session.factors.any_second_factor()
     }
 }
 

@@ -85,7 +85,7 @@ pub(crate) async fn provider(backend: Backend) -> Provider {
     provider_with(backend, &[]).await
 }
 
-async fn provider_with(backend: Backend, extra: &[(&str, &str)]) -> Provider {
+pub(crate) async fn provider_with(backend: Backend, extra: &[(&str, &str)]) -> Provider {
     let key = client_key();
     let file = clients_file(&key);
     let mut vars = vec![("OIDC_CLIENTS_FILE", file.as_str())];

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::authenticators::AuthenticatorApp;
 use crate::helpers::{Backend, Browser, PASSWORD, TestApp, spawn_app_with};
 use crate::mfa::enroll_totp;
+use crate::oauth::{FIRST_PARTY, REDIRECT, form, pkce, provider_with, query_of};
 use crate::on_both_backends;
 
 /// The psd2 policy; the per-IP limit raised so that only the account lockout is in play.
@@ -285,6 +286,61 @@ async fn a_second_factor_comes_before_anything_else(backend: Backend) {
     assert_eq!(browser.get("/auth/sessions").await.status, 200);
 }
 
+/// The OpenID Provider honours the gate too: a session that must set up a second factor
+/// is told so by the login page's request info, cannot allow anything, and `prompt=none`
+/// ends with `interaction_required` — even for a first-party client that skips consent.
+async fn the_provider_waits_for_the_set_up_of_a_second_factor(backend: Backend) {
+    let p = provider_with(backend, &[("AUTH_POLICY", "psd2")]).await;
+    let email = "new@example.com";
+    p.app.verified_user(email).await;
+    let browser = p.app.browser();
+    let first = login(&browser, email, PASSWORD, None).await;
+    assert_eq!(first["mfa_enrollment_required"], true, "{first}");
+
+    let (silent, _) = p
+        .authorize(&browser, FIRST_PARTY, &[("prompt", "none")])
+        .await;
+    assert_eq!(silent["error"], "interaction_required", "{silent:?}");
+    assert!(!silent.contains_key("code"));
+
+    let (_, challenge) = pkce();
+    let pairs = [
+        ("response_type", "code"),
+        ("client_id", FIRST_PARTY),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let start = browser
+        .get(&format!("/oauth/authorize?{}", form(&pairs)))
+        .await;
+    let request = query_of(start.header("location").unwrap())["request"].clone();
+    let info = browser
+        .get(&format!("/auth/oauth/requests/{request}"))
+        .await;
+    assert_eq!(info.body["login_required"], false, "{info:?}");
+    assert_eq!(info.body["mfa_enrollment_required"], true, "{info:?}");
+    browser
+        .post(&format!("/auth/oauth/requests/{request}/accept"), json!({}))
+        .await
+        .assert_error(403, "mfa_enrollment_required");
+    assert_eq!(
+        p.app
+            .audit_events()
+            .await
+            .iter()
+            .filter(|e| *e == "oauth.authorization_granted")
+            .count(),
+        0
+    );
+
+    // Once a factor is set up, the same session authorizes.
+    enroll_totp(&browser).await;
+    let (granted, _) = p.authorize(&browser, FIRST_PARTY, &[]).await;
+    assert!(granted.contains_key("code"), "{granted:?}");
+}
+
 async fn sessions_idle_out_after_five_minutes(backend: Backend) {
     let app = psd2_app(backend, &[]).await;
     let email = "customer@example.com";
@@ -314,5 +370,6 @@ on_both_backends!(
     every_failure_looks_the_same,
     five_failures_block_whatever_failed,
     a_second_factor_comes_before_anything_else,
+    the_provider_waits_for_the_set_up_of_a_second_factor,
     sessions_idle_out_after_five_minutes,
 );

@@ -629,6 +629,9 @@ function consentPage(client) {
             return go(request.redirect_to);
         if (request.login_required)
             return go(loginPath(id));
+        // The set-up first; it comes back here afterwards.
+        if (request.mfa_enrollment_required)
+            return onEnrollmentRequired();
         renderRequest(request);
         if (request.step_up_required) {
             // Twice at most: a request the person's factors cannot satisfy must not loop.

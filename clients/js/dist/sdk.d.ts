@@ -163,6 +163,11 @@ export interface OAuthRequest {
     authorization_details: AuthorizationDetail[];
     /** No suitable session in this browser: sign in first (then load the request again). */
     login_required: boolean;
+    /**
+     * Signed in, but a second factor must be set up first (AUTH_POLICY=psd2, or staff under
+     * PRIVILEGED_POLICY=pci): send the person to the set-up, then load the request again.
+     */
+    mfa_enrollment_required: boolean;
     /** Signed in, but the request asks for a fresher or stronger authentication. */
     step_up_required: boolean;
     /** The person must allow the client (else accept at once). */

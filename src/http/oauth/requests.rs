@@ -32,6 +32,12 @@ pub struct RequestInfoBody {
     pub authorization_details: Vec<serde_json::Value>,
     /// The browser has no session that satisfies the request: show the login.
     pub login_required: bool,
+    /// Signed in, but the account must set up a second factor before it can allow
+    /// anything (`AUTH_POLICY=psd2`, or `PRIVILEGED_POLICY=pci` for staff; docs/API.md
+    /// §11): send the person to the set-up, then load the request again. Until then
+    /// `accept` answers `403 mfa_enrollment_required`, and `prompt=none` ends with
+    /// `interaction_required`.
+    pub mfa_enrollment_required: bool,
     /// The session must be stepped up with a second factor (`acr_values`).
     pub step_up_required: bool,
     /// Ask the user to allow the request before accepting it.
@@ -101,6 +107,7 @@ pub async fn info(
         scopes: info.scopes,
         authorization_details: info.authorization_details,
         login_required: info.login_required,
+        mfa_enrollment_required: info.mfa_enrollment_required,
         step_up_required: info.step_up_required,
         consent_required: info.consent_required,
         transaction_id: info.transaction_id,

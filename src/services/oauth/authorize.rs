@@ -100,6 +100,8 @@ pub struct RequestInfo {
     pub login_required: bool,
     pub step_up_required: bool,
     pub consent_required: bool,
+    /// The session must set up a second factor before it can allow anything (§11).
+    pub mfa_enrollment_required: bool,
     /// Payments: the §9 transaction to confirm before `accept` (docs/API.md §8).
     pub transaction_id: Option<Uuid>,
     pub login_hint: Option<String>,
@@ -121,6 +123,8 @@ pub enum Authorize {
 #[derive(Debug, Clone, Copy, Default)]
 struct Assessment {
     login_required: bool,
+    /// Signed in, but under the enrollment gate (docs/API.md §11): set up a factor first.
+    enrollment_required: bool,
     step_up_required: bool,
     consent_required: bool,
     /// The level asked for cannot be reached: the user has no second factor.
@@ -129,7 +133,10 @@ struct Assessment {
 
 impl Assessment {
     fn interaction_needed(&self) -> bool {
-        self.login_required || self.step_up_required || self.consent_required
+        self.login_required
+            || self.enrollment_required
+            || self.step_up_required
+            || self.consent_required
     }
 }
 
@@ -523,6 +530,8 @@ impl OAuth {
         };
         let short = needed.is_some_and(|level| claims::level_of(session) < level);
         let can_step_up = session.factors.any_second_factor();
+        // The set-up comes first; after it the level can be reached by a step-up.
+        let enrollment_required = self.policy.enrollment_pending(session) && !login_required;
         // A payment is always shown and confirmed, even to a first-party client.
         let consent_required = if payment_order(pending).is_some() {
             true
@@ -539,9 +548,10 @@ impl OAuth {
         };
         Ok(Assessment {
             login_required,
+            enrollment_required,
             step_up_required: short && can_step_up && !login_required,
             consent_required,
-            unreachable: short && !can_step_up && !login_required,
+            unreachable: short && !can_step_up && !login_required && !enrollment_required,
         })
     }
 
@@ -619,6 +629,11 @@ impl OAuth {
         } else if pending.prompt.none && assessment.interaction_needed() {
             let (code, what) = if assessment.login_required {
                 (ErrorCode::LoginRequired, "the user is not signed in")
+            } else if assessment.enrollment_required {
+                (
+                    ErrorCode::InteractionRequired,
+                    "the user must set up a second factor first",
+                )
             } else if assessment.step_up_required {
                 (ErrorCode::InteractionRequired, "a second factor is needed")
             } else {
@@ -651,6 +666,7 @@ impl OAuth {
                 .and_then(|d| d.as_array().cloned())
                 .unwrap_or_default(),
             login_required: assessment.login_required,
+            mfa_enrollment_required: assessment.enrollment_required,
             step_up_required: assessment.step_up_required,
             consent_required: assessment.consent_required,
             transaction_id,

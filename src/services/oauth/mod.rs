@@ -39,6 +39,7 @@ pub use error::{ErrorCode, OAuthError, OAuthResult};
 use crate::configuration::{OidcSettings, Settings};
 use crate::crypto::secrets::SecretBox;
 use crate::services::payments::Transactions;
+use crate::services::policy::Policy;
 use crate::services::sessions::Sessions;
 use crate::storage::db::Database;
 use crate::storage::store::Store;
@@ -85,6 +86,9 @@ pub struct OAuth {
     dpop_nonce_key: [u8; 32],
     /// Keys of clients registered with `jwks_uri`.
     remote_jwks: jwks_uri::RemoteJwks,
+    /// The enrollment gate (docs/API.md §11): a session that must set up a second factor
+    /// authorizes nothing.
+    policy: Policy,
 }
 
 impl OAuth {
@@ -130,6 +134,7 @@ impl OAuth {
             sessions,
             step_up_max_age: settings.session.step_up_max_age,
             idle_timeout: settings.session.idle_timeout,
+            policy: Policy::new(settings),
             dpop_nonce_key: crate::crypto::derive_key(
                 secrecy::ExposeSecret::expose_secret(&settings.encryption_key),
                 b"logicredit-auth/dpop-nonce/v1",
