@@ -12,6 +12,8 @@
 #                           TOTP for SCA (fapi.test.mjs); and a payment initiation (RAR)
 #                           confirmed through §9, its hash recomputed with `canonicalize`
 #                           (payments.test.mjs);
+#                           and openid-client once more against the service restarted
+#                           with AUTH_POLICY=psd2 (psd2.test.mjs: enrollment gate, SCA);
 #   - tests/interop/python: authlib (requests) + pytest, in a venv under target/.
 # Installs the npm packages and the venv when missing or older than their lock files,
 # builds the binary when missing or older than the sources, stops everything on exit, and
@@ -132,9 +134,10 @@ for _ in $(seq 1 50); do [ -s "$WORK/smtp-sink.log" ] && break; sleep 0.1; done
 SMTP_PORT=$(head -n1 "$WORK/smtp-sink.log")
 [[ "$SMTP_PORT" =~ ^[0-9]+$ ]] || fatal "the SMTP sink did not start: $(cat "$WORK/smtp-sink.log")"
 
-# Starts the service for one deployment and creates the test user; sets BASE_URL.
+# Starts the service for one deployment (and, when given, AUTH_POLICY) and creates the
+# test users; sets BASE_URL.
 start_service() {
-    local backend=$1 dir="$WORK/$1" port
+    local backend=$1 policy=${2:-standard} dir="$WORK/$1-${2:-standard}" port
     mkdir -p "$dir/data"
     port=$(free_port)
     # The issuer and ORIGIN_URL are the served origin. localhost, as in .ci/e2e.sh: the
@@ -157,6 +160,7 @@ start_service() {
         OUTBOX_POLL_INTERVAL_MS=100
         SMTP_HOST=127.0.0.1 SMTP_PORT="$SMTP_PORT" SMTP_TLS=none
         SMTP_FROM="Logicredit <no-reply@localhost>"
+        AUTH_POLICY="$policy"
     )
     # Under `source .ci/coverage.sh env` (CI), the instrumented binary's profiles count too.
     if [ -n "${LLVM_PROFILE_FILE:-}" ]; then SERVICE_ENV+=(LLVM_PROFILE_FILE="$LLVM_PROFILE_FILE"); fi
@@ -191,7 +195,7 @@ start_service() {
     done
     curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" \
         || fatal "the service did not become ready ($backend): $(tail -n 20 "$dir/server.log")"
-    echo "interop: $backend service up at $BASE_URL after $(elapsed) (log: $dir/server.log)"
+    echo "interop: $backend ($policy) service up at $BASE_URL after $(elapsed) (log: $dir/server.log)"
 }
 
 # --- the suites, on each deployment ------------------------------------------------------
@@ -218,6 +222,15 @@ for backend in "${backend_list[@]}"; do
     echo "interop: [$backend] authlib (pytest)"
     if ! (cd "$PY_DIR" && "$VENV/bin/python" -m pytest -q .); then
         failed+=("$backend/authlib")
+    fi
+    stop_server
+
+    # The same provider under AUTH_POLICY=psd2: a fresh database, a user without a factor.
+    start_service "$backend" psd2
+    export INTEROP_BASE_URL="$BASE_URL"
+    echo "interop: [$backend] openid-client under AUTH_POLICY=psd2 (node --test)"
+    if ! (cd "$NODE_DIR" && node --test --test-timeout=60000 psd2.test.mjs); then
+        failed+=("$backend/openid-client-psd2")
     fi
     stop_server
     echo "interop: [$backend] done after $(elapsed)"
