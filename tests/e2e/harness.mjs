@@ -291,6 +291,18 @@ export class Browser {
     rmSync(this.profile, { recursive: true, force: true });
   }
 
+  /**
+   * Fills the sign-in form (`email` may be null when the page has it already, e.g. from a
+   * login_hint; `code` only under AUTH_POLICY=psd2) and submits it.
+   */
+  async signIn(email, password, { code } = {}) {
+    const { page } = this;
+    if (email !== null) await page.getByLabel('Email address').fill(email);
+    await page.getByLabel('Password', { exact: true }).fill(password);
+    if (code !== undefined) await page.getByLabel('Code from your authenticator app (or a recovery code)').fill(code);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  }
+
   async goto(path) {
     const response = await this.page.goto(`${this.baseUrl}${path}`);
     check(response && response.status() === 200, `GET ${path}: ${response && response.status()}`);

@@ -231,8 +231,7 @@ async function story(backend) {
     check((await a.page.getByLabel('Email address').inputValue()) === alice, 'the hinted email is filled in');
     await a.page.getByRole('button', { name: 'Cancel and go back to the application' }).waitFor();
     await a.audit('login-for-portal');
-    await a.page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await a.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await a.signIn(null, PASSWORD);
     await a.expectPage('Allow access', '/ui/consent');
     await a.page.locator('#consent-intro', { hasText: 'Test Portal would like to:' }).waitFor();
     const scopes = (await a.page.locator('#consent-scopes li').allTextContents()).map((s) => s.trim());
@@ -288,8 +287,7 @@ async function story(backend) {
     const m = await open('mfa');
     await m.page.goto(`${rp.origin}/start?client=portal&login_hint=${encodeURIComponent(alice)}`);
     await m.expectPage('Sign in', '/ui/login');
-    await m.page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await m.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await m.signIn(null, PASSWORD);
     await m.expectPage('Second step of sign-in', '/ui/mfa');
     const back = new URL(new URL(m.page.url()).searchParams.get('return') ?? '', service.baseUrl);
     check(back.pathname === '/ui/consent' && back.searchParams.get('request'), `the MFA page returns to consent: ${m.page.url()}`);
@@ -315,9 +313,7 @@ async function story(backend) {
     await b.page.goto(`${rp.origin}/start?client=portal`);
     await b.expectPage('Sign in', '/ui/login');
     await b.page.locator('#oauth-client', { hasText: 'Test Portal' }).waitFor();
-    await b.page.getByLabel('Email address').fill(bob);
-    await b.page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await b.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await b.signIn(bob, PASSWORD);
     await b.expectPage('Allow access', '/ui/consent');
     await b.page.getByRole('button', { name: 'Deny', exact: true }).waitFor();
     await b.audit('consent-before-deny');

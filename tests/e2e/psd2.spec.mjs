@@ -90,9 +90,7 @@ async function story(backend) {
     stepDone(step);
 
     step = 'password alone → the set-up of a second factor';
-    await page.getByLabel('Email address').fill(email);
-    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.signIn(email, PASSWORD);
     await me.expectPage('Your account', '/ui/account');
     check(new URL(page.url()).searchParams.get('return') === destination, `return kept: ${page.url()}`);
     await page.locator('#setup-required', { hasText: SETUP_NOTICE }).waitFor();
@@ -137,22 +135,17 @@ async function story(backend) {
     step = 'sign out; a wrong code and a wrong password say the same, naming no field';
     await page.getByRole('button', { name: 'Sign out', exact: true }).click();
     await me.expectPage('Sign in', '/ui/login');
-    await page.getByLabel('Email address').fill(email);
-    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
     const right = totp(secret, currentStep());
     const wrong = String((Number(right) + 500_000) % 1_000_000).padStart(6, '0');
-    await code.fill(wrong);
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.signIn(email, PASSWORD, { code: wrong });
     await me.expectAlert(GENERIC_ERROR);
     const afterWrongCode = await page.locator('#alert').textContent();
     check((await page.locator('[aria-invalid="true"]').count()) === 0, 'no field is marked wrong');
     check((await code.inputValue()) === '', 'the code field is emptied for the next try');
     await me.audit('psd2-wrong-code');
-    await page.getByLabel('Password', { exact: true }).fill('not the password at all');
     // A right code with a wrong password is not told apart, and not spent (docs/API.md
     // §11): the sign-in below uses the same code.
-    await code.fill(unusedTotp(secret, usedSteps, false));
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.signIn(null, 'not the password at all', { code: unusedTotp(secret, usedSteps, false) });
     await page.locator('#alert', { hasText: GENERIC_ERROR }).waitFor();
     await page.waitForLoadState('networkidle');
     check((await page.locator('#alert').textContent()) === afterWrongCode, 'the same message for a wrong password');
@@ -160,9 +153,7 @@ async function story(backend) {
     stepDone(step);
 
     step = 'password + code in one form → the account page';
-    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await code.fill(unusedTotp(secret, usedSteps));
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.signIn(null, PASSWORD, { code: unusedTotp(secret, usedSteps) });
     await me.expectPage('Your account', '/ui/account');
     await page.locator('#profile-email', { hasText: email }).waitFor();
     await page.locator('#totp-state', { hasText: 'Your authenticator app is set up.' }).waitFor();

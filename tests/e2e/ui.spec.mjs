@@ -141,9 +141,7 @@ async function story(backend) {
     step = 'sign out, sign in with password + TOTP';
     await page.getByRole('button', { name: 'Sign out', exact: true }).click();
     await me.expectPage('Sign in', '/ui/login');
-    await page.getByLabel('Email address').fill(email);
-    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.signIn(email, PASSWORD);
     await me.expectPage('Second step of sign-in', '/ui/mfa');
     await me.audit('mfa');
     // A wrong code is said next to the field.
@@ -203,9 +201,7 @@ async function story(backend) {
     step = 'a second browser signs in with a recovery code; the first signs it out';
     const other = await open('other');
     await other.goto('/ui/login');
-    await other.page.getByLabel('Email address').fill(email);
-    await other.page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-    await other.page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await other.signIn(email, PASSWORD);
     await other.expectPage('Second step of sign-in', '/ui/mfa');
     await other.page.getByLabel('Recovery code').fill(codes[0]);
     await other.page.getByRole('button', { name: 'Verify' }).nth(1).click();
@@ -251,9 +247,7 @@ async function story(backend) {
     await page.getByRole('button', { name: 'Set new password' }).click();
     await me.expectStatus('Your password was changed and every session signed out.');
     await me.goto('/ui/login');
-    await page.getByLabel('Email address').fill(email);
-    await page.getByLabel('Password', { exact: true }).fill(NEW_PASSWORD);
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await me.signIn(email, NEW_PASSWORD);
     await me.expectPage('Second step of sign-in', '/ui/mfa');
     await me.presence(true);
     await page.getByRole('button', { name: 'Use a passkey' }).click();
