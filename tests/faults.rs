@@ -18,6 +18,8 @@ mod helpers;
 #[path = "api/smtp_sink.rs"]
 mod smtp_sink;
 
+mod pg_promotion;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
