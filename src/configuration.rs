@@ -1170,7 +1170,10 @@ mod tests {
         )])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("DATABASE_URL: target_session_attrs=any"), "{err}");
+        assert!(
+            err.contains("DATABASE_URL: target_session_attrs=any"),
+            "{err}"
+        );
     }
 
     #[test]

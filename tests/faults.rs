@@ -18,6 +18,7 @@ mod helpers;
 #[path = "api/smtp_sink.rs"]
 mod smtp_sink;
 
+#[path = "faults/pg_promotion.rs"]
 mod pg_promotion;
 
 use std::collections::{BTreeMap, HashMap};

@@ -139,7 +139,10 @@ impl PgUrl {
             .transpose()?
             .unwrap_or_default();
         // Ours, not sqlx's (which would ignore it with a warning on every connect).
-        if first.query_pairs().any(|(key, _)| key == "target_session_attrs") {
+        if first
+            .query_pairs()
+            .any(|(key, _)| key == "target_session_attrs")
+        {
             first = without_target(first);
         }
         let first = first.to_string();
@@ -153,17 +156,17 @@ impl PgUrl {
 }
 
 fn without_target(mut url: url::Url) -> url::Url {
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(key, _)| key != "target_session_attrs")
-            .map(|(key, value)| (key.into_owned(), value.into_owned()))
-            .collect();
-        if kept.is_empty() {
-            url.set_query(None);
-        } else {
-            url.query_pairs_mut().clear().extend_pairs(kept);
-        }
-        url
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| key != "target_session_attrs")
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    url
 }
 
 /// What the pool's hooks and the watcher share.
@@ -231,9 +234,9 @@ impl Follower {
             return None;
         }
         let follower = Arc::clone(self);
-        Some(Watcher(tokio::spawn(async move {
-            follower.run(pool).await
-        })))
+        Some(Watcher(tokio::spawn(
+            async move { follower.run(pool).await },
+        )))
     }
 
     async fn run(&self, pool: PgPool) {
@@ -336,10 +339,7 @@ mod tests {
     use super::*;
 
     fn hosts(url: &PgUrl) -> Vec<(String, u16)> {
-        url.hosts
-            .iter()
-            .map(|h| (h.host.clone(), h.port))
-            .collect()
+        url.hosts.iter().map(|h| (h.host.clone(), h.port)).collect()
     }
 
     #[test]
@@ -407,7 +407,10 @@ mod tests {
     #[test]
     fn malformed_urls_are_refused() {
         assert!(PgUrl::parse("db1,db2/auth").is_err(), "no scheme");
-        assert!(PgUrl::parse("postgres://db1:port,db2/auth").is_err(), "bad port");
+        assert!(
+            PgUrl::parse("postgres://db1:port,db2/auth").is_err(),
+            "bad port"
+        );
         assert!(PgUrl::parse("postgres://db1/auth?sslmode=sometimes").is_err());
     }
 

@@ -53,7 +53,8 @@ impl Database {
                 .map_err(|e| StorageError::Other(format!("DATABASE_URL: {e}")))?;
             Some(parsed)
         };
-        let mut options = ConnectOptions::new(postgres.as_ref().map_or(url, |pg| pg.first.as_str()));
+        let mut options =
+            ConnectOptions::new(postgres.as_ref().map_or(url, |pg| pg.first.as_str()));
         options
             .max_connections(if is_sqlite { 4 } else { 16 })
             .min_connections(1)
@@ -314,7 +315,9 @@ mod tests {
 
     #[test]
     fn failover_sqlstates_are_unavailable() {
-        for code in ["08006", "08003", "57P01", "57P02", "57P03", "53300", "25006"] {
+        for code in [
+            "08006", "08003", "57P01", "57P02", "57P03", "53300", "25006",
+        ] {
             assert!(sqlstate_is_unavailable(code), "{code}");
         }
         // A wrong statement, a uniqueness clash or a serialization failure is not an
