@@ -8,8 +8,8 @@
 //!   writes; the pool's connect loop then retries until its acquire timeout;
 //! - a watcher checks the current server on a connection of its own every
 //!   `CHECK_INTERVAL`; when that server is gone or no longer writable it tries the hosts in
-//!   order and points the pool at the first writable one (the connect loop re-reads the
-//!   pool's connect options on every attempt, so waiting requests follow at once);
+//!   order and points the pool at the first writable one (the pool's connect loop re-reads
+//!   its connect options on every attempt, so waiting requests follow at their next one);
 //! - pooled connections opened before a switch are closed when next acquired
 //!   (`before_acquire`), so none keeps talking to a demoted (read-only) primary.
 //!
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sea_orm::sqlx::{self, Connection};
 
-/// How often the watcher asks the current server whether it still takes writes. It is
-/// also the longest a failover goes unnoticed when no request fails in between.
+/// How often the watcher asks the current server whether it still takes writes: the
+/// longest a promotion goes unnoticed.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long one probe (connect + check) of one host may take before the next is tried.
