@@ -621,7 +621,13 @@ impl VarReader<'_> {
         let data_dir = PathBuf::from(self.string("DATA_DIR", "data"));
         let default_db = format!("sqlite://{}/auth.db", data_dir.display());
         let database_url = self.string("DATABASE_URL", &default_db);
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+        if database_url.starts_with("postgres") {
+            // A host list with target_session_attrs (docs/OPERATIONS.md, failover): refuse a
+            // malformed one at start-up rather than at the first connection.
+            if let Err(error) = crate::storage::db::failover::PgUrl::parse(&database_url) {
+                self.errors.push(format!("DATABASE_URL: {error}"));
+            }
+        } else if !database_url.starts_with("sqlite:") {
             self.errors
                 .push("DATABASE_URL: expected sqlite://… or postgres://…".to_owned());
         }
@@ -1152,6 +1158,22 @@ mod tests {
             all.insert((*key).to_owned(), (*value).to_owned());
         }
         Settings::from_vars(&all)
+    }
+
+    #[test]
+    fn a_postgres_host_list_is_checked_at_start_up() {
+        let failover = "postgres://auth@db1:5432,db2:5432/auth?target_session_attrs=read-write";
+        assert!(production_with(&[("DATABASE_URL", failover)]).is_ok());
+        let err = production_with(&[(
+            "DATABASE_URL",
+            "postgres://db1,db2/auth?target_session_attrs=any",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("DATABASE_URL: target_session_attrs=any"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ mod helpers;
 #[path = "api/smtp_sink.rs"]
 mod smtp_sink;
 
+#[path = "faults/pg_promotion.rs"]
+mod pg_promotion;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -598,6 +601,76 @@ enum Op {
     SessionCheck,
 }
 
+impl Op {
+    /// A load worker's `i`th operation: registrations, logins and session checks in turn.
+    fn nth(i: usize) -> Self {
+        [Op::Register, Op::Login, Op::SessionCheck][i % 3]
+    }
+
+    /// For a session check, one of the `sessions` issued so far (spread over the workers).
+    fn session_to_check<T: Clone>(self, sessions: &[T], worker: usize, i: usize) -> Option<T> {
+        (self == Op::SessionCheck && !sessions.is_empty())
+            .then(|| sessions[(worker * 7 + i) % sessions.len()].clone())
+    }
+
+    /// Registers `email`, logs in as `account` (password `PASSWORD`), or checks `session`
+    /// on `/auth/me`; `None` for a session check before any session exists.
+    fn request(
+        self,
+        http: &reqwest::Client,
+        base_url: &str,
+        email: &str,
+        account: &str,
+        session: Option<&str>,
+    ) -> Option<reqwest::RequestBuilder> {
+        Some(match self {
+            Op::Register => http
+                .post(format!("{base_url}/auth/register"))
+                .json(&json!({"email": email, "password": PASSWORD})),
+            Op::Login => http
+                .post(format!("{base_url}/auth/login"))
+                .json(&json!({"email": account, "password": PASSWORD})),
+            Op::SessionCheck => me_request(http, base_url, session?),
+        })
+    }
+}
+
+/// `GET /auth/me` with the session cookie `session`: the session check.
+fn me_request(http: &reqwest::Client, base_url: &str, session: &str) -> reqwest::RequestBuilder {
+    http.get(format!("{base_url}/auth/me"))
+        .header("cookie", format!("session={session}"))
+}
+
+/// Tells the load workers to stop, waits for them and returns what they logged.
+async fn stop_workers<T>(
+    stop: &AtomicBool,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    log: Arc<StdMutex<T>>,
+) -> T {
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    Arc::try_unwrap(log)
+        .ok()
+        .expect("the workers are done")
+        .into_inner()
+        .unwrap()
+}
+
+/// The `session` cookie a response sets, if any.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("session="))
+        .and_then(|c| c.split(';').next())
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+}
+
 /// What the load saw that it should not have.
 #[derive(Default)]
 struct LoadLog {
@@ -751,29 +824,16 @@ async fn load_while_the_victim_is_killed(scene: &mut KillScene) -> LoadLog {
                 } else {
                     &targets[(worker + i) % 2]
                 };
-                let op = [Op::Register, Op::Login, Op::SessionCheck][i % 3];
+                let op = Op::nth(i);
                 let email = format!("load-{worker}-{i}@example.com");
-                let request = match op {
-                    Op::Register => http
-                        .post(format!("{base_url}/auth/register"))
-                        .json(&json!({"email": email, "password": PASSWORD})),
-                    Op::Login => http.post(format!("{base_url}/auth/login")).json(&json!({
-                        "email": accounts[(worker + i) % accounts.len()],
-                        "password": PASSWORD,
-                    })),
-                    Op::SessionCheck => {
-                        let session = {
-                            let log = log.lock().unwrap();
-                            if log.sessions.is_empty() {
-                                continue;
-                            }
-                            log.sessions[(worker * 7 + i) % log.sessions.len()]
-                                .0
-                                .clone()
-                        };
-                        http.get(format!("{base_url}/auth/me"))
-                            .header("cookie", format!("session={session}"))
-                    }
+                let session = op
+                    .session_to_check(&log.lock().unwrap().sessions, worker, i)
+                    .map(|(cookie, _)| cookie);
+                let account = &accounts[(worker + i) % accounts.len()];
+                let Some(request) =
+                    op.request(&http, base_url, &email, account, session.as_deref())
+                else {
+                    continue;
                 };
                 let result = request.send().await;
                 let mut log = log.lock().unwrap();
@@ -794,15 +854,7 @@ async fn load_while_the_victim_is_killed(scene: &mut KillScene) -> LoadLog {
                     }
                 };
                 let status = response.status().as_u16();
-                let session = response
-                    .headers()
-                    .get_all("set-cookie")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .find_map(|c| c.strip_prefix("session="))
-                    .and_then(|c| c.split(';').next())
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned);
+                let session = session_cookie(&response);
                 match (op, status) {
                     (Op::Register, 201) => log.registered.push(email),
                     (Op::Login, 200) => match session {
@@ -824,15 +876,7 @@ async fn load_while_the_victim_is_killed(scene: &mut KillScene) -> LoadLog {
     let _ = victim.child.wait().await;
     victim_dead.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let log = Arc::try_unwrap(log)
-        .ok()
-        .expect("the workers are done")
-        .into_inner()
-        .unwrap();
+    let log = stop_workers(&stop, workers, log).await;
     eprintln!(
         "kill -9: {} requests, {} registrations answered 201, {} unanswered, {} sessions, {} transport errors from the killed instance",
         log.requests,
@@ -894,9 +938,7 @@ async fn sessions_of_the_killed_instance_work_on_the_survivor(scene: &KillScene,
         .filter(|(_, by)| *by == "victim")
         .map(|(cookie, _)| cookie);
     for cookie in issued_by_victim {
-        let response = http
-            .get(format!("{}/auth/me", survivor.url))
-            .header("cookie", format!("session={cookie}"))
+        let response = me_request(http, &survivor.url, cookie)
             .send()
             .await
             .unwrap();

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod email_tokens;
 pub mod entities;
+pub mod failover;
 pub mod known_devices;
 pub mod locks;
 pub mod mfa;
@@ -34,15 +35,26 @@ pub struct Database {
     connection: DatabaseConnection,
     /// Seals appended audit records; set by `with_audit_keys` (start-up always does).
     audit_keys: Option<Arc<AuditKeys>>,
+    /// Follows a PostgreSQL failover while any clone of this handle lives (several hosts
+    /// in `DATABASE_URL` only).
+    _failover: Option<Arc<failover::Watcher>>,
 }
 
 impl Database {
+    /// `url`: `sqlite://…`, or `postgres://…` with one host or a libpq-style host list
+    /// (see `failover`).
     pub async fn connect(url: &str) -> StorageResult<Self> {
         let is_sqlite = url.starts_with("sqlite:");
-        if is_sqlite {
+        let postgres = if is_sqlite {
             ensure_sqlite_folder(url)?;
-        }
-        let mut options = ConnectOptions::new(url);
+            None
+        } else {
+            let parsed = failover::PgUrl::parse(url)
+                .map_err(|e| StorageError::Other(format!("DATABASE_URL: {e}")))?;
+            Some(parsed)
+        };
+        let mut options =
+            ConnectOptions::new(postgres.as_ref().map_or(url, |pg| pg.first.as_str()));
         options
             .max_connections(if is_sqlite { 4 } else { 16 })
             .min_connections(1)
@@ -56,12 +68,24 @@ impl Database {
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
             });
+        let follower = postgres.as_ref().map(failover::Follower::new);
+        if let Some(follower) = &follower {
+            let follower = Arc::clone(follower);
+            options.map_sqlx_postgres_pool_opts(move |pool| follower.hooks(pool));
+        }
         // Lazy: the service can start and report not-ready while PostgreSQL is down.
         options.connect_lazy(!is_sqlite);
         let connection = sea_orm::Database::connect(options).await.map_err(map_err)?;
+        let watcher = match &follower {
+            Some(follower) if connection.get_database_backend() == DbBackend::Postgres => {
+                follower.watch(connection.get_postgres_connection_pool().clone())
+            }
+            _ => None,
+        };
         Ok(Self {
             connection,
             audit_keys: None,
+            _failover: watcher.map(Arc::new),
         })
     }
 
@@ -214,9 +238,10 @@ pub fn map_err(error: DbErr) -> StorageError {
 }
 
 /// Is the database unreachable (rather than refusing this one statement)? Any connection
-/// error counts, and so does a connection that dies mid-conversation (a protocol error, or
-/// SQLSTATE class 08 connection exception, 57P operator intervention, 53300 too many
-/// connections): all of them mean "try again later", never "internal error".
+/// error counts, and so does a connection that dies mid-conversation (I/O, TLS or protocol
+/// errors) and the SQLSTATEs of `sqlstate_is_unavailable`: all of them mean "try again
+/// later", never "internal error". A failover produces exactly these, so a transaction it
+/// interrupts is rolled back by the server and answered 503.
 fn is_unavailable(error: &DbErr) -> bool {
     let sqlx_error = match error {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
@@ -230,11 +255,18 @@ fn is_unavailable(error: &DbErr) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
-        }),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| sqlstate_is_unavailable(&code)),
         _ => false,
     }
+}
+
+/// SQLSTATEs that say the server cannot serve writes now, not that the statement is wrong:
+/// class 08 (connection exception), 57P (operator intervention: 57P01 admin shutdown,
+/// 57P02 crash shutdown, 57P03 cannot connect now — a server starting, stopping or in
+/// recovery), 53300 (too many connections) and 25006 (read-only transaction: the server
+/// was demoted to a standby or fenced read-only under us).
+fn sqlstate_is_unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
 }
 
 /// A page of `query` of at most `limit` rows, in the query's order. One row more than the
@@ -270,3 +302,50 @@ impl<T> DbResultExt<T> for Result<T, DbErr> {
 /// Anything a repository function can run on: the pool or an open transaction.
 pub trait Conn: ConnectionTrait {}
 impl<T: ConnectionTrait> Conn for T {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn sqlx_error(error: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(error)))
+    }
+
+    #[test]
+    fn failover_sqlstates_are_unavailable() {
+        for code in [
+            "08006", "08003", "57P01", "57P02", "57P03", "53300", "25006",
+        ] {
+            assert!(sqlstate_is_unavailable(code), "{code}");
+        }
+        // A wrong statement, a uniqueness clash or a serialization failure is not an
+        // outage: retrying later would not help, or the caller handles it.
+        for code in ["42601", "23505", "40001", "22P02", "25P02"] {
+            assert!(!sqlstate_is_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_connection_lost_mid_transaction_is_unavailable() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let cases = [
+            sqlx_error(sqlx::Error::Io(reset)),
+            sqlx_error(sqlx::Error::Protocol("unexpected end of stream".into())),
+            sqlx_error(sqlx::Error::PoolTimedOut),
+            DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::PoolClosed))),
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+        ];
+        for error in cases {
+            assert!(
+                matches!(map_err(error), StorageError::Unavailable(_)),
+                "should answer 503"
+            );
+        }
+        assert!(matches!(
+            map_err(sqlx_error(sqlx::Error::RowNotFound)),
+            StorageError::Other(_)
+        ));
+    }
+}
