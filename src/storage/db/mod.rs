@@ -34,6 +34,8 @@ pub struct Database {
     connection: DatabaseConnection,
     /// Seals appended audit records; set by `with_audit_keys` (start-up always does).
     audit_keys: Option<Arc<AuditKeys>>,
+    /// How many chains the audit trail is spread over (`AUDIT_CHAINS`).
+    audit_chains: audit::ChainCount,
 }
 
 impl Database {
@@ -62,6 +64,7 @@ impl Database {
         Ok(Self {
             connection,
             audit_keys: None,
+            audit_chains: audit::ChainCount::ONE,
         })
     }
 
@@ -69,6 +72,16 @@ impl Database {
     pub fn with_audit_keys(mut self, keys: AuditKeys) -> Self {
         self.audit_keys = Some(Arc::new(keys));
         self
+    }
+
+    /// How many chains new audit records are spread over (see `audit`).
+    pub fn with_audit_chains(mut self, chains: audit::ChainCount) -> Self {
+        self.audit_chains = chains;
+        self
+    }
+
+    pub fn audit_chains(&self) -> audit::ChainCount {
+        self.audit_chains
     }
 
     pub fn audit_keys(&self) -> StorageResult<&AuditKeys> {
@@ -114,6 +127,7 @@ impl Database {
         Ok(UnitOfWork {
             txn,
             audit_keys: self.audit_keys.clone(),
+            audit_chains: self.audit_chains,
             audit: Vec::new(),
             emails: Vec::new(),
         })
@@ -156,6 +170,7 @@ fn ensure_sqlite_folder(url: &str) -> StorageResult<()> {
 pub struct UnitOfWork {
     txn: DatabaseTransaction,
     audit_keys: Option<Arc<AuditKeys>>,
+    audit_chains: audit::ChainCount,
     audit: Vec<audit::NewAuditRecord>,
     emails: Vec<outbox::NewEmail>,
 }
@@ -178,14 +193,14 @@ impl UnitOfWork {
         self.emails.push(email);
     }
 
-    /// Writes the queued emails, then the audit records (last, because appending to the
-    /// chain serialises writers), then commits.
+    /// Writes the queued emails, then the audit records (last, because appending to a
+    /// chain serialises that chain's writers), then commits.
     pub async fn commit(self) -> StorageResult<()> {
         let events: Vec<&'static str> = self.audit.iter().map(|r| r.event).collect();
         outbox::insert_all(&self.txn, self.emails).await?;
         if !self.audit.is_empty() {
             let keys = self.audit_keys.as_deref().ok_or_else(missing_audit_keys)?;
-            audit::append(&self.txn, keys, self.audit).await?;
+            audit::append(&self.txn, keys, self.audit_chains, self.audit).await?;
         }
         self.txn.commit().await.map_err(map_err)?;
         for event in events {
