@@ -901,3 +901,13 @@ async fn concurrent_logins_keep_every_chain_intact(backend: Backend) {
     let chains: std::collections::BTreeSet<i32> = rows.iter().map(|r| r.chain).collect();
     assert!(chains.len() > 1, "{chains:?}");
 }
+
+/// `AUDIT_CHAINS` outside 1–1024 is a configuration error naming it, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_count_out_of_range_is_a_configuration_error() {
+    for chains in ["0", "1025", "many"] {
+        let error =
+            crate::helpers::startup_error(Backend::Embedded, &[("AUDIT_CHAINS", chains)]).await;
+        assert!(error.contains("AUDIT_CHAINS"), "{chains}: {error}");
+    }
+}
