@@ -62,10 +62,12 @@
 //!
 //! Existing data: the single chain became chain 0 (migration 8) with `chain_seq = seq`.
 //! Its records' MACs (and legacy hashes) cover the content as it was then,
-//! `pre_partition_content`, without chain fields; that form is accepted only in chain 0,
-//! only where `chain_seq = seq`, and only before the first record sealed in the current
-//! form. Checkpoints keep their form (`seq` is the record vouched for; its hash covers
-//! the chain), so existing ones still verify.
+//! `pre_partition_content`, without chain fields. A keyed record in that form is accepted
+//! only in chain 0, only where `chain_seq = seq`, and only before the first record sealed
+//! in the current form; a legacy (unkeyed) record, as before, only as a chain's prefix and
+//! only where `chain_seq = seq` (forged ones are caught as before: by the first keyed
+//! record after them, or by a checkpoint or anchor). Checkpoints keep their form (`seq` is
+//! the record vouched for; its hash covers the chain), so existing ones still verify.
 //!
 //! Checkpoints and anchors are written outside the chain locks: `seq` is a checkpoint's
 //! primary key, so instances racing for the same head insert it once.
