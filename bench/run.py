@@ -298,8 +298,11 @@ def free_port() -> int:
 # --- The service ------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, binary: Path, env: dict, workdir: Path, name: str):
+    def __init__(self, binary: Path, env: dict, workdir: Path, name: str,
+                 cpus: str | None = None):
         self.binary = binary
+        # `taskset -c <cpus>` (it execs the service, so the pid stays the service's).
+        self.cpus = cpus
         self.env = dict(env)
         self.workdir = workdir
         self.name = name
@@ -320,7 +323,8 @@ class Server:
         """Starts `serve`; returns seconds from spawn to the first /readyz 200."""
         logf = open(self.log_path, "ab")
         started = time.monotonic()
-        self.proc = subprocess.Popen([str(self.binary), "serve"], env=self.env,
+        pin = ["taskset", "-c", self.cpus] if self.cpus and shutil.which("taskset") else []
+        self.proc = subprocess.Popen(pin + [str(self.binary), "serve"], env=self.env,
                                      cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         logf.close()
@@ -596,8 +600,9 @@ class Deployment:
 
         threading.Thread(target=loop, daemon=True).start()
 
-    def new_server(self, tag: str, **env) -> Server:
-        server = Server(self.binary, dict(self.env, **env), self.workdir, f"{self.name}-{tag}")
+    def new_server(self, tag: str, cpus: str | None = None, **env) -> Server:
+        server = Server(self.binary, dict(self.env, **env), self.workdir, f"{self.name}-{tag}",
+                        cpus)
         self.servers.append(server)
         return server
 
@@ -867,27 +872,63 @@ class Deployment:
         self.result["login_abandoned"] = result
         return result
 
-    def audit_chain_ceiling(self, seconds: int) -> dict:
-        """PostgreSQL: how many login write transactions per second the audit chain's one
-        advisory lock admits (bench/audit_chain.sql under pgbench), with 1 and 8 clients.
-        This bounds logins/s for the whole deployment, whatever the number of instances."""
+    def audit_chain_ceiling(self, seconds: int, clients_list=(1, 8),
+                            chains_list=(1,)) -> dict:
+        """PostgreSQL: how many login write transactions per second the audit trail admits
+        (bench/audit_chain.sql under pgbench) with each number of chains (`-D chains`, as
+        AUDIT_CHAINS) and clients, in one run. With one chain every audited change takes
+        the same advisory lock, which bounds logins/s however many instances run."""
         out: dict = {}
         if not shutil.which("pgbench"):
             return {"skipped": "pgbench not installed"}
-        for clients in (1, 8):
-            res = subprocess.run(
-                ["pgbench", "-n", "-M", "extended", "-c", str(clients), "-j", str(min(2, clients)),
-                 "-T", str(seconds), "-f", str(BENCH / "audit_chain.sql"),
-                 f"{PG_ADMIN_URL}/{self.db_name}"],
-                capture_output=True, text=True, timeout=seconds + 60)
-            tps = re.search(r"tps = ([\d.]+)", res.stdout)
-            lat = re.search(r"latency average = ([\d.]+) ms", res.stdout)
-            if res.returncode != 0 or not tps:
-                raise BenchError(f"pgbench failed: {res.stderr.strip()[-500:]}")
-            out[f"c{clients}"] = {"tps": round(float(tps.group(1)), 1),
-                                  "latency_ms": float(lat.group(1)) if lat else None}
-        log(f"{self.name}: audit chain ceiling {out}")
+        for chains in chains_list:
+            for clients in clients_list:
+                res = subprocess.run(
+                    ["pgbench", "-n", "-M", "extended", "-c", str(clients),
+                     "-j", str(min(2, clients)), "-T", str(seconds), "-D", f"chains={chains}",
+                     "-f", str(BENCH / "audit_chain.sql"), f"{PG_ADMIN_URL}/{self.db_name}"],
+                    capture_output=True, text=True, timeout=seconds + 60)
+                tps = re.search(r"tps = ([\d.]+)", res.stdout)
+                lat = re.search(r"latency average = ([\d.]+) ms", res.stdout)
+                if res.returncode != 0 or not tps:
+                    raise BenchError(f"pgbench failed: {res.stderr.strip()[-500:]}")
+                key = f"c{clients}" if chains_list == (1,) else f"chains{chains}_c{clients}"
+                out[key] = {"tps": round(float(tps.group(1)), 1),
+                            "latency_ms": float(lat.group(1)) if lat else None}
+                log(f"{self.name}: audit trail, {chains} chain(s), {clients} clients: {out[key]}")
         return out
+
+    def sizing(self) -> None:
+        """--sizing (postgres): session checks and logins on 1, 2 and 4 instances sharing
+        PostgreSQL + Redis, instance i pinned to core i mod nproc with taskset; the database
+        rows and Redis round trips per login and per session check; and the audit trail's
+        transaction ceiling with 1 chain (before partitioning) and 16 (AUDIT_CHAINS default)
+        at 8 and 32 writers. One run, so the figures compare as ratios."""
+        p = self.p
+        r = self.result
+        cores = os.cpu_count() or 1
+        r["sizing"] = {"cores": cores, "pinning": "taskset -c (i mod cores)"
+                       if shutil.which("taskset") else "none (taskset missing)"}
+        for n in (1, 2, 4):
+            servers = [self.new_server(f"x{n}-{i}", cpus=str(i % cores)) for i in range(n)]
+            for server in servers:
+                server.start()
+            me = self.phase(f"me_c64_n{n}", "me.lua", p["me_c"], p["phase_s"], servers=servers)
+            writes = self._writes_during(
+                lambda: self.phase(f"login_c8_n{n}", "login.lua", p["login_c"], p["phase_s"],
+                                   servers=servers), p["stats_wait_s"])
+            logins = r["phases"][f"login_c8_n{n}"]["requests"]
+            r["sizing"][f"n{n}"] = {
+                "me_rps": me["rps"], "login_rps": r["phases"][f"login_c8_n{n}"]["rps"],
+                "login_rows_written_per_login": round(writes["rows_written"] / max(1, logins), 2),
+                "login_xact_commit_per_login": round(writes["delta"]["xact_commit"] / max(1, logins), 2),
+            }
+            log(f"{self.name}: sizing {n} instance(s): {r['sizing'][f'n{n}']}")
+            for server in servers:
+                server.stop()
+        r["argon2"] = self.argon2_ceiling()
+        r["audit_chain_ceiling"] = self.audit_chain_ceiling(
+            max(1, int(p["phase_s"])), clients_list=(8, 32), chains_list=(1, 16))
 
     def writes_during(self, fn) -> dict:
         """Database writes made while `fn` runs (a /auth/me phase)."""
@@ -1008,6 +1049,11 @@ class Deployment:
             d = r["session_check_writes"]["delta"]
             r["session_check_writes"]["xact_commit_per_request"] = round(d["xact_commit"] / max(1, me_reqs), 2)
             r["store_round_trips"] = self.store_commands(main.port, tokens[0])
+
+        if p.get("sizing"):
+            main.stop()
+            self.sizing()
+            return r
 
         r["argon2"] = self.argon2_ceiling()
         log(f"{self.name}: Argon2 {r['argon2']}")
@@ -1159,6 +1205,10 @@ def main() -> int:
     ap.add_argument("--duration", type=float, help="seconds per phase (default 15, smoke 1)")
     ap.add_argument("--driver", choices=["wrk", "python"], help="load driver (default wrk; "
                     "python only as a --smoke fallback when wrk is missing)")
+    ap.add_argument("--sizing", action="store_true",
+                    help="postgres: after the session checks, only the sizing phases (1, 2, 4 "
+                    "instances pinned with taskset; audit trail with 1 vs 16 chains at 8 and 32 "
+                    "writers) instead of the rest of the run")
     ap.add_argument("--output", type=Path, help="JSON path (default bench/results/<timestamp>.json)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, SQLite file)")
     ap.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
@@ -1186,6 +1236,7 @@ def main() -> int:
             ap.error(f"--service-env takes KEY=VALUE, not {item!r}")
         extra_env[key] = value
     profile["service_env"] = extra_env
+    profile["sizing"] = args.sizing
     deployments = [d.strip() for d in args.deployments.split(",") if d.strip()]
     if not set(deployments) <= {"embedded", "postgres"}:
         ap.error("--deployments takes embedded and/or postgres")

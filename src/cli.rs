@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::configuration::Settings;
 use crate::domain::{EmailAddress, Role};
 use crate::services::Services;
-use crate::services::audit::{CheckpointLine, RequestContext};
+use crate::services::audit::{External, RequestContext};
 use crate::startup::{Application, connect_storage, shutdown_signal};
 use crate::storage::db::audit::ChainCheck;
 
@@ -63,11 +63,12 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Walk the keyed chain and check every signed checkpoint; exit non-zero naming the
-    /// first bad record. When intact, sign a checkpoint of the verified head.
+    /// Walk every keyed chain and check every signed checkpoint and anchor; exit non-zero
+    /// naming the first bad record (chain and position in it). When intact, sign a
+    /// checkpoint of every verified head and an anchor of them all.
     Verify {
-        /// Also check these checkpoints (an `audit export --checkpoints` kept outside the
-        /// database, e.g. by a SIEM): catches checkpoints deleted from the database.
+        /// Also check these checkpoints and anchors (an `audit export --checkpoints` kept
+        /// outside the database, e.g. by a SIEM): catches ones deleted from the database.
         #[arg(long, value_name = "FILE")]
         checkpoints: Option<std::path::PathBuf>,
     },
@@ -76,8 +77,8 @@ pub enum AuditCommand {
         /// Only records (checkpoints) at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
-        /// Write the signed head checkpoints instead of the records, as JSON lines with
-        /// `"type": "checkpoint"`.
+        /// Write the signed head checkpoints and anchors instead of the records, as JSON
+        /// lines with `"type": "checkpoint"` / `"type": "anchor"`.
         #[arg(long)]
         checkpoints: bool,
     },
@@ -177,30 +178,45 @@ async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> 
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
                         .map_err(|e| anyhow::anyhow!("--checkpoints {}: {e}", path.display()))?;
-                    CheckpointLine::parse_all(&text)
+                    External::parse_all(&text)
                         .map_err(|e| anyhow::anyhow!("--checkpoints {}: {e}", path.display()))?
                 }
-                None => Vec::new(),
+                None => External::default(),
             };
-            let (report, written) = trail.verify(external).await?;
+            let (report, sealed) = trail.verify(external).await?;
             match report.check {
                 ChainCheck::Intact { records } => {
                     println!(
-                        "audit chain intact: {records} records ({} legacy unkeyed SHA-256 \
-                         records before the keyed chain); signed checkpoints checked: {}",
-                        report.legacy_records, report.checkpoints
+                        "audit chain intact: {records} records in {} chains ({} legacy \
+                         unkeyed SHA-256 records before the keyed chain); signed checkpoints \
+                         checked: {}; anchors checked: {}",
+                        report.chains, report.legacy_records, report.checkpoints, report.anchors
                     );
-                    if let Some(checkpoint) = written {
+                    for checkpoint in &sealed.checkpoints {
                         println!(
-                            "signed a checkpoint of record {} with audit key {}",
-                            checkpoint.seq, checkpoint.key_id
+                            "signed a checkpoint of record {} (chain {}) with audit key {}",
+                            checkpoint.seq, checkpoint.chain, checkpoint.key_id
+                        );
+                    }
+                    if let Some(anchor) = &sealed.anchor {
+                        println!(
+                            "signed an anchor of every chain's head with audit key {}",
+                            anchor.key_id
                         );
                     }
                     Ok(())
                 }
-                ChainCheck::Broken { seq, reason } => {
-                    anyhow::bail!("audit chain broken at record {seq}: {reason}")
+                ChainCheck::Broken {
+                    chain,
+                    position,
+                    reason,
+                } => {
+                    anyhow::bail!("audit chain {chain} broken at record {position}: {reason}")
                 }
+                ChainCheck::ForgedAnchor { created_at, reason } => anyhow::bail!(
+                    "audit anchor of {} refused: {reason}",
+                    crate::domain::millis_to_rfc3339(created_at)
+                ),
             }
         }
         AuditCommand::Export { since, checkpoints } => {

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::storage::db::audit::ChainCount;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
     Development,
@@ -211,6 +213,9 @@ pub struct Settings {
     pub outbox_retry_base: Duration,
     /// How often each instance signs a checkpoint of the audit chain's head (when it moved).
     pub audit_checkpoint_interval: Duration,
+    /// How many chains the audit trail is spread over (`AUDIT_CHAINS`; 16 on PostgreSQL,
+    /// 1 on SQLite): appends to different chains never wait for each other.
+    pub audit_chains: ChainCount,
     pub allow_sqlite_in_production: bool,
     pub single_instance: bool,
     pub data_dir: PathBuf,
@@ -560,6 +565,23 @@ impl VarReader<'_> {
         }
     }
 
+    /// `AUDIT_CHAINS`: SQLite has one writer at a time, so more chains would not help it.
+    fn audit_chains(&mut self, database_url: &str) -> ChainCount {
+        let default = if database_url.starts_with("sqlite:") {
+            1
+        } else {
+            16
+        };
+        let chains = self.parsed("AUDIT_CHAINS", default);
+        ChainCount::new(chains).unwrap_or_else(|| {
+            self.errors.push(format!(
+                "AUDIT_CHAINS: must be 1 to {}",
+                crate::storage::db::locks::MAX_AUDIT_CHAINS
+            ));
+            ChainCount::ONE
+        })
+    }
+
     fn bool(&mut self, name: &str, default: bool) -> bool {
         match self.raw(name).map(|v| v.to_ascii_lowercase()) {
             None => default,
@@ -631,6 +653,7 @@ impl VarReader<'_> {
             self.errors
                 .push("DATABASE_URL: expected sqlite://… or postgres://…".to_owned());
         }
+        let audit_chains = self.audit_chains(&database_url);
         let redis_url = self.raw("REDIS_URL");
         let cookie_secure = self.bool("COOKIE_SECURE", true);
         let default_cookie = if cookie_secure {
@@ -729,6 +752,7 @@ impl VarReader<'_> {
             ),
             outbox_retry_base: Duration::from_millis(self.parsed("OUTBOX_RETRY_BASE_MS", 10_000)),
             audit_checkpoint_interval: self.seconds("AUDIT_CHECKPOINT_INTERVAL_SECONDS", 60),
+            audit_chains,
             allow_sqlite_in_production: self.bool("ALLOW_SQLITE_IN_PRODUCTION", false),
             single_instance: self.bool("SINGLE_INSTANCE", false),
             ui: UiSettings {

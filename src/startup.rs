@@ -22,7 +22,8 @@ pub async fn connect_storage(settings: &Settings) -> anyhow::Result<(Database, S
         .with_audit_keys(AuditKeys::new(
             settings.encryption_key.expose_secret(),
             &crate::configuration::exposed(&settings.old_encryption_keys),
-        ));
+        ))
+        .with_audit_chains(settings.audit_chains);
     let store = match &settings.redis_url {
         Some(url) => Store::redis(url, &settings.store_key_prefix).await?,
         None => Store::memory(&settings.store_key_prefix),
@@ -207,9 +208,10 @@ async fn inactive_accounts(services: Arc<Services>, mut stop: watch::Receiver<bo
     }
 }
 
-/// Signs a checkpoint of the audit chain's head every `AUDIT_CHECKPOINT_INTERVAL_SECONDS`
-/// (when it moved). Records appended after the newest checkpoint are the ones a database
-/// writer could still cut off unnoticed, so the interval bounds that window.
+/// Signs a checkpoint of every audit chain's head (when it moved) and an anchor of them all
+/// every `AUDIT_CHECKPOINT_INTERVAL_SECONDS`. Records appended after the newest checkpoint
+/// are the ones a database writer could still cut off unnoticed, so the interval bounds
+/// that window.
 async fn audit_checkpoints(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
     let interval = services.settings.audit_checkpoint_interval;
     loop {
@@ -223,10 +225,11 @@ async fn audit_checkpoints(services: Arc<Services>, mut stop: watch::Receiver<bo
 
 async fn checkpoint_audit_head(services: &Services) {
     match services.audit.checkpoint().await {
-        Ok(Some(checkpoint)) => {
-            tracing::debug!(seq = checkpoint.seq, "audit chain checkpoint signed")
-        }
-        Ok(None) => {}
+        Ok(sealed) => tracing::debug!(
+            checkpoints = sealed.checkpoints.len(),
+            anchor = sealed.anchor.is_some(),
+            "audit chain heads signed"
+        ),
         Err(error) => tracing::warn!(%error, "audit chain checkpoint failed"),
     }
 }

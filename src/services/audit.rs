@@ -9,7 +9,9 @@ use crate::domain::{Page, millis_to_rfc3339, now_millis};
 use crate::storage::db::Database;
 /// The trail's query, as storage runs it.
 pub use crate::storage::db::audit::AuditFilter;
-use crate::storage::db::audit::{self, AuditRow, ChainReport, CheckpointRow, NewAuditRecord};
+use crate::storage::db::audit::{
+    self, AnchorRow, AuditRow, ChainReport, CheckpointRow, NewAuditRecord, Sealed,
+};
 
 mod events;
 pub use events::{
@@ -63,9 +65,14 @@ pub struct AuditEventView {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub metadata: Value,
-    /// Position in the hash chain.
+    /// Position in the whole trail: the export and query order (increasing, unique, not
+    /// necessarily contiguous).
     pub seq: i64,
     pub hash: String,
+    /// The hash chain the record is linked into (the trail is partitioned, docs/API.md §4).
+    pub chain: i32,
+    /// Position in its chain: 1, 2, 3, … without gaps.
+    pub chain_seq: i64,
 }
 
 impl From<AuditRow> for AuditEventView {
@@ -82,6 +89,8 @@ impl From<AuditRow> for AuditEventView {
             metadata: serde_json::from_str(&row.metadata).unwrap_or(Value::Null),
             seq: row.seq,
             hash: row.hash,
+            chain: row.chain,
+            chain_seq: row.chain_seq,
         }
     }
 }
@@ -104,34 +113,37 @@ impl AuditTrail {
         Ok(page.map(AuditEventView::from))
     }
 
-    /// Verifies the chain and every checkpoint (stored, and `external` ones kept elsewhere,
-    /// e.g. exported to a SIEM); when it is intact, signs a checkpoint of the head it
-    /// verified, so that what was just verified can no longer be cut off unnoticed.
+    /// Verifies every chain, checkpoint and anchor (stored, and `external` ones kept
+    /// elsewhere, e.g. exported to a SIEM); when the trail is intact, signs checkpoints of
+    /// the heads it verified and an anchor of them, so that what was just verified can no
+    /// longer be cut off unnoticed.
     #[tracing::instrument(skip_all)]
-    pub async fn verify(
-        &self,
-        external: Vec<CheckpointRow>,
-    ) -> ServiceResult<(ChainReport, Option<CheckpointRow>)> {
+    pub async fn verify(&self, external: External) -> ServiceResult<(ChainReport, Sealed)> {
         let keys = self.db.audit_keys()?;
-        let report = audit::verify_chain_report(self.db.connection(), keys, external).await?;
-        let written = match (&report.check, &report.head) {
-            (audit::ChainCheck::Intact { .. }, Some(head)) => {
-                audit::write_checkpoint(self.db.connection(), keys, Some(head.clone())).await?
+        let conn = self.db.connection();
+        let report =
+            audit::verify_chain_report(conn, keys, external.checkpoints, external.anchors).await?;
+        let sealed = match &report.check {
+            audit::ChainCheck::Intact { .. } => {
+                audit::seal_heads(conn, keys, &report.heads).await?
             }
-            _ => None,
+            _ => Sealed::default(),
         };
-        Ok((report, written))
+        Ok((report, sealed))
     }
 
-    /// Signs a checkpoint of the current head, unless one covers it already (the
-    /// background task, graceful shutdown).
+    /// Signs a checkpoint of every chain's head that moved, and an anchor of all the heads
+    /// (the background task, graceful shutdown).
     #[tracing::instrument(skip_all)]
-    pub async fn checkpoint(&self) -> ServiceResult<Option<CheckpointRow>> {
+    pub async fn checkpoint(&self) -> ServiceResult<Sealed> {
         let keys = self.db.audit_keys()?;
-        Ok(audit::write_checkpoint(self.db.connection(), keys, None).await?)
+        let conn = self.db.connection();
+        let heads = audit::current_heads(conn, self.db.audit_chains()).await?;
+        Ok(audit::seal_heads(conn, keys, &heads).await?)
     }
 
-    /// Writes every checkpoint created from `since` on as JSON lines; returns how many.
+    /// Writes every checkpoint, then every anchor, created from `since` on as JSON lines;
+    /// returns how many.
     #[tracing::instrument(skip_all)]
     pub async fn export_checkpoints(
         &self,
@@ -143,11 +155,24 @@ impl AuditTrail {
         loop {
             let rows = audit::checkpoints_since(self.db.connection(), since, after, 1000).await?;
             let Some(last) = rows.last() else {
-                return Ok(written);
+                break;
             };
             after = last.seq;
             for row in rows {
                 serde_json::to_writer(&mut *out, &CheckpointLine::from(row))?;
+                out.write_all(b"\n")?;
+                written += 1;
+            }
+        }
+        let mut after = Uuid::nil();
+        loop {
+            let rows = audit::anchors_since(self.db.connection(), since, after, 1000).await?;
+            let Some(last) = rows.last() else {
+                return Ok(written);
+            };
+            after = last.id;
+            for row in rows {
+                serde_json::to_writer(&mut *out, &AnchorLine::from(row))?;
                 out.write_all(b"\n")?;
                 written += 1;
             }
@@ -174,6 +199,13 @@ impl AuditTrail {
     }
 }
 
+/// Checkpoints and anchors kept outside the database (an `audit export --checkpoints`).
+#[derive(Debug, Default)]
+pub struct External {
+    pub checkpoints: Vec<CheckpointRow>,
+    pub anchors: Vec<AnchorRow>,
+}
+
 /// A checkpoint as `audit export --checkpoints` writes it and `audit verify --checkpoints`
 /// reads it back. `type` tells it apart from a record line; the MAC covers
 /// `["audit-checkpoint/v1", seq, head_hash, created_at in epoch milliseconds, key_id]`.
@@ -181,8 +213,11 @@ impl AuditTrail {
 pub struct CheckpointLine {
     #[serde(rename = "type")]
     pub kind: String,
-    /// The record vouched for (and, the chain starting at 1, the number of records).
+    /// The record vouched for: its position in the trail.
     pub seq: i64,
+    /// Its chain (absent in exports from before the trail was partitioned: chain 0).
+    #[serde(default)]
+    pub chain: i32,
     pub head_hash: String,
     pub created_at: String,
     pub key_id: String,
@@ -194,6 +229,7 @@ impl From<CheckpointRow> for CheckpointLine {
         Self {
             kind: "checkpoint".to_owned(),
             seq: row.seq,
+            chain: row.chain,
             head_hash: row.head_hash,
             created_at: millis_to_rfc3339(row.created_at),
             key_id: row.key_id,
@@ -202,32 +238,76 @@ impl From<CheckpointRow> for CheckpointLine {
     }
 }
 
-impl CheckpointLine {
-    /// The checkpoint lines of an export (other lines are skipped); an unreadable line is
-    /// an error naming it.
-    pub fn parse_all(text: &str) -> anyhow::Result<Vec<CheckpointRow>> {
-        let mut checkpoints = Vec::new();
+/// An anchor as `audit export --checkpoints` writes it: `heads` is the signed text
+/// `[[chain, chain_seq, seq, hash], …]`; the MAC covers `["audit-anchor/v1", id,
+/// created_at in epoch milliseconds, key_id, heads]`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct AnchorLine {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Uuid,
+    pub created_at: String,
+    pub heads: String,
+    pub key_id: String,
+    pub mac: String,
+}
+
+impl From<AnchorRow> for AnchorLine {
+    fn from(row: AnchorRow) -> Self {
+        Self {
+            kind: "anchor".to_owned(),
+            id: row.id,
+            created_at: millis_to_rfc3339(row.created_at),
+            heads: row.heads,
+            key_id: row.key_id,
+            mac: row.mac,
+        }
+    }
+}
+
+impl External {
+    /// The checkpoint and anchor lines of an export (other lines are skipped); an
+    /// unreadable line is an error naming it.
+    pub fn parse_all(text: &str) -> anyhow::Result<Self> {
+        let mut external = Self::default();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
+            let n = n + 1;
             let value: Value = serde_json::from_str(line)
-                .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", n + 1))?;
-            if value.get("type").and_then(Value::as_str) != Some("checkpoint") {
-                continue;
+                .map_err(|e| anyhow::anyhow!("line {n}: not JSON: {e}"))?;
+            let created_at = |text: &str| {
+                crate::domain::parse_rfc3339_millis(text)
+                    .ok_or_else(|| anyhow::anyhow!("line {n}: created_at is not RFC 3339"))
+            };
+            match value.get("type").and_then(Value::as_str) {
+                Some("checkpoint") => {
+                    let line: CheckpointLine = serde_json::from_value(value)
+                        .map_err(|e| anyhow::anyhow!("line {n}: not a checkpoint: {e}"))?;
+                    external.checkpoints.push(CheckpointRow {
+                        seq: line.seq,
+                        chain: line.chain,
+                        head_hash: line.head_hash,
+                        created_at: created_at(&line.created_at)?,
+                        key_id: line.key_id,
+                        mac: line.mac,
+                    });
+                }
+                Some("anchor") => {
+                    let line: AnchorLine = serde_json::from_value(value)
+                        .map_err(|e| anyhow::anyhow!("line {n}: not an anchor: {e}"))?;
+                    external.anchors.push(AnchorRow {
+                        id: line.id,
+                        created_at: created_at(&line.created_at)?,
+                        heads: line.heads,
+                        key_id: line.key_id,
+                        mac: line.mac,
+                    });
+                }
+                _ => {}
             }
-            let line: CheckpointLine = serde_json::from_value(value)
-                .map_err(|e| anyhow::anyhow!("line {}: not a checkpoint: {e}", n + 1))?;
-            let created_at = crate::domain::parse_rfc3339_millis(&line.created_at)
-                .ok_or_else(|| anyhow::anyhow!("line {}: created_at is not RFC 3339", n + 1))?;
-            checkpoints.push(CheckpointRow {
-                seq: line.seq,
-                head_hash: line.head_hash,
-                created_at,
-                key_id: line.key_id,
-                mac: line.mac,
-            });
         }
-        Ok(checkpoints)
+        Ok(external)
     }
 }

@@ -109,9 +109,14 @@ pub mod audit_record {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "audit_log")]
     pub struct Model {
-        /// Position in the hash chain: 1, 2, 3, … with no gaps.
+        /// Position in the whole trail (export and query order): increasing within each
+        /// chain, unique across chains, with gaps where another chain's append rolled back.
         #[sea_orm(primary_key, auto_increment = false)]
         pub seq: i64,
+        /// Which of the partitioned chains the record is linked into (see `audit`).
+        pub chain: i32,
+        /// Position in its chain: 1, 2, 3, … with no gaps.
+        pub chain_seq: i64,
         #[sea_orm(unique)]
         pub id: Uuid,
         pub occurred_at: i64,
@@ -139,16 +144,41 @@ pub mod audit_record {
 pub mod audit_checkpoint {
     use sea_orm::entity::prelude::*;
 
-    /// A signed statement "record `seq` of the chain has hash `head_hash`".
+    /// A signed statement "record `seq` of the trail, the head of chain `chain`, has hash
+    /// `head_hash`".
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "audit_checkpoints")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub seq: i64,
+        pub chain: i32,
         pub head_hash: String,
         pub created_at: i64,
         pub key_id: String,
         /// Hex HMAC-SHA256 under the audit key `key_id` (see `audit::checkpoint_message`).
+        pub mac: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit_anchor {
+    use sea_orm::entity::prelude::*;
+
+    /// A signed statement of every chain's head at one moment (see `audit`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_anchors")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub created_at: i64,
+        /// JSON array of `[chain, chain_seq, seq, hash]`, one per chain, by chain.
+        pub heads: String,
+        pub key_id: String,
+        /// Hex HMAC-SHA256 under the audit key `key_id` (see `audit::anchor_message`).
         pub mac: String,
     }
 

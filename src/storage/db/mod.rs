@@ -38,6 +38,8 @@ pub struct Database {
     /// Follows a PostgreSQL failover while any clone of this handle lives (several hosts
     /// in `DATABASE_URL` only).
     _failover: Option<Arc<failover::Watcher>>,
+    /// How many chains the audit trail is spread over (`AUDIT_CHAINS`).
+    audit_chains: audit::ChainCount,
 }
 
 impl Database {
@@ -86,6 +88,7 @@ impl Database {
             connection,
             audit_keys: None,
             _failover: watcher.map(Arc::new),
+            audit_chains: audit::ChainCount::ONE,
         })
     }
 
@@ -93,6 +96,16 @@ impl Database {
     pub fn with_audit_keys(mut self, keys: AuditKeys) -> Self {
         self.audit_keys = Some(Arc::new(keys));
         self
+    }
+
+    /// How many chains new audit records are spread over (see `audit`).
+    pub fn with_audit_chains(mut self, chains: audit::ChainCount) -> Self {
+        self.audit_chains = chains;
+        self
+    }
+
+    pub fn audit_chains(&self) -> audit::ChainCount {
+        self.audit_chains
     }
 
     pub fn audit_keys(&self) -> StorageResult<&AuditKeys> {
@@ -138,6 +151,7 @@ impl Database {
         Ok(UnitOfWork {
             txn,
             audit_keys: self.audit_keys.clone(),
+            audit_chains: self.audit_chains,
             audit: Vec::new(),
             emails: Vec::new(),
         })
@@ -180,6 +194,7 @@ fn ensure_sqlite_folder(url: &str) -> StorageResult<()> {
 pub struct UnitOfWork {
     txn: DatabaseTransaction,
     audit_keys: Option<Arc<AuditKeys>>,
+    audit_chains: audit::ChainCount,
     audit: Vec<audit::NewAuditRecord>,
     emails: Vec<outbox::NewEmail>,
 }
@@ -202,14 +217,14 @@ impl UnitOfWork {
         self.emails.push(email);
     }
 
-    /// Writes the queued emails, then the audit records (last, because appending to the
-    /// chain serialises writers), then commits.
+    /// Writes the queued emails, then the audit records (last, because appending to a
+    /// chain serialises that chain's writers), then commits.
     pub async fn commit(self) -> StorageResult<()> {
         let events: Vec<&'static str> = self.audit.iter().map(|r| r.event).collect();
         outbox::insert_all(&self.txn, self.emails).await?;
         if !self.audit.is_empty() {
             let keys = self.audit_keys.as_deref().ok_or_else(missing_audit_keys)?;
-            audit::append(&self.txn, keys, self.audit).await?;
+            audit::append(&self.txn, keys, self.audit_chains, self.audit).await?;
         }
         self.txn.commit().await.map_err(map_err)?;
         for event in events {

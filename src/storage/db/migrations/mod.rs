@@ -7,6 +7,7 @@ mod m20261130_000004_audit_keys;
 mod m20261201_000005_oauth;
 mod m20261201_000006_known_devices;
 mod m20261201_000007_pci;
+mod m20261201_000008_audit_chains;
 
 use sea_orm_migration::prelude::*;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_oauth::Migration),
             Box::new(m20261201_000006_known_devices::Migration),
             Box::new(m20261201_000007_pci::Migration),
+            Box::new(m20261201_000008_audit_chains::Migration),
         ]
     }
 }
