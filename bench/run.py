@@ -79,12 +79,14 @@ PROFILES = {
         flood_c=500, sessions=64, users=8, argon2=(65536, 3, 1), hash_rounds=20,
         cold_starts=3, stats_wait_s=11.0, scaleout=True, info_logs=True, probe_n=200,
         abandon_clients=32, abandon_s=10, retries=2, noisy_cores=0.3, scrape_interval_s=15.0,
+        keepalive_s=20.0,
     ),
     "smoke": dict(
         phase_s=1, flood_s=2, me_c=64, health_c=64, login_c=8, register_c=8,
         flood_c=500, sessions=8, users=2, argon2=(1024, 1, 1), hash_rounds=20,
         cold_starts=1, stats_wait_s=1.0, scaleout=True, info_logs=False, probe_n=20,
         abandon_clients=8, abandon_s=1, retries=0, noisy_cores=0.3, scrape_interval_s=15.0,
+        keepalive_s=1.0,
     ),
 }
 
@@ -535,9 +537,10 @@ def sqlite_state(path: Path) -> dict:
 
 class Deployment:
     def __init__(self, name: str, binary: Path, profile: dict, run_id: str, driver: str,
-                 workroot: Path):
+                 workroot: Path, baseline: Path | None = None):
         self.name = name
         self.binary = binary
+        self.baseline = baseline
         self.p = profile
         self.run_id = run_id
         self.driver = driver
@@ -600,13 +603,66 @@ class Deployment:
 
         threading.Thread(target=loop, daemon=True).start()
 
-    def new_server(self, tag: str, cpus: str | None = None, **env) -> Server:
-        server = Server(self.binary, dict(self.env, **env), self.workdir, f"{self.name}-{tag}",
-                        cpus)
+    def start_keepalive(self, tokens: list[str], every_s: float) -> None:
+        """Keeps every benchmark session active for the whole deployment run (one
+        GET /auth/me per session every `every_s` seconds, on whichever instance is up), so
+        that the durable last_seen_at writes over the run give writes per active
+        session-hour (`session_hour_writes`)."""
+        self._keepalive_stop = threading.Event()
+        self.keepalive = {"started": time.time(), "tokens": len(tokens), "every_s": every_s,
+                          "requests": 0, "failed": 0,
+                          "updates_before": self.session_updates()}
+
+        def loop() -> None:
+            while not self._keepalive_stop.wait(every_s):
+                live = [s for s in self.servers if s.proc and s.proc.poll() is None]
+                if not live:
+                    continue
+                for token in tokens:
+                    try:
+                        status, _, _ = http_request(live[-1].port, "GET", "/auth/me",
+                                                    headers={"Cookie": f"session={token}"}, timeout=5)
+                        self.keepalive["requests"] += 1
+                        self.keepalive["failed"] += status != 200
+                    except OSError:
+                        self.keepalive["failed"] += 1
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def session_updates(self) -> int | None:
+        """Rows updated in the sessions table so far (PostgreSQL statistics; None on
+        SQLite, whose row counts do not show updates)."""
+        if not self.db_name:
+            return None
+        out = psql("SELECT coalesce(sum(n_tup_upd), 0) FROM pg_stat_user_tables "
+                   "WHERE relname = 'sessions'", db=self.db_name)
+        return int(out or 0)
+
+    def stop_keepalive(self) -> None:
+        if not hasattr(self, "_keepalive_stop") or self._keepalive_stop.is_set():
+            return
+        self._keepalive_stop.set()
+        k = self.keepalive
+        time.sleep(self.p["stats_wait_s"])
+        after = self.session_updates()
+        hours = (time.time() - k["started"]) / 3600
+        k["elapsed_s"] = round(hours * 3600, 1)
+        if after is not None and k["updates_before"] is not None:
+            k["session_updates"] = after - k["updates_before"]
+            k["writes_per_session_hour"] = round(k["session_updates"] / (k["tokens"] * hours), 1)
+        self.result["session_hour_writes"] = k
+        log(f"{self.name}: sessions kept active {k['elapsed_s']} s: {k}")
+
+    def new_server(self, tag: str, cpus: str | None = None, binary: Path | None = None,
+                   **env) -> Server:
+        server = Server(binary or self.binary, dict(self.env, **env), self.workdir,
+                        f"{self.name}-{tag}", cpus)
         self.servers.append(server)
         return server
 
     def cleanup(self) -> None:
+        if hasattr(self, "_keepalive_stop"):
+            self._keepalive_stop.set()
         if hasattr(self, "_scraper_stop"):
             self._scraper_stop.set()
             self.result["metrics_scrapes"] = self.scrapes
@@ -1036,6 +1092,7 @@ class Deployment:
         log(f"{self.name}: cold starts {colds} s; logging in {p['sessions']} sessions")
         tokens = self.login_sessions(main.port, p["sessions"])
         r["idle_rss_mib"] = round(vm_kib(main.pid, "VmRSS") / 1024, 1)
+        self.start_keepalive(tokens, p["keepalive_s"])
 
         self.phase("healthz_c64", "healthz.lua", p["health_c"], p["phase_s"])
         r["session_check_writes"] = self.writes_during(
@@ -1097,7 +1154,32 @@ class Deployment:
                 lambda: self.phase("me_c64_info", "me.lua", p["me_c"], p["phase_s"], servers=[info]))
             r.setdefault("session_check_writes_later", writes)
             r["info_log_bytes"] = info.log_path.stat().st_size
+        self.stop_keepalive()
+        if self.baseline:
+            self.run_baseline()
         return r
+
+    def run_baseline(self) -> None:
+        """The build before the change (`--baseline-binary`), in the same run, on the same
+        database and store: its Argon2 figure, logins, registrations and session checks,
+        for the new/old ratios in the targets."""
+        p = self.p
+        r = self.result
+        for server in self.servers:
+            server.stop()
+        old = self.new_server("baseline", binary=self.baseline)
+        old.start()
+        log(f"{self.name}: baseline binary {self.baseline}")
+        res = subprocess.run([str(self.baseline), "hash-benchmark", "--rounds", str(p["hash_rounds"])],
+                             env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=300)
+        if res.returncode == 0:
+            r["baseline_argon2"] = json.loads(res.stdout.strip().splitlines()[-1])
+        r["baseline_idle_rss_mib"] = round(vm_kib(old.pid, "VmRSS") / 1024, 1)
+        r["baseline_session_check_writes"] = self.writes_during(
+            lambda: self.phase("base_me_c64", "me.lua", p["me_c"], p["phase_s"], servers=[old]))
+        self.phase("base_login_c8", "login.lua", p["login_c"], p["phase_s"], servers=[old])
+        self.phase("base_register_c8", "register.lua", p["register_c"], p["phase_s"], servers=[old])
+        old.stop()
 
 
 # --- Targets, table, main ---------------------------------------------------------------------
@@ -1136,17 +1218,59 @@ def targets(deps: dict) -> list[dict]:
         w = r.get("session_check_writes")
         if w:
             # The one write a session check may make: refreshing the durable last_seen_at,
-            # at most about once per session per minute (sessions.rs, DURABLE_REFRESH).
+            # at most once per session per SESSION_TOUCH_INTERVAL_SECONDS (sessions.rs).
             refresh = sum(v for t, v in w["tables_written"].items() if t.startswith("sessions"))
             other = w["rows_written"] - refresh
             add(dep, "database rows written by session checks (besides the refresh)", other, "== 0", other == 0)
             add(dep, f"  durable last_seen_at refreshes (sessions {w.get('session_age_at_start_s')} s old)",
-                refresh, "<= 1/min", None)
+                refresh, "<= 1/interval", None)
         later = r.get("session_check_writes_later")
         if later:
             refresh = sum(v for t, v in later["tables_written"].items() if t.startswith("sessions"))
             add(dep, f"  the same, later (sessions {later.get('session_age_at_start_s')} s old)",
-                refresh, "<= 1/min", None)
+                refresh, "<= 1/interval", None)
+        for phase in ("me_c64", "me_c64_x2"):
+            if phase in ph:
+                tail = ph[phase]["p99_ms"] / max(1e-9, ph[phase]["p50_ms"])
+                add(dep, f"session check p99 / p50 ({phase})", round(tail, 2), "<= 3", tail <= 3)
+        a = r.get("argon2")
+        if a and "seconds_per_hash_fresh_memory" in a:
+            add(dep, "  Argon2 ms/hash: in a kept buffer (huge pages) / base pages / fresh memory",
+                f"{a['seconds_per_hash_huge_pages'] * 1000:.1f}/{a['seconds_per_hash_base_pages'] * 1000:.1f}/"
+                f"{a['seconds_per_hash_fresh_memory'] * 1000:.1f}", "", None)
+        for phase, base in (("login_c8", "base_login_c8"), ("register_c8", "base_register_c8")):
+            if phase in ph and base in ph:
+                ratio = ph[phase]["rps"] / max(1e-9, ph[base]["rps"])
+                add(dep, f"{phase} / the baseline build's ({ph[base]['rps']}/s)", round(ratio, 3), ">= 1.2",
+                    ratio >= 1.2)
+            # Under other load the throughput ratio follows whoever else is busy; the
+            # service CPU per request does not (much): the load-independent comparison.
+            if phase in ph and base in ph and ph[base].get("service_cpu_ms_per_request"):
+                new_ms, old_ms = ph[phase]["service_cpu_ms_per_request"], ph[base]["service_cpu_ms_per_request"]
+                add(dep, f"  service CPU per request, {phase}: baseline / new ({old_ms:.1f} / {new_ms:.1f} ms)",
+                    round(old_ms / max(1e-9, new_ms), 3), "", None)
+            if a and phase in ph and ph[phase].get("service_cpu_ms_per_request"):
+                hashes = a["seconds_per_hash"] * 1000 / ph[phase]["service_cpu_ms_per_request"]
+                add(dep, f"  in-buffer hash time / service CPU per request ({phase})", round(hashes, 3),
+                    "", None)
+        if a and "login_c8" in ph:
+            limit = a["hashes_in_flight"] * a["memory_kib"] / 1024 + 64
+            add(dep, "peak RSS, 8 concurrent logins (same bound)", ph["login_c8"]["peak_rss_mib"],
+                f"<= {limit:.0f}", ph["login_c8"]["peak_rss_mib"] <= limit, "MiB")
+        for label, key, phase in (("", "session_check_writes", "me_c64"),
+                                  ("later, ", "session_check_writes_later", "me_c64_x2"),
+                                  ("baseline build, ", "baseline_session_check_writes", "base_me_c64")):
+            w = r.get(key)
+            if w and phase in ph and ph[phase]["requests"]:
+                refresh = sum(v for t, v in w["tables_written"].items() if t.startswith("sessions"))
+                add(dep, f"  session rows written per 1,000 session checks ({label}{phase})",
+                    round(refresh * 1000 / ph[phase]["requests"], 4), "", None)
+        k = r.get("session_hour_writes")
+        if k and "writes_per_session_hour" in k:
+            add(dep, f"  durable writes per active session-hour ({k['tokens']} sessions, {k['elapsed_s']} s)",
+                k["writes_per_session_hour"], "", None)
+        if r.get("idle_rss_mib") is not None:
+            add(dep, "  idle RSS after start and the first logins", r["idle_rss_mib"], "", None, "MiB")
         if r.get("cold_start_s"):
             worst = max(r["cold_start_s"])
             add(dep, "cold start to /readyz 200 (worst of runs)", worst, "<= 1", worst <= 1.0, "s")
@@ -1173,6 +1297,16 @@ def print_table(results: dict) -> None:
             print(f"{dep:<10} {'argon2 ceiling':<18} {'':>4} {'':>4} {a['ceiling_per_second']:>9.2f}   "
                   f"({a['seconds_per_hash'] * 1000:.1f} ms/hash x {a['cores']} cores; all cores at once: "
                   f"{a['parallel_ceiling_per_second']:.2f}/s)")
+            if "seconds_per_hash_fresh_memory" in a:
+                print(f"{dep:<10} {'argon2 ms/hash':<18} {'':>4} {'':>4} {'':>9}   (kept buffer, huge pages "
+                      f"{a['seconds_per_hash_huge_pages'] * 1000:.1f} (AnonHugePages {a['anon_huge_pages_kib']} kB), "
+                      f"base pages {a['seconds_per_hash_base_pages'] * 1000:.1f}, wipe "
+                      f"{a['seconds_per_wipe'] * 1000:.1f}; fresh memory each hash "
+                      f"{a['seconds_per_hash_fresh_memory'] * 1000:.1f})")
+        if r.get("baseline_argon2"):
+            b = r["baseline_argon2"]
+            print(f"{dep:<10} {'baseline argon2':<18} {'':>4} {'':>4} {b['ceiling_per_second']:>9.2f}   "
+                  f"({b['seconds_per_hash'] * 1000:.1f} ms/hash, its own hash-benchmark)")
         if r.get("audit_chain_ceiling", {}).get("c8"):
             ac = r["audit_chain_ceiling"]
             print(f"{dep:<10} {'audit chain tx/s':<18} {'8':>4} {'':>4} {ac['c8']['tps']:>9.1f}   "
@@ -1209,6 +1343,13 @@ def main() -> int:
                     help="postgres: after the session checks, only the sizing phases (1, 2, 4 "
                     "instances pinned with taskset; audit trail with 1 vs 16 chains at 8 and 32 "
                     "writers) instead of the rest of the run")
+    ap.add_argument("--baseline-binary", type=Path, metavar="PATH",
+                    help="also run the build before a change (e.g. main's release binary) in the "
+                    "same run: its Argon2 figure, logins, registrations and session checks, "
+                    "for new/old ratios")
+    ap.add_argument("--retries", type=int, metavar="N",
+                    help="repeat a phase at most N times when other work on the machine made it "
+                    "noisy (default 2 for a full run, 0 for --smoke)")
     ap.add_argument("--output", type=Path, help="JSON path (default bench/results/<timestamp>.json)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, SQLite file)")
     ap.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
@@ -1229,6 +1370,8 @@ def main() -> int:
         profile["phase_s"] = args.duration
     if args.scrape_interval is not None:
         profile["scrape_interval_s"] = args.scrape_interval
+    if args.retries is not None:
+        profile["retries"] = max(0, args.retries)
     extra_env = {}
     for item in args.service_env:
         key, sep, value = item.partition("=")
@@ -1259,6 +1402,10 @@ def main() -> int:
     if not binary.exists():
         print(f"no binary at {binary}", file=sys.stderr)
         return 2
+    baseline = args.baseline_binary.resolve() if args.baseline_binary else None
+    if baseline and not baseline.exists():
+        print(f"no baseline binary at {baseline}", file=sys.stderr)
+        return 2
 
     quiet_limit = args.wait_quiet if args.wait_quiet is not None else (0 if args.smoke else 300)
     quiet = wait_for_quiet(quiet_limit) if quiet_limit > 0 else None
@@ -1269,6 +1416,7 @@ def main() -> int:
     results = {
         "harness": "bench/run.py", "mode": "smoke" if args.smoke else "full",
         "started_at": stamp, "run_id": run_id, "binary": str(binary),
+        "baseline_binary": str(baseline) if baseline else None,
         "binary_mtime": dt.datetime.fromtimestamp(binary.stat().st_mtime, dt.timezone.utc).isoformat(),
         "driver": driver, "profile": profile, "machine": machine(), "quiet_wait": quiet,
         "deployments": {},
@@ -1279,7 +1427,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         for name in deployments:
-            dep = Deployment(name, binary, profile, run_id, driver, workroot)
+            dep = Deployment(name, binary, profile, run_id, driver, workroot, baseline)
             try:
                 results["deployments"][name] = dep.run()
             except (BenchError, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:

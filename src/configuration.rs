@@ -167,6 +167,19 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
     pub step_up_max_age: Duration,
+    /// How often a session in use refreshes its durable `last_seen_at`, at most
+    /// (`SESSION_TOUCH_INTERVAL_SECONDS`, capped at a third of the idle timeout, see
+    /// `touch_interval`).
+    pub touch_interval: Duration,
+}
+
+/// The durable `last_seen_at` lags a session's real last request by up to the touch
+/// interval, and the checks that read it (a cache reload, a refresh-token use, the
+/// session list, the purge) treat that lag as idle time. A third of the idle timeout
+/// keeps that lag small against the timeout: under `AUTH_POLICY=psd2` (300 s idle) the
+/// interval is 100 s whatever is configured.
+pub fn touch_interval(configured: Duration, idle_timeout: Duration) -> Duration {
+    configured.min(idle_timeout / 3)
 }
 
 #[derive(Debug, Clone)]
@@ -663,15 +676,20 @@ impl VarReader<'_> {
         };
         let auth_policy = self.auth_policy();
         let psd2 = auth_policy == AuthPolicy::Psd2;
+        let idle_timeout = self.seconds(
+            "SESSION_IDLE_TIMEOUT_SECONDS",
+            if psd2 { PSD2_MAX_IDLE_SECONDS } else { 900 },
+        );
         let session = SessionSettings {
             cookie_secure,
             cookie_name: self.string("SESSION_COOKIE_NAME", default_cookie),
-            idle_timeout: self.seconds(
-                "SESSION_IDLE_TIMEOUT_SECONDS",
-                if psd2 { PSD2_MAX_IDLE_SECONDS } else { 900 },
-            ),
+            idle_timeout,
             absolute_timeout: self.seconds("SESSION_ABSOLUTE_TIMEOUT_SECONDS", 43_200),
             step_up_max_age: self.seconds("STEP_UP_MAX_AGE_SECONDS", 300),
+            touch_interval: touch_interval(
+                self.seconds("SESSION_TOUCH_INTERVAL_SECONDS", 300),
+                idle_timeout,
+            ),
         };
         if session.cookie_name.starts_with("__Host-") && !cookie_secure {
             self.errors.push(
@@ -1264,10 +1282,13 @@ mod tests {
         let psd2 = production_with(&[("AUTH_POLICY", "psd2")]).unwrap();
         assert_eq!(psd2.auth_policy, AuthPolicy::Psd2);
         assert_eq!(psd2.session.idle_timeout, Duration::from_secs(300));
+        // The durable last-seen refresh stays well inside the 5-minute idle timeout.
+        assert_eq!(psd2.session.touch_interval, Duration::from_secs(100));
         assert_eq!(psd2.privileged_policy, PrivilegedPolicy::Standard);
         let standard = production_with(&[]).unwrap();
         assert_eq!(standard.auth_policy, AuthPolicy::Standard);
         assert_eq!(standard.session.idle_timeout, Duration::from_secs(900));
+        assert_eq!(standard.session.touch_interval, Duration::from_secs(300));
         let err = production_with(&[
             ("AUTH_POLICY", "psd2"),
             ("SESSION_IDLE_TIMEOUT_SECONDS", "301"),

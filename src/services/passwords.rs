@@ -9,7 +9,9 @@ use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::configuration::PasswordSettings;
-use crate::crypto::password::{PasswordHashError, PasswordHasher, StoredPassword, Verification};
+use crate::crypto::password::{
+    HashMemory, PageSize, PasswordHashError, PasswordHasher, StoredPassword, Verification,
+};
 use crate::domain::EmailAddress;
 
 pub const MAX_PASSWORD_CHARS: usize = 128;
@@ -99,11 +101,42 @@ impl PasswordPolicy {
     }
 }
 
+/// How the hashing slots' buffers are paged (measured with `hash-benchmark`,
+/// docs/PERFORMANCE.md): huge pages where the kernel grants them.
+pub const HASH_MEMORY_PAGES: PageSize = PageSize::Huge;
+
+/// The hashing slots' working buffers. A buffer is only taken under a hashing permit, so
+/// at most `PASSWORD_HASHING_CONCURRENCY` ever exist; each is made on first use and kept,
+/// so a hash never pays for mapping and faulting in fresh memory.
+struct MemoryPool {
+    free: std::sync::Mutex<Vec<HashMemory>>,
+    memory_kib: u32,
+}
+
+impl MemoryPool {
+    fn take(&self) -> HashMemory {
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        reused.unwrap_or_else(|| HashMemory::new(self.memory_kib, HASH_MEMORY_PAGES))
+    }
+
+    fn put_back(&self, memory: HashMemory) {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(memory);
+    }
+}
+
 /// Runs Argon2 on blocking threads with at most `concurrency` hashes in flight, so memory
-/// stays bounded (each hash holds `ARGON2_MEMORY_KIB`) however many logins queue up.
+/// stays bounded (each slot holds `ARGON2_MEMORY_KIB`) however many logins queue up.
 pub struct PasswordHashing {
     hasher: Arc<PasswordHasher>,
     permits: Arc<Semaphore>,
+    memory: Arc<MemoryPool>,
     /// Verified against for unknown emails so that their timing matches known ones.
     dummy: StoredPassword,
 }
@@ -117,17 +150,26 @@ impl PasswordHashing {
             settings.pepper.as_ref().map(ExposeSecret::expose_secret),
             &crate::configuration::exposed(&settings.old_peppers),
         )?;
-        let dummy = hasher.hash(&crate::crypto::random_token())?;
+        let memory = MemoryPool {
+            free: std::sync::Mutex::new(Vec::new()),
+            memory_kib: settings.argon2_memory_kib,
+        };
+        // The first slot's buffer is made here, with the dummy hash, before serving.
+        let mut first = memory.take();
+        let dummy = hasher.hash(&crate::crypto::random_token(), &mut first)?;
+        memory.put_back(first);
         Ok(Self {
             hasher: Arc::new(hasher),
             permits: Arc::new(Semaphore::new(settings.hashing_concurrency)),
+            memory: Arc::new(memory),
             dummy,
         })
     }
 
     pub async fn hash(&self, password: &str) -> Result<StoredPassword, PasswordHashError> {
         let password = password.to_owned();
-        self.run(move |hasher| hasher.hash(&password)).await
+        self.run(move |hasher, memory| hasher.hash(&password, memory))
+            .await
     }
 
     /// Verifies against `stored`, or against the dummy hash when there is no account, so
@@ -141,7 +183,7 @@ impl PasswordHashing {
         let is_real = stored.is_some();
         let target = stored.unwrap_or_else(|| self.dummy.clone());
         let outcome = self
-            .run(move |hasher| hasher.verify(&password, &target))
+            .run(move |hasher, memory| hasher.verify(&password, &target, memory))
             .await?;
         Ok(if is_real {
             outcome
@@ -155,7 +197,9 @@ impl PasswordHashing {
 
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&PasswordHasher) -> Result<T, PasswordHashError> + Send + 'static,
+        job: impl FnOnce(&PasswordHasher, &mut HashMemory) -> Result<T, PasswordHashError>
+        + Send
+        + 'static,
     ) -> Result<T, PasswordHashError> {
         let queued = std::time::Instant::now();
         let permit = Arc::clone(&self.permits)
@@ -165,6 +209,7 @@ impl PasswordHashing {
         metrics::histogram!("password_hash_queue_wait_seconds")
             .record(queued.elapsed().as_secs_f64());
         let hasher = Arc::clone(&self.hasher);
+        let pool = Arc::clone(&self.memory);
         let started = std::time::Instant::now();
         // The permit travels with the hash: when a client gives up, the request future is
         // dropped but the blocking hash runs on, and it must keep its slot until it ends —
@@ -173,7 +218,9 @@ impl PasswordHashing {
         let span = tracing::Span::current();
         let outcome = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let outcome = job(&hasher);
+            let mut memory = pool.take();
+            let outcome = job(&hasher, &mut memory);
+            pool.put_back(memory);
             drop(permit);
             outcome
         })

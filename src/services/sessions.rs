@@ -3,7 +3,10 @@
 //! The database holds the durable copy of every session, so sessions survive restarts;
 //! the ephemeral store caches it under the token's hash with a time-to-live equal to the
 //! idle timeout. A request touches only the store (one round trip that also slides the
-//! expiry); the durable `last_seen_at` is refreshed at most once a minute. Revocation
+//! expiry), and that sliding expiry is the idle clock. The durable `last_seen_at` is
+//! refreshed at most every `SESSION_TOUCH_INTERVAL_SECONDS` (5 minutes, at most a third
+//! of the idle timeout), and the cached entry is then rewritten in place with a
+//! compare-and-set, so a refresh never costs a cache miss. Revocation
 //! writes a tombstone into the store *before* deleting the row, and a cache fill never
 //! overwrites a tombstone, so a revoked session cannot come back on any instance.
 //!
@@ -29,8 +32,6 @@ use crate::storage::db::users::{self, UserRow};
 use crate::storage::db::{Database, UnitOfWork};
 use crate::storage::store::Store;
 
-/// How often the durable copy of `last_seen_at` is refreshed, at most.
-const DURABLE_REFRESH: Duration = Duration::from_secs(60);
 const TOMBSTONE: &str = "revoked";
 /// Prefix of the marker that replaces an entry whose session or user changed: the next
 /// request reloads from the database and may replace exactly this marker.
@@ -330,21 +331,10 @@ impl Sessions {
             self.forget(&hash).await?;
             return Err(ServiceError::NotAuthenticated);
         }
-        let mut cached = cached;
-        if now - cached.durable_seen_at >= millis(DURABLE_REFRESH) {
-            if !session_rows::touch(self.db.connection(), &hash, now).await? {
-                self.forget(&hash).await?;
-                return Err(ServiceError::NotAuthenticated);
-            }
-            // Rewrite the entry in place, only if nothing changed it since it was read; a
-            // lost race leaves the newer value (or tombstone) alone.
-            if let Some(read) = value {
-                cached.durable_seen_at = now;
-                let fresh = serde_json::to_string(&cached).map_err(anyhow::Error::from)?;
-                self.store
-                    .replace_if(&key, Some(&read), &fresh, idle)
-                    .await?;
-            }
+        if now - cached.durable_seen_at >= millis(self.settings.touch_interval)
+            && let Some(read) = value
+        {
+            self.refresh_durable(&hash, &read, &cached, now).await?;
         }
         Ok(CurrentSession {
             id: cached.id,
@@ -364,6 +354,46 @@ impl Sessions {
             user_created_at: cached.user_created_at,
             factors: cached.factors,
         })
+    }
+
+    /// The durable `last_seen_at` is due: the request that wins the compare-and-set of the
+    /// cached entry (new `durable_seen_at`, entry kept, so no cache miss follows) writes
+    /// it, once; concurrent requests on the same session, on any instance, lose the swap
+    /// and write nothing. A swap lost to a change (stale marker, tombstone) leaves the
+    /// newer value alone.
+    async fn refresh_durable(
+        &self,
+        hash: &str,
+        read: &str,
+        cached: &CachedSession,
+        now: Millis,
+    ) -> ServiceResult<()> {
+        let key = store_key(hash);
+        let idle = self.settings.idle_timeout;
+        let fresh = CachedSession {
+            durable_seen_at: now,
+            ..cached.clone()
+        };
+        let fresh = serde_json::to_string(&fresh).map_err(anyhow::Error::from)?;
+        if !self
+            .store
+            .replace_if(&key, Some(read), &fresh, idle)
+            .await?
+        {
+            return Ok(());
+        }
+        match session_rows::touch(self.db.connection(), hash, now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.forget(hash).await?;
+                Err(ServiceError::NotAuthenticated)
+            }
+            Err(e) => {
+                // Put the old entry back so that the next request tries again.
+                let _ = self.store.replace_if(&key, Some(&fresh), read, idle).await;
+                Err(e.into())
+            }
+        }
     }
 
     /// Cache miss (or a stale marker): read the durable copy and its user, then fill the
@@ -424,10 +454,15 @@ impl Sessions {
         cached: CachedSession,
     ) -> ServiceResult<(CachedSession, Option<String>)> {
         let value = serde_json::to_string(&cached).map_err(anyhow::Error::from)?;
-        let idle_deadline = cached.durable_seen_at + millis(self.settings.idle_timeout);
-        let ttl = Duration::from_millis((idle_deadline - now_millis()).max(1) as u64);
+        // `read` found the session alive by its durable clock, which lags behind the real
+        // last request, never ahead; this request is activity, so the idle window starts
+        // again now, as on a cache hit.
         let key = store_key(hash);
-        if self.store.replace_if(&key, expected, &value, ttl).await? {
+        if self
+            .store
+            .replace_if(&key, expected, &value, self.settings.idle_timeout)
+            .await?
+        {
             return Ok((cached, Some(value)));
         }
         if self.store.get(&key).await?.as_deref() == Some(TOMBSTONE) {
@@ -606,11 +641,15 @@ impl Sessions {
         Ok(())
     }
 
-    /// Deletes durable copies that expired (the store forgets them by itself).
+    /// Deletes durable copies that expired (the store forgets them by itself). The
+    /// durable `last_seen_at` lags by up to the touch interval, so only rows idle for the
+    /// timeout plus that lag are surely dead: a session still sliding in the store is
+    /// never deleted under it.
     #[tracing::instrument(skip_all)]
     pub async fn purge_expired(&self) -> ServiceResult<u64> {
         let now = now_millis();
-        let idle_cutoff = now - millis(self.settings.idle_timeout);
+        let idle_cutoff =
+            now - millis(self.settings.idle_timeout) - millis(self.settings.touch_interval);
         Ok(session_rows::delete_expired(self.db.connection(), idle_cutoff, now).await?)
     }
 }
@@ -657,6 +696,7 @@ mod tests {
             idle_timeout: Duration::from_secs(900),
             absolute_timeout: Duration::from_secs(3600),
             step_up_max_age: Duration::from_secs(300),
+            touch_interval: Duration::from_secs(300),
         };
         let sessions = Sessions::new(db.clone(), store, settings);
         let uow = db.begin().await.unwrap();
@@ -776,6 +816,37 @@ mod tests {
                 f.sessions.authenticate(&issued.token).await,
                 Err(ServiceError::NotAuthenticated)
             ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_durable_refresh_rewrites_the_cached_entry_instead_of_dropping_it() {
+        for store in stores().await {
+            let f = fixture(store.clone()).await;
+            // Every check is due for a refresh.
+            let eager = Sessions::new(
+                f.db.clone(),
+                store.clone(),
+                SessionSettings {
+                    touch_interval: Duration::ZERO,
+                    ..f.sessions.settings().clone()
+                },
+            );
+            let issued = login(&f).await;
+            let hash = token_hash(&issued.token);
+            eager.authenticate(&issued.token).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            eager.authenticate(&issued.token).await.unwrap();
+            let row = session_rows::find_by_token_hash(f.db.connection(), &hash)
+                .await
+                .unwrap()
+                .unwrap();
+            // The entry is still a cached session (no miss for the next request), and it
+            // carries the last_seen_at just written.
+            let entry = store.get(&store_key(&hash)).await.unwrap().unwrap();
+            let cached: CachedSession = serde_json::from_str(&entry).unwrap();
+            assert_eq!(cached.durable_seen_at, row.last_seen_at);
+            assert!(row.last_seen_at > row.created_at);
         }
     }
 }

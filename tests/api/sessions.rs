@@ -245,8 +245,44 @@ async fn checking_a_session_does_not_write_to_the_database(backend: Backend) {
     for _ in 0..20 {
         assert_eq!(browser.get("/auth/me").await.status, 200);
     }
-    // The durable copy is refreshed at most once a minute.
+    // The durable copy is refreshed at most once per touch interval (5 minutes).
     assert_eq!(app.query("SELECT last_seen_at FROM sessions").await, before);
+}
+
+async fn a_session_in_use_writes_its_last_seen_time_once_per_touch_interval(backend: Backend) {
+    // A 6 s idle timeout caps the configured 5-minute interval at a third of it: 2 s.
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("SESSION_IDLE_TIMEOUT_SECONDS", "6"),
+            ("SESSION_TOUCH_INTERVAL_SECONDS", "300"),
+        ],
+    )
+    .await;
+    let browser = app.logged_in("ida@example.com").await;
+    let last_seen = || app.query("SELECT last_seen_at FROM sessions");
+    let created = last_seen().await;
+    for _ in 0..5 {
+        assert_eq!(browser.get("/auth/me").await.status, 200);
+    }
+    assert_eq!(last_seen().await, created, "no write within the interval");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Ten requests at once when the refresh is due: one of them writes it.
+    let checks = futures::future::join_all((0..10).map(|_| browser.get("/auth/me"))).await;
+    assert!(checks.iter().all(|check| check.status == 200));
+    let refreshed = last_seen().await;
+    assert!(
+        refreshed[0].as_i64() > created[0].as_i64(),
+        "the due refresh was written"
+    );
+    for _ in 0..5 {
+        assert_eq!(browser.get("/auth/me").await.status, 200);
+    }
+    assert_eq!(
+        last_seen().await,
+        refreshed,
+        "and not again until the next one"
+    );
 }
 
 async fn sessions_survive_a_restart(backend: Backend) {
@@ -274,6 +310,7 @@ on_both_backends!(
     idle_sessions_expire_and_activity_slides_the_window,
     sessions_end_at_the_absolute_lifetime_despite_activity,
     checking_a_session_does_not_write_to_the_database,
+    a_session_in_use_writes_its_last_seen_time_once_per_touch_interval,
     sessions_survive_a_restart
 );
 
