@@ -110,15 +110,13 @@ impl RedisProcess {
         }
     }
 
-    /// `redis-cli -p <port> <args>`: its output ("" if it cannot connect).
     fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("redis-cli is required for the Redis HA tests: {e}"));
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        cli_on(self.port, args)
+    }
+
+    /// Asked of a sentinel: `host\nport` of the primary it names now.
+    fn sentinel_primary(&self) -> String {
+        self.cli(&["SENTINEL", "get-master-addr-by-name", "mymaster"])
     }
 
     /// A field of `INFO <section>`.
@@ -148,6 +146,17 @@ impl Drop for RedisProcess {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `redis-cli -p <port> <args>`: its output ("" if it cannot connect).
+fn cli_on(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli is required for the Redis HA tests: {e}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A free loopback port whose cluster bus port (+10000) is free too.
@@ -389,9 +398,14 @@ struct LoadResult {
     new_sessions: Vec<Browser>,
 }
 
-/// Runs the load, calls `kill` after a second, and stops once every probe has answered
-/// normally for two seconds in a row after the kill (or after `RECOVERY_BOUND` + 10 s).
-async fn load_through_kill(scene: &Scene, kill: impl FnOnce()) -> LoadResult {
+/// Runs the load, injects `fault` after a second, and stops once Redis has `settled` (the
+/// new primary is in place) and no request has answered `503` for two seconds (or after
+/// `RECOVERY_BOUND` + 10 s).
+async fn load_through_fault(
+    scene: &Scene,
+    fault: impl FnOnce(),
+    settled: impl Fn() -> bool,
+) -> LoadResult {
     let start = Instant::now();
     let answers = Arc::new(StdMutex::new(Vec::<Answer>::new()));
     let new_sessions = Arc::new(StdMutex::new(Vec::<Browser>::new()));
@@ -473,7 +487,8 @@ async fn load_through_kill(scene: &Scene, kill: impl FnOnce()) -> LoadResult {
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = start.elapsed();
-    kill();
+    fault();
+    let mut settled_at = None;
     let give_up = killed_at + RECOVERY_BOUND + Duration::from_secs(10);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -486,10 +501,11 @@ async fn load_through_kill(scene: &Scene, kill: impl FnOnce()) -> LoadResult {
             .map(|a| a.done)
             .max()
             .unwrap_or(killed_at);
-        let quiet_since_outage = now.saturating_sub(last_unavailable.max(killed_at));
-        if quiet_since_outage > Duration::from_secs(2) && last_unavailable > killed_at
-            || now > give_up
-        {
+        if settled_at.is_none() && settled() {
+            settled_at = Some(now);
+        }
+        let calm_since = settled_at.map(|at| at.max(last_unavailable));
+        if calm_since.is_some_and(|at| now > at + Duration::from_secs(2)) || now > give_up {
             break;
         }
     }
@@ -756,12 +772,15 @@ async fn sentinel_failover_under_load_loses_no_session_and_never_allows_wrongly(
     redis.wait_replicated();
 
     let primary = &mut redis.primary;
-    let result = load_through_kill(&scene, || primary.kill()).await;
+    let replica_port = redis.replica.port.to_string();
+    let sentinel = &redis.sentinels[0];
+    let result = load_through_fault(
+        &scene,
+        || primary.kill(),
+        || sentinel.sentinel_primary().contains(&replica_port),
+    )
+    .await;
     let recovery = check_answers("sentinel", &result);
-    let promoted = redis.sentinels[0]
-        .cli(&["SENTINEL", "get-master-addr-by-name", "mymaster"])
-        .contains(&redis.replica.port.to_string());
-    assert!(promoted, "the sentinels promoted the replica");
     every_session_survives("sentinel", &scene, &result).await;
     eprintln!(
         "sentinel: recovered {:.2} s after SIGKILL of the primary (bound {RECOVERY_BOUND:?})",
@@ -769,6 +788,53 @@ async fn sentinel_failover_under_load_loses_no_session_and_never_allows_wrongly(
     );
     // The whole store works on the promoted primary, with the same instance.
     store_scenarios(&scene.app, "after-sentinel-failover").await;
+}
+
+/// (a') Sentinel, a switchover: `SENTINEL FAILOVER` promotes the replica while the old
+/// primary stays up and is turned into a replica — the case where a client that does not
+/// ask the sentinels again keeps talking to the demoted primary (its reads still answer,
+/// its writes get READONLY). The same app instance must move to the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_switchover_moves_the_app_off_the_demoted_primary() {
+    let _serial = SERIAL.lock().await;
+    let redis = SentinelSetup::start();
+    let app = helpers::spawn_app_with(
+        Backend::PostgresRedis,
+        &[
+            ("REDIS_URL", ""),
+            ("REDIS_SENTINELS", &redis.addresses()),
+            ("REDIS_SENTINEL_MASTER", "mymaster"),
+            ("RATE_LIMIT_AUTH", "1000000/600"),
+        ],
+    )
+    .await;
+    let scene = scene(app).await;
+    redis.wait_replicated();
+
+    let replica_port = redis.replica.port.to_string();
+    let sentinel = &redis.sentinels[0];
+    let result = load_through_fault(
+        &scene,
+        || {
+            let answer = sentinel.cli(&["SENTINEL", "FAILOVER", "mymaster"]);
+            assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
+        },
+        || {
+            sentinel.sentinel_primary().contains(&replica_port)
+                && redis.primary.info("replication", "role").as_deref() == Some("slave")
+        },
+    )
+    .await;
+    let recovery = check_answers("sentinel switchover", &result);
+    every_session_survives("sentinel switchover", &scene, &result).await;
+    eprintln!(
+        "sentinel switchover: normal again {:.2} s after SENTINEL FAILOVER",
+        recovery.as_secs_f64()
+    );
+    // Every session check slides its expiry (a write): the instance serves them from the
+    // new primary, and the old one, now a replica, has them by replication only.
+    let me = scene.sessions[0].get("/auth/me").await;
+    assert_eq!(me.status, 200, "{me:?}");
 }
 
 /// (b) Cluster: every store use works across three primaries; a primary is SIGKILLed
@@ -798,9 +864,31 @@ async fn cluster_serves_every_store_use_and_follows_a_promoted_replica() {
         .iter()
         .position(|n| ClusterSetup::role(n).as_deref() == Some("master"))
         .unwrap();
+    let survivors: Vec<u16> = redis.nodes.iter().map(|n| n.port).collect();
     let victim_node = &mut redis.nodes[victim];
-    let result = load_through_kill(&scene, || victim_node.kill()).await;
+    let result = load_through_fault(
+        &scene,
+        || victim_node.kill(),
+        || {
+            // Three primaries again among the survivors: the replica took over.
+            survivors
+                .iter()
+                .filter(|port| {
+                    let out = cli_on(**port, &["INFO", "replication"]);
+                    out.contains("role:master")
+                })
+                .count()
+                == 3
+        },
+    )
+    .await;
     let recovery = check_answers("cluster", &result);
+    let primaries = redis
+        .nodes
+        .iter()
+        .filter(|n| ClusterSetup::role(n).as_deref() == Some("master"))
+        .count();
+    assert_eq!(primaries, 3, "the dead primary's replica was promoted");
     every_session_survives("cluster", &scene, &result).await;
     eprintln!(
         "cluster: recovered {:.2} s after SIGKILL of a primary (bound {RECOVERY_BOUND:?})",
