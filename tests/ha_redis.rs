@@ -723,6 +723,9 @@ async fn store_scenarios(app: &TestApp, tag: &str) {
             ),
         ])
         .await;
+    // A load balancer sends traffic to an instance once it is ready; a new instance's
+    // first store call may still be connecting (after a failover, a listed node is dead).
+    ready_within(&limited, Duration::from_secs(10)).await;
     let client = limited.browser();
     for _ in 0..3 {
         client
@@ -745,6 +748,21 @@ async fn store_scenarios(app: &TestApp, tag: &str) {
         .get("/auth/me")
         .await
         .assert_error(401, "not_authenticated");
+}
+
+async fn ready_within(app: &TestApp, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let ready = app.browser().get("/readyz").await;
+        if ready.status == 200 {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not ready within {limit:?}: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -819,12 +837,24 @@ async fn sentinel_switchover_moves_the_app_off_the_demoted_primary() {
             let answer = sentinel.cli(&["SENTINEL", "FAILOVER", "mymaster"]);
             assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
         },
-        || {
-            sentinel.sentinel_primary().contains(&replica_port)
-                && redis.primary.info("replication", "role").as_deref() == Some("slave")
-        },
+        || sentinel.sentinel_primary().contains(&replica_port),
     )
     .await;
+    // Two seconds after the sentinels named the new primary — well before Sentinel turns
+    // the old one into a replica (its next INFO round, up to 10 s) — the app has left the
+    // old primary: none of its connections is there any more to write into a server
+    // whose writes the switchover discards.
+    let app_connections: Vec<String> = redis
+        .primary
+        .cli(&["CLIENT", "LIST", "TYPE", "normal"])
+        .lines()
+        .filter(|c| !c.contains("name=sentinel") && !c.contains("cmd=client|list"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        app_connections.is_empty(),
+        "the app still talks to the demoted primary: {app_connections:?}"
+    );
     let recovery = check_answers("sentinel switchover", &result);
     every_session_survives("sentinel switchover", &scene, &result).await;
     eprintln!(

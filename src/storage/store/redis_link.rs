@@ -4,8 +4,8 @@
 //! Every store key is used alone (each Lua script touches only `KEYS[1]`), so every
 //! command and script routes to one hash slot and runs unchanged on a Cluster.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::aio::{
@@ -26,6 +26,10 @@ use crate::configuration::{RedisNodeAuth, RedisTopology, SentinelSettings};
 /// Per connection attempt and per reply; the adapter's own call timeout bounds the whole.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often the sentinels are asked which server is the primary. A switchover leaves the
+/// old primary up and accepting writes until Sentinel reconfigures it (about 10 s, its INFO
+/// period), so errors alone would not move the service off it in time.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a security-relevant write waits for a replica to acknowledge it (`WAIT`).
 const REPLICA_WAIT_MS: u64 = 100;
 
@@ -178,9 +182,19 @@ pub(super) struct SentinelLink {
     /// Serialises lookups (the client needs `&mut`), so a failover asks the sentinels once,
     /// not once per waiting request.
     client: tokio::sync::Mutex<SentinelClient>,
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    master_name: String,
+    current: Mutex<Option<Primary>>,
     generations: AtomicU64,
+    watching: AtomicBool,
     config: AsyncConnectionConfig,
+}
+
+/// The connection to the primary the sentinels named, and where it goes.
+#[derive(Clone)]
+struct Primary {
+    generation: u64,
+    connection: MultiplexedConnection,
+    address: (String, u16),
 }
 
 impl SentinelLink {
@@ -217,15 +231,17 @@ impl SentinelLink {
         }
         Ok(Self {
             client: tokio::sync::Mutex::new(builder.build()?),
+            master_name: settings.master_name.clone(),
             current: Mutex::new(None),
             generations: AtomicU64::new(0),
+            watching: AtomicBool::new(false),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT)),
         })
     }
 
-    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
+    fn cached(&self) -> Option<Primary> {
         self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -237,23 +253,27 @@ impl SentinelLink {
     /// and the next caller finds its result.
     async fn primary(self: Arc<Self>) -> RedisResult<(u64, MultiplexedConnection)> {
         if let Some(current) = self.cached() {
-            return Ok(current);
+            return Ok((current.generation, current.connection));
         }
+        self.watch();
         let lookup = tokio::spawn(async move {
             let mut client = self.client.lock().await;
             // Another caller may have found the primary while this one waited.
             if let Some(current) = self.cached() {
-                return Ok(current);
+                return Ok((current.generation, current.connection));
             }
             // `async_get_client` asks the sentinels and checks the answer with ROLE.
-            let connection = client
-                .async_get_client()
-                .await?
+            let primary = client.async_get_client().await?;
+            let address = host_and_port(primary.get_connection_info().addr());
+            let connection = primary
                 .get_multiplexed_async_connection_with_config(&self.config)
                 .await?;
             let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-            *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((generation, connection.clone()));
+            *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Primary {
+                generation,
+                connection: connection.clone(),
+                address,
+            });
             tracing::info!(
                 generation,
                 "redis: connected to the primary named by Sentinel"
@@ -269,16 +289,88 @@ impl SentinelLink {
         })?
     }
 
+    /// Starts (once) a task that asks the sentinels every `WATCH_INTERVAL` which server is
+    /// the primary and drops the connection when it is no longer that one. It holds the
+    /// link weakly and ends with it.
+    fn watch(self: &Arc<Self>) {
+        if self.watching.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let link: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut sentinel = None;
+            loop {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                let Some(link) = link.upgrade() else { return };
+                let Some(current) = link.cached() else {
+                    continue;
+                };
+                let named = tokio::time::timeout(
+                    CONNECT_TIMEOUT + RESPONSE_TIMEOUT,
+                    link.named_primary(&mut sentinel),
+                )
+                .await;
+                match named {
+                    Ok(Ok(named)) if named != current.address => {
+                        tracing::warn!(
+                            generation = current.generation,
+                            "redis: the sentinels name another primary (switchover)"
+                        );
+                        link.forget(current.generation);
+                    }
+                    Ok(Ok(_)) => {}
+                    // A sentinel that cannot answer says nothing about the primary; the
+                    // next round asks another one.
+                    Ok(Err(_)) | Err(_) => sentinel = None,
+                }
+            }
+        });
+    }
+
+    /// `SENTINEL get-master-addr-by-name` on a connection to a sentinel (made on demand).
+    async fn named_primary(
+        &self,
+        sentinel: &mut Option<MultiplexedConnection>,
+    ) -> RedisResult<(String, u16)> {
+        let connection = match sentinel {
+            Some(connection) => connection,
+            None => {
+                let client = self.client.lock().await.async_get_sentinel_client().await?;
+                sentinel.insert(
+                    client
+                        .get_multiplexed_async_connection_with_config(&self.config)
+                        .await?,
+                )
+            }
+        };
+        redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(&self.master_name)
+            .query_async(connection)
+            .await
+    }
+
     /// Drops the connection of `generation` (not a newer one another call already found).
     fn forget(&self, generation: u64) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if current.as_ref().is_some_and(|p| p.generation == generation) {
             *current = None;
             tracing::warn!(
                 generation,
                 "redis: primary connection failed; asking the sentinels again"
             );
         }
+    }
+}
+
+/// Host and port as the sentinels report them.
+fn host_and_port(address: &ConnectionAddr) -> (String, u16) {
+    match address {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            (host.clone(), *port)
+        }
+        // Sentinel only ever names TCP addresses.
+        _ => (String::new(), 0),
     }
 }
 
