@@ -58,6 +58,15 @@ static SET_UNLESS: LazyLock<Script> = LazyLock::new(|| {
 static LOCKOUT_RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RESERVE_SCRIPT));
 static LOCKOUT_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RELEASE_SCRIPT));
 
+/// When a write counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Acknowledged by the primary (asynchronous replication: a failover may lose it).
+    Primary,
+    /// Also acknowledged by a replica, or after a short wait (`wait_for_replica`).
+    Replicated,
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
     prefix: Arc<str>,
@@ -239,7 +248,12 @@ impl RedisStore {
         };
         let ttl = ttl_millis(ttl).to_string();
         let written: i64 = self
-            .script(&REPLACE_IF, key, &[flag, expected, value, &ttl])
+            .script(
+                &REPLACE_IF,
+                key,
+                &[flag, expected, value, &ttl],
+                Durability::Primary,
+            )
             .await?;
         Ok(written == 1)
     }
@@ -253,7 +267,12 @@ impl RedisStore {
     ) -> StorageResult<bool> {
         let ttl = ttl_millis(ttl).to_string();
         let written: i64 = self
-            .script(&SET_UNLESS, key, &[unless, value, &ttl])
+            .script(
+                &SET_UNLESS,
+                key,
+                &[unless, value, &ttl],
+                Durability::Primary,
+            )
             .await?;
         Ok(written == 1)
     }
@@ -264,13 +283,21 @@ impl RedisStore {
         script: &Script,
         key: &str,
         args: &[A],
+        durability: Durability,
     ) -> StorageResult<T> {
-        let mut invocation = script.key(self.key(key));
+        let key = self.key(key);
+        let mut invocation = script.key(&key);
         for arg in args {
             invocation.arg(arg);
         }
-        self.call(|mut connection| async move { invocation.invoke_async(&mut connection).await })
-            .await
+        self.call(|mut connection| async move {
+            let reply = invocation.invoke_async(&mut connection).await?;
+            if durability == Durability::Replicated {
+                replicated(connection.wait_for_replica(&key).await?);
+            }
+            Ok(reply)
+        })
+        .await
     }
 
     pub async fn lockout_reserve(
@@ -288,17 +315,8 @@ impl RedisStore {
         ];
         // Replicated: a reservation (or lock) lost in a failover would give an attacker
         // more attempts than the threshold allows.
-        let mut invocation = LOCKOUT_RESERVE.key(self.key(key));
-        for arg in args {
-            invocation.arg(arg);
-        }
-        let key = self.key(key);
         let (granted, remaining_ms, engaged_until, lock_ms): (i64, i64, i64, i64) = self
-            .call(|mut connection| async move {
-                let reply = invocation.invoke_async(&mut connection).await?;
-                replicated(connection.wait_for_replica(&key).await?);
-                Ok(reply)
-            })
+            .script(&LOCKOUT_RESERVE, key, &args, Durability::Replicated)
             .await?;
         Ok(if granted == 1 {
             Reservation::Granted {
@@ -316,14 +334,24 @@ impl RedisStore {
         engaged_until: Option<i64>,
     ) -> StorageResult<()> {
         let _: i64 = self
-            .script(&LOCKOUT_RELEASE, key, &[engaged_until.unwrap_or(0)])
+            .script(
+                &LOCKOUT_RELEASE,
+                key,
+                &[engaged_until.unwrap_or(0)],
+                Durability::Primary,
+            )
             .await?;
         Ok(())
     }
 
     pub async fn hit(&self, key: &str, window: Duration) -> StorageResult<WindowCount> {
         let (count, ttl_ms): (u64, i64) = self
-            .script(&HIT_WINDOW, key, &[ttl_millis(window) as i64])
+            .script(
+                &HIT_WINDOW,
+                key,
+                &[ttl_millis(window) as i64],
+                Durability::Primary,
+            )
             .await?;
         Ok(WindowCount {
             count,
