@@ -182,6 +182,43 @@ pub fn touch_interval(configured: Duration, idle_timeout: Duration) -> Duration 
     configured.min(idle_timeout / 3)
 }
 
+/// How the service reaches the shared ephemeral store. Exactly one of `REDIS_URL`,
+/// `REDIS_SENTINELS` and `REDIS_CLUSTER_NODES` selects it: two at once would leave it
+/// unclear which Redis holds the lockout counters, so start-up refuses that.
+#[derive(Debug, Clone)]
+pub enum RedisTopology {
+    /// One Redis server (`REDIS_URL`, credentials and `rediss://` in the URL).
+    Single { url: String },
+    /// A primary found through Redis Sentinel, followed across failovers.
+    Sentinel(SentinelSettings),
+    /// A Redis Cluster: keys spread over its primaries by hash slot.
+    Cluster {
+        nodes: Vec<String>,
+        auth: RedisNodeAuth,
+    },
+}
+
+/// Credentials and transport for the Redis data nodes found through Sentinel or Cluster
+/// (`REDIS_USERNAME`, `REDIS_PASSWORD`, `REDIS_TLS`).
+#[derive(Debug, Clone, Default)]
+pub struct RedisNodeAuth {
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SentinelSettings {
+    /// `host:port` of each sentinel.
+    pub sentinels: Vec<String>,
+    /// The monitored master's name (`REDIS_SENTINEL_MASTER`).
+    pub master_name: String,
+    /// For the primary (and its replicas).
+    pub node: RedisNodeAuth,
+    /// For the sentinels themselves (`REDIS_SENTINEL_PASSWORD`, `REDIS_SENTINEL_TLS`).
+    pub sentinel: RedisNodeAuth,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub app_env: AppEnv,
@@ -191,7 +228,8 @@ pub struct Settings {
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
     pub database_url: String,
-    pub redis_url: Option<String>,
+    /// `None`: the in-process store (one instance only).
+    pub redis: Option<RedisTopology>,
     /// Prefix of every key this service writes to the ephemeral store (tests isolate by it).
     pub store_key_prefix: String,
     /// Secrets are `SecretString`: `Debug` prints `[REDACTED]`, so no log line, panic
@@ -445,14 +483,21 @@ impl Settings {
                     .to_owned(),
             );
         }
-        if self.redis_url.is_none() && !self.single_instance {
+        if self.redis.is_none() && !self.single_instance {
             problems.push(
-                "REDIS_URL is required in production (or SINGLE_INSTANCE=true for one instance with an in-process store)"
+                "REDIS_URL (or REDIS_SENTINELS or REDIS_CLUSTER_NODES) is required in production (or SINGLE_INSTANCE=true for one instance with an in-process store)"
                     .to_owned(),
             );
         }
         problems
     }
+}
+
+/// `host:port` with a non-empty host and a port number (IPv6 hosts in brackets).
+fn is_host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9100";
@@ -667,7 +712,7 @@ impl VarReader<'_> {
                 .push("DATABASE_URL: expected sqlite://… or postgres://…".to_owned());
         }
         let audit_chains = self.audit_chains(&database_url);
-        let redis_url = self.raw("REDIS_URL");
+        let redis = self.redis_topology();
         let cookie_secure = self.bool("COOKIE_SECURE", true);
         let default_cookie = if cookie_secure {
             "__Host-session"
@@ -743,7 +788,7 @@ impl VarReader<'_> {
             metrics_addr,
             metrics_token,
             database_url,
-            redis_url,
+            redis,
             store_key_prefix: self.string("STORE_KEY_PREFIX", "lcauth:"),
             encryption_key: self.string("TOTP_ENCRYPTION_KEY", "").into(),
             old_encryption_keys: secrets(self.list("TOTP_ENCRYPTION_KEYS_OLD")),
@@ -1104,6 +1149,73 @@ impl VarReader<'_> {
         nets
     }
 
+    fn redis_topology(&mut self) -> Option<RedisTopology> {
+        let url = self.raw("REDIS_URL");
+        let sentinels = self.list("REDIS_SENTINELS");
+        let cluster_nodes = self.list("REDIS_CLUSTER_NODES");
+        let chosen = [
+            url.is_some(),
+            !sentinels.is_empty(),
+            !cluster_nodes.is_empty(),
+        ];
+        if chosen.iter().filter(|set| **set).count() > 1 {
+            self.errors.push(
+                "REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES: set exactly one (each names a different Redis deployment)"
+                    .to_owned(),
+            );
+            return None;
+        }
+        let master_name = self.raw("REDIS_SENTINEL_MASTER");
+        if sentinels.is_empty() && master_name.is_some() {
+            self.errors
+                .push("REDIS_SENTINEL_MASTER: only meaningful with REDIS_SENTINELS".to_owned());
+        }
+        for (name, addresses) in [
+            ("REDIS_SENTINELS", &sentinels),
+            ("REDIS_CLUSTER_NODES", &cluster_nodes),
+        ] {
+            if let Some(bad) = addresses.iter().find(|a| !is_host_port(a)) {
+                self.errors
+                    .push(format!("{name}: expected host:port,…, got {bad:?}"));
+            }
+        }
+        let node = RedisNodeAuth {
+            username: self.raw("REDIS_USERNAME"),
+            password: self.raw("REDIS_PASSWORD").map(SecretString::from),
+            tls: self.bool("REDIS_TLS", false),
+        };
+        if let Some(url) = url {
+            return Some(RedisTopology::Single { url });
+        }
+        if !sentinels.is_empty() {
+            let Some(master_name) = master_name else {
+                self.errors.push(
+                    "REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS (the name the sentinels monitor)"
+                        .to_owned(),
+                );
+                return None;
+            };
+            let sentinel = RedisNodeAuth {
+                username: self.raw("REDIS_SENTINEL_USERNAME"),
+                password: self.raw("REDIS_SENTINEL_PASSWORD").map(SecretString::from),
+                tls: self.bool("REDIS_SENTINEL_TLS", false),
+            };
+            return Some(RedisTopology::Sentinel(SentinelSettings {
+                sentinels,
+                master_name,
+                node,
+                sentinel,
+            }));
+        }
+        if !cluster_nodes.is_empty() {
+            return Some(RedisTopology::Cluster {
+                nodes: cluster_nodes,
+                auth: node,
+            });
+        }
+        None
+    }
+
     fn smtp(&mut self) -> Option<SmtpSettings> {
         let host = self.raw("SMTP_HOST")?;
         let tls = match self
@@ -1225,6 +1337,85 @@ mod tests {
         assert_eq!(settings.session.cookie_name, "__Host-session");
         assert!(settings.hsts, "HSTS is on by default in production");
         assert_eq!(settings.frontend_origins, ["https://app.bank.example"]);
+    }
+
+    #[test]
+    fn redis_is_one_server_a_sentinel_set_or_a_cluster() {
+        let settings = production_with(&[]).unwrap();
+        assert!(matches!(
+            settings.redis,
+            Some(RedisTopology::Single { ref url }) if url == "redis://cache"
+        ));
+        let settings = production_with(&[
+            ("REDIS_URL", ""),
+            ("REDIS_SENTINELS", "s1:26379, s2:26379,[::1]:26379"),
+            ("REDIS_SENTINEL_MASTER", "auth"),
+            ("REDIS_PASSWORD", "node-secret"),
+            ("REDIS_SENTINEL_PASSWORD", "sentinel-secret"),
+            ("REDIS_TLS", "true"),
+        ])
+        .unwrap();
+        let Some(RedisTopology::Sentinel(sentinel)) = &settings.redis else {
+            panic!("{:?}", settings.redis)
+        };
+        assert_eq!(sentinel.sentinels, ["s1:26379", "s2:26379", "[::1]:26379"]);
+        assert_eq!(sentinel.master_name, "auth");
+        assert!(sentinel.node.tls && !sentinel.sentinel.tls);
+        assert_eq!(
+            sentinel
+                .sentinel
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret()),
+            Some("sentinel-secret")
+        );
+        let printed = format!("{settings:?}");
+        assert!(
+            !printed.contains("node-secret") && !printed.contains("sentinel-secret"),
+            "passwords are redacted"
+        );
+        let settings = production_with(&[
+            ("REDIS_URL", ""),
+            ("REDIS_CLUSTER_NODES", "c1:6379,c2:6379,c3:6379"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            settings.redis,
+            Some(RedisTopology::Cluster { ref nodes, .. }) if nodes.len() == 3
+        ));
+    }
+
+    #[test]
+    fn an_ambiguous_or_incomplete_redis_setting_refuses_to_start() {
+        for (changes, expected) in [
+            (
+                &[
+                    ("REDIS_SENTINELS", "s1:26379"),
+                    ("REDIS_SENTINEL_MASTER", "m"),
+                ][..],
+                "set exactly one",
+            ),
+            (&[("REDIS_CLUSTER_NODES", "c1:6379")][..], "set exactly one"),
+            (
+                &[("REDIS_URL", ""), ("REDIS_SENTINELS", "s1:26379")][..],
+                "REDIS_SENTINEL_MASTER: required",
+            ),
+            (
+                &[("REDIS_SENTINEL_MASTER", "m")][..],
+                "only meaningful with REDIS_SENTINELS",
+            ),
+            (
+                &[("REDIS_URL", ""), ("REDIS_CLUSTER_NODES", "c1:6379,c2")][..],
+                "REDIS_CLUSTER_NODES: expected host:port",
+            ),
+            (
+                &[("REDIS_URL", "")][..],
+                "REDIS_URL (or REDIS_SENTINELS or REDIS_CLUSTER_NODES) is required",
+            ),
+        ] {
+            let err = production_with(changes).unwrap_err().to_string();
+            assert!(err.contains(expected), "{changes:?}: {err}");
+        }
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub async fn connect_storage(settings: &Settings) -> anyhow::Result<(Database, S
             &crate::configuration::exposed(&settings.old_encryption_keys),
         ))
         .with_audit_chains(settings.audit_chains);
-    let store = match &settings.redis_url {
-        Some(url) => Store::redis(url, &settings.store_key_prefix).await?,
+    let store = match &settings.redis {
+        Some(topology) => Store::redis(topology, &settings.store_key_prefix)?,
         None => Store::memory(&settings.store_key_prefix),
     };
     Ok((db, store))

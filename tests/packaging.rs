@@ -262,6 +262,77 @@ fn compose_api_configuration_is_a_coherent_development_stack() {
     assert!(mailpit.contains(":1025") && mailpit.contains(":8025"));
 }
 
+/// The HA profile: two API instances that find Redis through three sentinels, behind a
+/// load balancer that is the only trusted proxy; every piece is in the `ha` profile.
+#[test]
+fn compose_ha_profile_runs_two_instances_on_sentinel_behind_a_load_balancer() {
+    let documented = documented_variables();
+    let environment = compose_environment("api-ha-1");
+    let undocumented: Vec<&str> = environment
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !documented.contains(*name))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "api-ha-1 sets undocumented {undocumented:?}"
+    );
+    let vars: HashMap<String, String> = environment
+        .into_iter()
+        .map(|(name, value)| (name, interpolate_defaults(&value)))
+        .collect();
+    let settings = logicredit_auth::configuration::Settings::from_vars(&vars)
+        .unwrap_or_else(|e| panic!("the HA configuration is refused: {e}"));
+    let Some(logicredit_auth::configuration::RedisTopology::Sentinel(sentinel)) = &settings.redis
+    else {
+        panic!("the HA instances must use Sentinel: {:?}", settings.redis)
+    };
+    assert_eq!(
+        sentinel.sentinels,
+        ["sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"]
+    );
+    assert_eq!(sentinel.master_name, "mymaster");
+
+    let compose = read("docker-compose.yml");
+    for service in [
+        "redis-primary",
+        "redis-replica",
+        "sentinel-1",
+        "api-ha-1",
+        "lb",
+    ] {
+        let lines = yaml_block(&compose, &["services", service]);
+        assert!(
+            lines.iter().any(|l| l.trim() == "profiles: [ha]"),
+            "{service} must be in the ha profile only"
+        );
+    }
+    for alias in [
+        "sentinel-2: *sentinel",
+        "sentinel-3: *sentinel",
+        "environment: *api-ha-environment",
+    ] {
+        assert!(
+            compose.contains(alias),
+            "docker-compose.yml lacks {alias:?}"
+        );
+    }
+    let replica = yaml_block(&compose, &["services", "redis-replica"]).join("\n");
+    assert!(replica.contains("\"--replicaof\", \"redis-primary\", \"6379\""));
+    let lb = yaml_block(&compose, &["services", "lb"]).join("\n");
+    assert!(
+        lb.contains("ipv4_address: 172.28.0.10") && vars["TRUSTED_PROXIES"] == "172.28.0.10/32"
+    );
+
+    let sentinel_conf = read("deploy/ha/sentinel.conf");
+    assert!(sentinel_conf.contains("sentinel monitor mymaster redis-primary 6379 2"));
+    let nginx = read("deploy/ha/nginx.conf");
+    for upstream in ["server api-ha-1:8000", "server api-ha-2:8000"] {
+        assert!(nginx.contains(upstream), "nginx.conf lacks {upstream}");
+    }
+    assert!(nginx.contains("proxy_set_header X-Forwarded-For $remote_addr;"));
+}
+
 // --- Routes -------------------------------------------------------------------------------
 
 use logicredit_auth::http::{RouteEntry, RouteKind};

@@ -79,7 +79,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     summary = "Prometheus metrics (text exposition format), on the metrics listener only",
     description = "Served on its own listener, `METRICS_ADDR` (default `127.0.0.1:9100`), never on the public one, which answers `404 not_found`. With `METRICS_TOKEN` set, send `Authorization: Bearer <METRICS_TOKEN>`.",
     responses(
-        (status = 200, description = "Prometheus text: `http_requests_total`, `http_request_duration_seconds`, `auth_events_total`, `account_lockouts_total`, `rate_limit_hits_total`, `outbox_pending`, `email_delivery_failures_total`, `password_hash_*`, `storage_errors_total`", content_type = "text/plain", body = String),
+        (status = 200, description = "Prometheus text: `http_requests_total`, `http_request_duration_seconds`, `auth_events_total`, `account_lockouts_total`, `rate_limit_hits_total`, `outbox_pending`, `email_delivery_failures_total`, `password_hash_*`, `storage_errors_total`, `store_replica_waits_total`", content_type = "text/plain", body = String),
         (status = 401, description = "`not_authenticated`: `METRICS_TOKEN` is set and the request does not carry it", body = super::error::ErrorBody),
         (status = 404, description = "`not_found`: asked on the public listener", body = super::error::ErrorBody),
     ),

@@ -473,8 +473,10 @@ impl Sessions {
 
     /// Makes a session unusable everywhere at once; outlives any cached copy.
     async fn forget(&self, hash: &str) -> ServiceResult<()> {
+        // Replicated: a tombstone lost in a Redis failover would let the promoted replica
+        // serve the revoked session from its cached copy.
         self.store
-            .set(&store_key(hash), TOMBSTONE, self.settings.absolute_timeout)
+            .set_replicated(&store_key(hash), TOMBSTONE, self.settings.absolute_timeout)
             .await?;
         Ok(())
     }
@@ -743,9 +745,8 @@ mod tests {
         let url =
             std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("test:{}:", Uuid::new_v4());
-        let redis = Store::redis(&url, &prefix)
-            .await
-            .expect("Redis must be reachable for the tests");
+        let topology = crate::configuration::RedisTopology::Single { url };
+        let redis = Store::redis(&topology, &prefix).expect("a valid REDIS_URL");
         vec![Store::memory("test:"), redis]
     }
 

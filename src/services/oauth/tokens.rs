@@ -759,8 +759,10 @@ impl OAuth {
                 let remaining = claims
                     .exp
                     .saturating_sub(jsonwebtoken::get_current_timestamp());
+                // Replicated, like a session tombstone: a revocation lost in a Redis
+                // failover would make the token valid again until it expires.
                 self.store
-                    .set(
+                    .set_replicated(
                         &revoked_key(&claims.jti),
                         "1",
                         Duration::from_secs(remaining + 2 * LEEWAY_SECS),

@@ -7,6 +7,7 @@
 pub mod lockout;
 mod memory;
 mod redis;
+mod redis_link;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ pub use self::lockout::{LockoutPolicy, Reservation};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use super::StorageResult;
+use crate::configuration::RedisTopology;
 
 #[derive(Clone)]
 pub enum Store {
@@ -34,8 +36,9 @@ impl Store {
         Store::Memory(MemoryStore::new(prefix))
     }
 
-    pub async fn redis(url: &str, prefix: &str) -> StorageResult<Self> {
-        Ok(Store::Redis(RedisStore::connect(url, prefix).await?))
+    /// Connects lazily: a Redis that is down makes calls fail (503), not the start.
+    pub fn redis(topology: &RedisTopology, prefix: &str) -> StorageResult<Self> {
+        Ok(Store::Redis(RedisStore::connect(topology, prefix)?))
     }
 
     pub fn kind(&self) -> &'static str {
@@ -74,6 +77,19 @@ impl Store {
                 Ok(())
             }
             Store::Redis(s) => s.set(key, value, ttl).await,
+        }
+    }
+
+    /// `set` for state whose loss would weaken security (a revocation tombstone): with
+    /// Sentinel or Cluster it returns once a replica has the write too, or after a short
+    /// wait (docs/RELIABILITY.md, "Redis failover").
+    pub async fn set_replicated(&self, key: &str, value: &str, ttl: Duration) -> StorageResult<()> {
+        match self {
+            Store::Memory(s) => {
+                s.set(key, value, ttl).await;
+                Ok(())
+            }
+            Store::Redis(s) => s.set_replicated(key, value, ttl).await,
         }
     }
 
@@ -287,11 +303,6 @@ mod tests {
         let url =
             std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("test:{}:", uuid::Uuid::new_v4());
-        exercise(
-            Store::redis(&url, &prefix)
-                .await
-                .expect("Redis must be reachable for the tests"),
-        )
-        .await;
+        exercise(Store::redis(&RedisTopology::Single { url }, &prefix).unwrap()).await;
     }
 }

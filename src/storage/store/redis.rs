@@ -1,14 +1,18 @@
 //! Redis adapter: shared by every instance. Each call is one round trip, bounded by a
 //! timeout, so a down Redis answers "unavailable" quickly instead of hanging requests.
+//! A failed call is never retried here (a retried INCR or GETDEL could count twice or
+//! lose a one-time value): it fails closed, and the link reconnects for the next call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
 
 use super::WindowCount;
 use super::lockout::{self, LockoutPolicy, Reservation};
+use super::redis_link::{Connection, Link, Replication};
+use crate::configuration::RedisTopology;
 use crate::storage::{StorageError, StorageResult};
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -54,22 +58,53 @@ static SET_UNLESS: LazyLock<Script> = LazyLock::new(|| {
 static LOCKOUT_RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RESERVE_SCRIPT));
 static LOCKOUT_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(lockout::RELEASE_SCRIPT));
 
+/// When a write counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Acknowledged by the primary (asynchronous replication: a failover may lose it).
+    Primary,
+    /// Also acknowledged by a replica, or after a short wait (`wait_for_replica`).
+    Replicated,
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
     prefix: Arc<str>,
-    connection: ConnectionManager,
+    link: Link,
+}
+
+/// Redis is down, failing over or resharding (as opposed to a bug such as a bad reply).
+fn is_outage(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::EmptySentinelList
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::ReadOnly
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::BusyLoading
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                )
+        )
 }
 
 fn unavailable(error: RedisError) -> StorageError {
-    let (kind, mapped) =
-        if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
-            (
-                "unavailable",
-                StorageError::Unavailable(format!("redis: {error}")),
-            )
-        } else {
-            ("other", StorageError::Other(format!("redis: {error}")))
-        };
+    let (kind, mapped) = if is_outage(&error) {
+        (
+            "unavailable",
+            StorageError::Unavailable(format!("redis: {error}")),
+        )
+    } else {
+        ("other", StorageError::Other(format!("redis: {error}")))
+    };
     metrics::counter!("storage_errors_total", "backend" => "store", "kind" => kind).increment(1);
     mapped
 }
@@ -81,22 +116,12 @@ fn timed_out() -> StorageError {
 }
 
 impl RedisStore {
-    pub async fn connect(url: &str, prefix: &str) -> StorageResult<Self> {
-        let client =
-            redis::Client::open(url).map_err(|e| StorageError::Other(format!("REDIS_URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(1000)))
-            .set_response_timeout(Some(Duration::from_millis(1000)))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(250));
-        // Lazy: the service starts (and reports not-ready) while Redis is down, and
-        // reconnects by itself when it returns.
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+    pub fn connect(topology: &RedisTopology, prefix: &str) -> StorageResult<Self> {
+        let link = Link::open(topology)
+            .map_err(|e| StorageError::Other(format!("redis configuration: {e}")))?;
         Ok(Self {
             prefix: prefix.into(),
-            connection,
+            link,
         })
     }
 
@@ -105,10 +130,35 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> StorageResult<T> {
-        let mut connection = self.connection.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, command.query_async(&mut connection)).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(timed_out()),
+        self.call(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    /// One call within the timeout (connecting included); a failure is reported to the
+    /// link so that it can reconnect (Sentinel: find the new primary).
+    async fn call<T, F, Fut>(&self, call: F) -> StorageResult<T>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        // Which connection the call used, for the timeout case (its future is gone then).
+        let generation = AtomicU64::new(0);
+        let attempt = async {
+            let connection = self.link.connection().await?;
+            generation.store(connection.generation(), Ordering::Relaxed);
+            call(connection).await
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.link
+                    .failed(generation.load(Ordering::Relaxed), Some(&error));
+                Err(unavailable(error))
+            }
+            Err(_) => {
+                self.link.failed(generation.load(Ordering::Relaxed), None);
+                Err(timed_out())
+            }
         }
     }
 
@@ -142,6 +192,19 @@ impl RedisStore {
             )
             .await?;
         Ok(())
+    }
+
+    /// `set`, then a wait until a replica has the write (see `wait_for_replica`).
+    pub async fn set_replicated(&self, key: &str, value: &str, ttl: Duration) -> StorageResult<()> {
+        let key = self.key(key);
+        let mut command = redis::cmd("SET");
+        command.arg(&key).arg(value).arg("PX").arg(ttl_millis(ttl));
+        self.call(|mut connection| async move {
+            let () = command.query_async(&mut connection).await?;
+            replicated(connection.wait_for_replica(&key).await?);
+            Ok(())
+        })
+        .await
     }
 
     pub async fn set_if_absent(
@@ -185,7 +248,12 @@ impl RedisStore {
         };
         let ttl = ttl_millis(ttl).to_string();
         let written: i64 = self
-            .script(&REPLACE_IF, key, &[flag, expected, value, &ttl])
+            .script(
+                &REPLACE_IF,
+                key,
+                &[flag, expected, value, &ttl],
+                Durability::Primary,
+            )
             .await?;
         Ok(written == 1)
     }
@@ -199,7 +267,12 @@ impl RedisStore {
     ) -> StorageResult<bool> {
         let ttl = ttl_millis(ttl).to_string();
         let written: i64 = self
-            .script(&SET_UNLESS, key, &[unless, value, &ttl])
+            .script(
+                &SET_UNLESS,
+                key,
+                &[unless, value, &ttl],
+                Durability::Primary,
+            )
             .await?;
         Ok(written == 1)
     }
@@ -210,16 +283,21 @@ impl RedisStore {
         script: &Script,
         key: &str,
         args: &[A],
+        durability: Durability,
     ) -> StorageResult<T> {
-        let mut connection = self.connection.clone();
-        let mut invocation = script.key(self.key(key));
+        let key = self.key(key);
+        let mut invocation = script.key(&key);
         for arg in args {
             invocation.arg(arg);
         }
-        match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection)).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(timed_out()),
-        }
+        self.call(|mut connection| async move {
+            let reply = invocation.invoke_async(&mut connection).await?;
+            if durability == Durability::Replicated {
+                replicated(connection.wait_for_replica(&key).await?);
+            }
+            Ok(reply)
+        })
+        .await
     }
 
     pub async fn lockout_reserve(
@@ -235,8 +313,11 @@ impl RedisStore {
             policy.max_ms,
             policy.state_ttl_ms,
         ];
-        let (granted, remaining_ms, engaged_until, lock_ms): (i64, i64, i64, i64) =
-            self.script(&LOCKOUT_RESERVE, key, &args).await?;
+        // Replicated: a reservation (or lock) lost in a failover would give an attacker
+        // more attempts than the threshold allows.
+        let (granted, remaining_ms, engaged_until, lock_ms): (i64, i64, i64, i64) = self
+            .script(&LOCKOUT_RESERVE, key, &args, Durability::Replicated)
+            .await?;
         Ok(if granted == 1 {
             Reservation::Granted {
                 engaged_until: (engaged_until > 0).then_some(engaged_until),
@@ -253,20 +334,44 @@ impl RedisStore {
         engaged_until: Option<i64>,
     ) -> StorageResult<()> {
         let _: i64 = self
-            .script(&LOCKOUT_RELEASE, key, &[engaged_until.unwrap_or(0)])
+            .script(
+                &LOCKOUT_RELEASE,
+                key,
+                &[engaged_until.unwrap_or(0)],
+                Durability::Primary,
+            )
             .await?;
         Ok(())
     }
 
     pub async fn hit(&self, key: &str, window: Duration) -> StorageResult<WindowCount> {
         let (count, ttl_ms): (u64, i64) = self
-            .script(&HIT_WINDOW, key, &[ttl_millis(window) as i64])
+            .script(
+                &HIT_WINDOW,
+                key,
+                &[ttl_millis(window) as i64],
+                Durability::Primary,
+            )
             .await?;
         Ok(WindowCount {
             count,
             resets_in: Duration::from_millis(ttl_millis_u64(ttl_ms)),
         })
     }
+}
+
+/// Counts how replica waits ended; an unconfirmed write stands (it is on the primary) but
+/// could be lost if the primary failed now, which operators should see.
+fn replicated(outcome: Replication) {
+    let result = match outcome {
+        Replication::NotReplicated => return,
+        Replication::Acknowledged => "acknowledged",
+        Replication::Unconfirmed => {
+            tracing::warn!("redis: no replica acknowledged a security-relevant write in time");
+            "unconfirmed"
+        }
+    };
+    metrics::counter!("store_replica_waits_total", "result" => result).increment(1);
 }
 
 fn ttl_millis(ttl: Duration) -> u64 {
