@@ -16,7 +16,11 @@ Builds the release binary (unless --binary is given), then for each deployment
   (b) password login at concurrency 8; (c) registration at concurrency 8;
   (f) peak RSS of the service in every phase, and under 500 concurrent logins;
   scale-out (postgres only): /auth/me and login on 1 vs 2 instances sharing PostgreSQL +
-  Redis; and the cost of per-request logging (RUST_LOG=info vs warn).
+  Redis; and the cost of per-request logging (RUST_LOG=info vs warn);
+  token phases: client_credentials (private_key_jwt), code exchange, refresh rotation,
+  introspection, userinfo with DPoP, through bench/reference/driver.mjs (Node), with the
+  database rows per code exchange and refresh; --reference: the same against oidc-provider
+  (bench/reference/server.mjs), side by side, with the 5 x throughput and 1/5 p99 targets.
 
 It prints one table, computes the target ratios, and writes everything to
 bench/results/<timestamp>.json. Exit status 1 when a phase fails (a non-2xx response, a
@@ -859,6 +863,9 @@ class Deployment:
                 p["stats_wait_s"])
             result = self.result["phases"][name]
             writes["per_operation"] = round(writes["rows_written"] / max(1, result["requests"]), 3)
+            # Which tables: what a change to the write path has to remove.
+            writes["per_operation_by_table"] = {t: round(v / max(1, result["requests"]), 3)
+                                                for t, v in writes["tables_written"].items()}
             self.result.setdefault("token_writes", {})[name] = writes
         else:
             result = self.phase(name, script, p["token_c"], p["phase_s"], servers=[server], prepare=prepare)

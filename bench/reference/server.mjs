@@ -59,7 +59,12 @@ const provider = new Provider(issuer, {
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },
   scopes: ['openid', 'email', 'accounts:read'],
   enabledJWA: { dPoPSigningAlgValues: ['ES256'] },
-  ttl: { AccessToken: 300, ClientCredentials: 300, IdToken: 300, AuthorizationCode: 60 },
+  // Ours: 300 s tokens, 60 s codes, 10 min interactions; refresh tokens, grants and
+  // sessions live as long as the login session (12 h absolute by default).
+  ttl: {
+    AccessToken: 300, ClientCredentials: 300, IdToken: 300, AuthorizationCode: 60, Interaction: 600,
+    RefreshToken: 12 * 3600, Session: 12 * 3600, Grant: 12 * 3600,
+  },
   // Ours: refresh tokens for every client with the grant (no offline_access), rotated on
   // every use.
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
@@ -68,7 +73,8 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    introspection: { enabled: true },
+    // Ours: active only to the client the token was issued to.
+    introspection: { enabled: true, allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId },
     revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
