@@ -1409,6 +1409,10 @@ def targets(deps: dict) -> list[dict]:
                 k["writes_per_session_hour"], "", None)
         if r.get("idle_rss_mib") is not None:
             add(dep, "  idle RSS after start and the first logins", r["idle_rss_mib"], "", None, "MiB")
+        if r.get("reference_idle_rss_mib") is not None:
+            # Item 5: memory and start-up next to the reference provider's.
+            add(dep, "  the reference provider's idle RSS after start", r["reference_idle_rss_mib"], "", None, "MiB")
+            add(dep, "  the reference provider's start to its first answer", r["reference_cold_start_s"], "", None, "s")
         for kind in TOKEN_PHASES:
             ours, ref = ph.get(kind), ph.get(f"ref_{kind}")
             if not ours or not ref:
