@@ -16,7 +16,11 @@ Builds the release binary (unless --binary is given), then for each deployment
   (b) password login at concurrency 8; (c) registration at concurrency 8;
   (f) peak RSS of the service in every phase, and under 500 concurrent logins;
   scale-out (postgres only): /auth/me and login on 1 vs 2 instances sharing PostgreSQL +
-  Redis; and the cost of per-request logging (RUST_LOG=info vs warn).
+  Redis; and the cost of per-request logging (RUST_LOG=info vs warn);
+  token phases: client_credentials (private_key_jwt), code exchange, refresh rotation,
+  introspection, userinfo with DPoP, through bench/reference/driver.mjs (Node), with the
+  database rows per code exchange and refresh; --reference: the same against oidc-provider
+  (bench/reference/server.mjs), side by side, with the 5 x throughput and 1/5 p99 targets.
 
 It prints one table, computes the target ratios, and writes everything to
 bench/results/<timestamp>.json. Exit status 1 when a phase fails (a non-2xx response, a
@@ -56,6 +60,18 @@ MIB = 1024 * 1024
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 
+# Token phases: the Node driver (signs every client assertion and DPoP proof in advance) and
+# the reference provider, oidc-provider (bench/reference/); both clients of
+# bench/reference/clients.json use private_key_jwt with the interop tests' test key.
+REFERENCE = BENCH / "reference"
+TOKEN_CLIENTS = REFERENCE / "clients.json"
+TOKEN_KEY = ROOT / "tests" / "interop" / "private_key_jwt.test-key.json"
+TOKEN_PHASES = ("client_credentials", "code_exchange", "refresh", "introspection", "userinfo_dpop")
+# The token endpoint's phases: the 5 x throughput and 1/5 p99 targets apply to these.
+TOKEN_ENDPOINT_PHASES = ("client_credentials", "code_exchange", "refresh")
+# Phases whose database rows per operation are counted (target: at most one each).
+TOKEN_WRITE_PHASES = ("code_exchange", "refresh")
+
 # Variables the service reads: removed from the inherited environment so that nothing
 # from the caller's shell leaks into a measured configuration.
 SERVICE_VARS = {
@@ -80,6 +96,9 @@ PROFILES = {
         cold_starts=3, stats_wait_s=11.0, scaleout=True, info_logs=True, probe_n=200,
         abandon_clients=32, abandon_s=10, retries=2, noisy_cores=0.3, scrape_interval_s=15.0,
         keepalive_s=20.0,
+        # Token phases: connections, and how many requests are prepared (signed) for each;
+        # a phase ends when its supply or its duration runs out. Codes live 60 s, so fewer.
+        token_c=16, token_supply=30000, code_supply=3000,
     ),
     "smoke": dict(
         phase_s=1, flood_s=2, me_c=64, health_c=64, login_c=8, register_c=8,
@@ -87,6 +106,7 @@ PROFILES = {
         cold_starts=1, stats_wait_s=1.0, scaleout=True, info_logs=False, probe_n=20,
         abandon_clients=8, abandon_s=1, retries=0, noisy_cores=0.3, scrape_interval_s=15.0,
         keepalive_s=1.0,
+        token_c=16, token_supply=300, code_supply=100,
     ),
 }
 
@@ -300,6 +320,9 @@ def free_port() -> int:
 # --- The service ------------------------------------------------------------------------------
 
 class Server:
+    # Which provider the token phases' driver talks to (its login and consent steps differ).
+    provider = "ours"
+
     def __init__(self, binary: Path, env: dict, workdir: Path, name: str,
                  cpus: str | None = None):
         self.binary = binary
@@ -326,7 +349,7 @@ class Server:
         logf = open(self.log_path, "ab")
         started = time.monotonic()
         pin = ["taskset", "-c", self.cpus] if self.cpus and shutil.which("taskset") else []
-        self.proc = subprocess.Popen(pin + [str(self.binary), "serve"], env=self.env,
+        self.proc = subprocess.Popen(pin + self.command(), env=self.env,
                                      cwd=self.workdir, stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         logf.close()
@@ -344,6 +367,9 @@ class Server:
             time.sleep(0.005)
         raise BenchError(f"{self.name} not ready after {timeout}s; log: {self.log_tail()}")
 
+    def command(self) -> list[str]:
+        return [str(self.binary), "serve"]
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -356,6 +382,19 @@ class Server:
 
     def log_tail(self, lines: int = 15) -> str:
         return "\n".join(read(str(self.log_path)).splitlines()[-lines:])
+
+
+class ReferenceServer(Server):
+    """The reference OpenID Provider (bench/reference/server.mjs, oidc-provider) on its own
+    port, in memory: started, measured and stopped like an instance of ours."""
+    provider = "reference"
+
+    def __init__(self, workdir: Path, name: str = "reference"):
+        super().__init__(Path(shutil.which("node") or "node"), dict(os.environ), workdir, name)
+
+    def command(self) -> list[str]:
+        return [str(self.binary), str(REFERENCE / "server.mjs"), "--port", str(self.port),
+                "--clients", str(TOKEN_CLIENTS)]
 
 
 # --- Load drivers -----------------------------------------------------------------------------
@@ -393,8 +432,33 @@ def wait_wrk(proc: subprocess.Popen, limit: float) -> tuple[dict, float]:
     out.close()
     m = re.search(r"^BENCH_JSON (\{.*\})$", text, re.M)
     if proc.returncode != 0 or not m:
-        raise BenchError(f"wrk failed (exit {proc.returncode}): {text[-2000:]}")
+        raise BenchError(f"{proc.args[0]} failed (exit {proc.returncode}): {text[-2000:]}")
     return json.loads(m.group(1)), usage.ru_utime + usage.ru_stime
+
+
+def run_node_load(cfg_path: str) -> subprocess.Popen:
+    """The token phases' driver (bench/reference/driver.mjs load): same output as wrk."""
+    out = tempfile.TemporaryFile()
+    proc = subprocess.Popen(["node", str(REFERENCE / "driver.mjs"), "load", cfg_path], stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REFERENCE)
+    proc.bench_out = out  # type: ignore[attr-defined]
+    RUNNING.add(proc)
+    return proc
+
+
+def ensure_node_packages() -> None:
+    """`npm ci` in bench/reference when its packages are missing (jose for the driver,
+    oidc-provider for --reference): ~5 s from npm's cache."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        raise BenchError("the token phases need node and npm on the PATH")
+    wanted = [REFERENCE / "node_modules" / m / "package.json" for m in ("jose", "oidc-provider")]
+    if all(w.exists() for w in wanted):
+        return
+    log("npm ci in bench/reference")
+    res = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=REFERENCE,
+                         capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise BenchError(f"npm ci in bench/reference failed: {res.stderr.strip()[-1500:]}")
 
 
 class PyDriver(threading.Thread):
@@ -563,6 +627,8 @@ class Deployment:
             "ARGON2_MEMORY_KIB": str(m), "ARGON2_ITERATIONS": str(t),
             "ARGON2_PARALLELISM": str(par),
             "RUST_LOG": "warn",
+            # The token phases' clients (private_key_jwt, the interop tests' test key).
+            "OIDC_CLIENTS_FILE": str(TOKEN_CLIENTS),
         })
         self.env.update(profile.get("service_env", {}))
         if name == "postgres":
@@ -594,7 +660,7 @@ class Deployment:
         def loop() -> None:
             while not self._scraper_stop.wait(interval):
                 for server in list(self.servers):
-                    if server.proc and server.proc.poll() is None:
+                    if server.proc and server.proc.poll() is None and server.provider == "ours":
                         try:
                             http_request(server.metrics_port, "GET", "/metrics", timeout=5)
                             self.scrapes += 1
@@ -615,7 +681,8 @@ class Deployment:
 
         def loop() -> None:
             while not self._keepalive_stop.wait(every_s):
-                live = [s for s in self.servers if s.proc and s.proc.poll() is None]
+                # Instances of ours only: the reference provider has no sessions.
+                live = [s for s in self.servers if s.proc and s.proc.poll() is None and s.provider == "ours"]
                 if not live:
                     continue
                 for token in tokens:
@@ -735,20 +802,24 @@ class Deployment:
 
     def phase(self, name: str, script: str, connections: int, duration: float,
               servers: list[Server] | None = None, timeout_s: int = 10,
-              env: dict | None = None) -> dict:
+              env: dict | None = None, prepare=None, retries: int | None = None) -> dict:
         """Runs one load phase; when other work on the machine took more than
         `noisy_cores` of CPU meanwhile, runs it again (up to `retries` times) and keeps the
-        quietest attempt. The attempts' figures stay in the JSON."""
+        quietest attempt. The attempts' figures stay in the JSON. `prepare` (single-use
+        inputs: codes, signed assertions) runs before each attempt, outside the measure."""
         servers = servers or [self.main]
         attempts = []
-        for attempt in range(1 + self.p["retries"]):
+        retries = self.p["retries"] if retries is None else retries
+        for attempt in range(1 + retries):
+            if prepare:
+                prepare()
             self.settle(servers)
             result = self._phase_once(name, script, connections, duration, servers, timeout_s, env)
             attempts.append(result)
             other = result["cpu_cores_used"]["other"] + result["cpu_cores_used"]["steal"]
             if other <= self.p["noisy_cores"] or "failed" in result:
                 break
-            if attempt < self.p["retries"]:
+            if attempt < retries:
                 log(f"  other work took {other:.2f} cores during {name}: repeating it")
         result = min(attempts, key=lambda r: r["cpu_cores_used"]["other"] + r["cpu_cores_used"]["steal"])
         if len(attempts) > 1:
@@ -759,6 +830,63 @@ class Deployment:
             log(f"FAILED {self.name}/{name}: {result['failed']}")
         self.result["phases"][name] = result
         return result
+
+    def token_phase(self, kind: str, server: Server, prefix: str = "") -> dict:
+        """One token phase (TOKEN_PHASES) against `server` (ours or the reference): the
+        driver first prepares its single-use requests (not measured), then sends them over
+        `token_c` connections. Code exchange and refresh on ours also count the database
+        rows written per operation (prepared outside the count; no retry then, as a retry
+        needs a fresh supply inside the count)."""
+        p = self.p
+        name = f"{prefix}{kind}"
+        cfg_path = self.workdir / f"{name}.driver.json"
+
+        def prepare() -> None:
+            cfg = {"base": f"http://{HOST}:{server.port}", "provider": server.provider, "phase": kind,
+                   "connections": p["token_c"], "duration_s": p["phase_s"],
+                   "count": p["code_supply"] if kind == "code_exchange" else p["token_supply"],
+                   "email": self.users[0], "password": PASSWORD, "key_file": str(TOKEN_KEY),
+                   "prepared": str(self.workdir / f"{name}.prepared.json")}
+            cfg_path.write_text(json.dumps(cfg))
+            t0 = time.monotonic()
+            res = subprocess.run(["node", str(REFERENCE / "driver.mjs"), "prepare", str(cfg_path)],
+                                 cwd=REFERENCE, capture_output=True, text=True, timeout=600)
+            if res.returncode != 0:
+                raise BenchError(f"{name}: preparing the requests failed: {res.stderr.strip()[-1500:]}")
+            log(f"{self.name}: {name}: prepared {res.stdout.strip()} in {time.monotonic() - t0:.1f} s")
+
+        script = f"tokens:{cfg_path}"
+        if server.provider == "ours" and kind in TOKEN_WRITE_PHASES:
+            prepare()
+            writes = self._writes_during(
+                lambda: self.phase(name, script, p["token_c"], p["phase_s"], servers=[server], retries=0),
+                p["stats_wait_s"])
+            result = self.result["phases"][name]
+            writes["per_operation"] = round(writes["rows_written"] / max(1, result["requests"]), 3)
+            # Which tables: what a change to the write path has to remove.
+            writes["per_operation_by_table"] = {t: round(v / max(1, result["requests"]), 3)
+                                                for t, v in writes["tables_written"].items()}
+            self.result.setdefault("token_writes", {})[name] = writes
+        else:
+            result = self.phase(name, script, p["token_c"], p["phase_s"], servers=[server], prepare=prepare)
+        result["script"] = f"reference/driver.mjs {kind}"
+        result["provider"] = server.provider
+        return result
+
+    def token_phases(self, server: Server) -> None:
+        """The token phases against our instance, then (--reference) the same against the
+        reference provider, started on its own port for the purpose."""
+        for kind in TOKEN_PHASES:
+            self.token_phase(kind, server)
+        if not self.p.get("reference"):
+            return
+        ref = ReferenceServer(self.workdir)
+        self.servers.append(ref)
+        self.result["reference_cold_start_s"] = round(ref.start(), 3)
+        self.result["reference_idle_rss_mib"] = round(vm_kib(ref.pid, "VmRSS") / 1024, 1)
+        for kind in TOKEN_PHASES:
+            self.token_phase(kind, ref, prefix="ref_")
+        ref.stop()
 
     def settle(self, servers: list[Server], limit_s: float = 20.0) -> float:
         """Waits until the service is idle (under 0.05 core over 0.5 s): work a phase left
@@ -794,7 +922,10 @@ class Deployment:
         lua_env = dict(self.lua_env, **(env or {}))
         wall0 = time.monotonic()
         with RssSampler([s.pid for s in servers]) as rss:
-            if self.driver == "wrk":
+            if script.startswith("tokens:"):
+                # The token phases' Node driver (always one instance; wrk cannot sign).
+                outs = [wait_wrk(run_node_load(script.removeprefix("tokens:")), duration + timeout_s + 60)]
+            elif self.driver == "wrk":
                 procs = [run_wrk(script, s.port, c, duration, threads, lua_env, timeout_s, shard=str(i))
                          for i, (s, c) in enumerate(zip(servers, per))]
                 outs = [wait_wrk(p, duration + timeout_s + 60) for p in procs]
@@ -842,6 +973,11 @@ class Deployment:
             "mean_ms": round(sum(l["mean"] * w for l, w in zip(lat, weight)) / sum(weight) / 1000, 3),
             "non_2xx": errs["status"], "socket_errors": {k: v for k, v in errs.items() if k != "status"},
             "per_instance": summaries if len(servers) > 1 else None,
+            # Token phases: how many prepared requests there were and whether they ran out
+            # before the duration did (the rate is over the time actually spent).
+            **({"supply": sum(s["supply"] for s in summaries),
+                "supply_exhausted": all(s["supply_exhausted"] for s in summaries)}
+               if "supply" in summaries[0] else {}),
             "cpu_cores_used": {
                 "service": round(server_cpu / wall, 2),
                 "load_driver": round(driver_cpu / wall, 2),
@@ -1106,6 +1242,8 @@ class Deployment:
             d = r["session_check_writes"]["delta"]
             r["session_check_writes"]["xact_commit_per_request"] = round(d["xact_commit"] / max(1, me_reqs), 2)
             r["store_round_trips"] = self.store_commands(main.port, tokens[0])
+        if not p.get("sizing"):
+            self.token_phases(main)
 
         if p.get("sizing"):
             main.stop()
@@ -1271,14 +1409,63 @@ def targets(deps: dict) -> list[dict]:
                 k["writes_per_session_hour"], "", None)
         if r.get("idle_rss_mib") is not None:
             add(dep, "  idle RSS after start and the first logins", r["idle_rss_mib"], "", None, "MiB")
+        if r.get("reference_idle_rss_mib") is not None:
+            # Item 5: memory and start-up next to the reference provider's.
+            add(dep, "  the reference provider's idle RSS after start", r["reference_idle_rss_mib"], "", None, "MiB")
+            add(dep, "  the reference provider's start to its first answer", r["reference_cold_start_s"], "", None, "s")
+        for kind in TOKEN_PHASES:
+            ours, ref = ph.get(kind), ph.get(f"ref_{kind}")
+            if not ours or not ref:
+                continue
+            # The issue's targets are on the token endpoint; introspection and userinfo are
+            # reported the same way, for information.
+            endpoint = kind in TOKEN_ENDPOINT_PHASES
+            ratio = ours["rps"] / max(1e-9, ref["rps"])
+            add(dep, f"{kind}: throughput / the reference's ({ref['rps']}/s)", round(ratio, 2),
+                ">= 5" if endpoint else "", (ratio >= 5) if endpoint else None)
+            tail = ours["p99_ms"] / max(1e-9, ref["p99_ms"])
+            add(dep, f"{kind}: p99 / the reference's ({ref['p99_ms']} ms), c={ours['connections']}",
+                round(tail, 3), "<= 0.2" if endpoint else "", (tail <= 0.2) if endpoint else None)
+        for name, w in r.get("token_writes", {}).items():
+            # PostgreSQL's statistics count inserts, updates and deletes; SQLite's row
+            # counts only net changes, so there the figure is for information.
+            exact = w["method"].startswith("pg_stat")
+            add(dep, f"database rows written per operation ({name})", w["per_operation"], "<= 1",
+                (w["per_operation"] <= 1) if exact else None)
         if r.get("cold_start_s"):
             worst = max(r["cold_start_s"])
             add(dep, "cold start to /readyz 200 (worst of runs)", worst, "<= 1", worst <= 1.0, "s")
     return rows
 
 
+def print_tokens_table(results: dict) -> None:
+    """The token phases side by side: ours / the reference provider, same concurrency."""
+    rows = []
+    for dep, r in results["deployments"].items():
+        ph = r.get("phases", {})
+        for kind in TOKEN_PHASES:
+            if kind not in ph:
+                continue
+            ours, ref = ph[kind], ph.get(f"ref_{kind}")
+            w = r.get("token_writes", {}).get(kind)
+            rows.append(
+                f"{dep:<10} {kind:<18} {ours['connections']:>4} {ours['rps']:>9.1f} "
+                + (f"{ref['rps']:>9.1f} {ours['rps'] / max(1e-9, ref['rps']):>6.2f} " if ref else f"{'-':>9} {'-':>6} ")
+                + f"{ours['p99_ms']:>9.2f} "
+                + (f"{ref['p99_ms']:>9.2f} {ours['p99_ms'] / max(1e-9, ref['p99_ms']):>6.3f} " if ref else f"{'-':>9} {'-':>6} ")
+                + (f"{w['per_operation']:>8}" if w else f"{'':>8}"))
+    if not rows:
+        return
+    head = (f"{'deployment':<10} {'token phase':<18} {'conc':>4} {'req/s':>9} {'ref req/s':>9} {'ratio':>6} "
+            f"{'p99 ms':>9} {'ref p99':>9} {'ratio':>6} {'rows/op':>8}")
+    print()
+    print(head)
+    print("-" * len(head))
+    print("\n".join(rows))
+
+
 def print_table(results: dict) -> None:
-    head = f"{'deployment':<10} {'phase':<18} {'conc':>4} {'inst':>4} {'req/s':>9} {'p50 ms':>8} " \
+    head = f"{'deployment':<10} {'phase':<22} {'conc':>4} {'inst':>4} {'req/s':>9} {'p50 ms':>8} " \
            f"{'p99 ms':>9} {'non2xx':>6} {'RSS MiB':>8} {'(load)':>7} {'cpu srv/drv/pg/redis/other/steal':>33}"
     print()
     print(head)
@@ -1289,36 +1476,37 @@ def print_table(results: dict) -> None:
             cpu = "/".join(f"{c.get(k, 0):.2f}" for k in ("service", "load_driver", "postgres", "redis", "other", "steal"))
             # Several instances: RSS of all of them together.
             rss = ph["peak_rss_sum_mib"] if ph["instances"] > 1 else ph["peak_rss_mib"]
-            print(f"{dep:<10} {name:<18} {ph['connections']:>4} {ph['instances']:>4} {ph['rps']:>9.1f} "
+            print(f"{dep:<10} {name:<22} {ph['connections']:>4} {ph['instances']:>4} {ph['rps']:>9.1f} "
                   f"{ph['p50_ms']:>8.2f} {ph['p99_ms']:>9.2f} {ph['non_2xx']:>6} "
                   f"{rss:>8.1f} {ph.get('peak_rss_during_load_mib', 0):>7.1f} {cpu:>33}")
         if r.get("argon2"):
             a = r["argon2"]
-            print(f"{dep:<10} {'argon2 ceiling':<18} {'':>4} {'':>4} {a['ceiling_per_second']:>9.2f}   "
+            print(f"{dep:<10} {'argon2 ceiling':<22} {'':>4} {'':>4} {a['ceiling_per_second']:>9.2f}   "
                   f"({a['seconds_per_hash'] * 1000:.1f} ms/hash x {a['cores']} cores; all cores at once: "
                   f"{a['parallel_ceiling_per_second']:.2f}/s)")
             if "seconds_per_hash_fresh_memory" in a:
-                print(f"{dep:<10} {'argon2 ms/hash':<18} {'':>4} {'':>4} {'':>9}   (kept buffer, huge pages "
+                print(f"{dep:<10} {'argon2 ms/hash':<22} {'':>4} {'':>4} {'':>9}   (kept buffer, huge pages "
                       f"{a['seconds_per_hash_huge_pages'] * 1000:.1f} (AnonHugePages {a['anon_huge_pages_kib']} kB), "
                       f"base pages {a['seconds_per_hash_base_pages'] * 1000:.1f}, wipe "
                       f"{a['seconds_per_wipe'] * 1000:.1f}; fresh memory each hash "
                       f"{a['seconds_per_hash_fresh_memory'] * 1000:.1f})")
         if r.get("baseline_argon2"):
             b = r["baseline_argon2"]
-            print(f"{dep:<10} {'baseline argon2':<18} {'':>4} {'':>4} {b['ceiling_per_second']:>9.2f}   "
+            print(f"{dep:<10} {'baseline argon2':<22} {'':>4} {'':>4} {b['ceiling_per_second']:>9.2f}   "
                   f"({b['seconds_per_hash'] * 1000:.1f} ms/hash, its own hash-benchmark)")
         if r.get("audit_chain_ceiling", {}).get("c8"):
             ac = r["audit_chain_ceiling"]
-            print(f"{dep:<10} {'audit chain tx/s':<18} {'8':>4} {'':>4} {ac['c8']['tps']:>9.1f}   "
+            print(f"{dep:<10} {'audit chain tx/s':<22} {'8':>4} {'':>4} {ac['c8']['tps']:>9.1f}   "
                   f"(1 client: {ac['c1']['tps']:.1f} tx/s, {ac['c1']['latency_ms']} ms each; pgbench, "
                   f"bench/audit_chain.sql)")
         if r.get("login_abandoned"):
             ab = r["login_abandoned"]
-            print(f"{dep:<10} {'login_abandoned':<18} {ab['clients']:>4} {'1':>4} {'':>9} {'':>8} {'':>9} "
+            print(f"{dep:<10} {'login_abandoned':<22} {ab['clients']:>4} {'1':>4} {'':>9} {'':>8} {'':>9} "
                   f"{'':>6} {ab['peak_rss_mib']:>8.1f}   ({ab['logins_sent']} logins sent, closed after "
                   f"{ab['hold_s']} s; peak threads {ab['peak_threads']})")
         if r.get("cold_start_s"):
-            print(f"{dep:<10} {'cold start s':<18} {r['cold_start_s']}")
+            print(f"{dep:<10} {'cold start s':<22} {r['cold_start_s']}")
+    print_tokens_table(results)
     print()
     if results.get("mode") == "smoke":
         print("smoke run: tiny Argon2 costs and 1-2 s phases, so the targets below mean nothing;"
@@ -1352,6 +1540,9 @@ def main() -> int:
                     "noisy (default 2 for a full run, 0 for --smoke)")
     ap.add_argument("--output", type=Path, help="JSON path (default bench/results/<timestamp>.json)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, SQLite file)")
+    ap.add_argument("--reference", action="store_true",
+                    help="also run the token phases against the reference OpenID Provider "
+                    "(oidc-provider, bench/reference/) in each deployment, side by side")
     ap.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the service and hash-benchmark (repeatable), "
                     "e.g. GLIBC_TUNABLES=glibc.malloc.hugetlb=1 or PASSWORD_HASHING_CONCURRENCY=4")
@@ -1380,6 +1571,7 @@ def main() -> int:
         extra_env[key] = value
     profile["service_env"] = extra_env
     profile["sizing"] = args.sizing
+    profile["reference"] = args.reference
     deployments = [d.strip() for d in args.deployments.split(",") if d.strip()]
     if not set(deployments) <= {"embedded", "postgres"}:
         ap.error("--deployments takes embedded and/or postgres")
@@ -1406,6 +1598,13 @@ def main() -> int:
     if baseline and not baseline.exists():
         print(f"no baseline binary at {baseline}", file=sys.stderr)
         return 2
+
+    if not args.sizing:
+        try:
+            ensure_node_packages()
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            print(str(e), file=sys.stderr)
+            return 1
 
     quiet_limit = args.wait_quiet if args.wait_quiet is not None else (0 if args.smoke else 300)
     quiet = wait_for_quiet(quiet_limit) if quiet_limit > 0 else None
