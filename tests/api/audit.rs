@@ -367,29 +367,35 @@ async fn after_key_rotation_old_records_still_verify(backend: Backend) {
     assert!(stderr.contains(&format!("record {first_new}:")), "{stderr}");
 }
 
+/// A record as an earlier version wrote it, at position `seq` of chain 0 (the one chain
+/// there was), before its hash is set: unkeyed (`key_id` None) or under a key.
+fn written_earlier(seq: i64, prev_hash: &str, key_id: Option<&str>) -> AuditRow {
+    AuditRow {
+        seq,
+        chain: 0,
+        chain_seq: seq,
+        id: uuid::Uuid::now_v7(),
+        occurred_at: 1_700_000_000_000 + seq,
+        event: "login.failure".into(),
+        user_id: None,
+        actor_id: None,
+        ip: Some("10.0.0.1".into()),
+        user_agent: None,
+        request_id: None,
+        metadata: "{}".into(),
+        prev_hash: prev_hash.to_owned(),
+        hash: String::new(),
+        key_id: key_id.map(str::to_owned),
+    }
+}
+
 async fn records_from_before_keying_verify_as_a_legacy_prefix_only(backend: Backend) {
     let app = spawn_app(backend).await;
     let url = app.var("DATABASE_URL").to_owned();
     // What the previous version wrote: three plain SHA-256 records, no key id.
     let mut prev_hash = GENESIS_HASH.to_owned();
     for seq in 1..=3 {
-        let mut row = AuditRow {
-            seq,
-            chain: 0,
-            chain_seq: seq,
-            id: uuid::Uuid::now_v7(),
-            occurred_at: 1_700_000_000_000 + seq,
-            event: "login.failure".into(),
-            user_id: None,
-            actor_id: None,
-            ip: Some("10.0.0.1".into()),
-            user_agent: None,
-            request_id: None,
-            metadata: "{}".into(),
-            prev_hash: prev_hash.clone(),
-            hash: String::new(),
-            key_id: None,
-        };
+        let mut row = written_earlier(seq, &prev_hash, None);
         row.hash = legacy_record_hash(&row);
         prev_hash = row.hash.clone();
         row.into_active_model()
@@ -798,23 +804,7 @@ async fn records_sealed_before_partitioning_verify_as_chain_0(backend: Backend) 
     let keys = crate::helpers::audit_keys();
     let mut prev_hash = GENESIS_HASH.to_owned();
     for seq in 1..=3 {
-        let mut row = AuditRow {
-            seq,
-            chain: 0,
-            chain_seq: seq,
-            id: uuid::Uuid::now_v7(),
-            occurred_at: 1_700_000_000_000 + seq,
-            event: "login.failure".into(),
-            user_id: None,
-            actor_id: None,
-            ip: Some("10.0.0.1".into()),
-            user_agent: None,
-            request_id: None,
-            metadata: "{}".into(),
-            prev_hash: prev_hash.clone(),
-            hash: String::new(),
-            key_id: Some(keys.current_key_id().to_owned()),
-        };
+        let mut row = written_earlier(seq, &prev_hash, Some(keys.current_key_id()));
         row.hash = keys.seal(pre_partition_content(&row).as_bytes());
         prev_hash = row.hash.clone();
         row.into_active_model()

@@ -11,6 +11,14 @@
 // `__Host-session` with `Secure`, which a real browser also sends to http://localhost (a
 // secure context); Node's fetch has no jar, so this one does it by hand.
 
+import * as OTPAuth from 'otpauth';
+
+/** What an authenticator app shows for `base32Secret` at `at` (RFC 6238: SHA-1, 6 digits, 30 s). */
+export function totp(base32Secret, at = Date.now()) {
+  const generator = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(base32Secret), digits: 6, period: 30, algorithm: 'SHA1' });
+  return generator.generate({ timestamp: at });
+}
+
 export const ENV = {
   baseUrl: required('INTEROP_BASE_URL'),
   email: required('INTEROP_EMAIL'),

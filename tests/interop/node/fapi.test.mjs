@@ -7,13 +7,12 @@
 // ../private_key_jwt.test-key.json.
 
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as oauth from 'oauth4webapi';
-import { Browser, ENV } from './browser.mjs';
+import { Browser, ENV, totp } from './browser.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const FAPI = JSON.parse(readFileSync(join(HERE, '../clients.json'), 'utf8')).find(
@@ -26,22 +25,6 @@ const FAPI_EMAIL = process.env.INTEROP_FAPI_EMAIL;
 const T = { timeout: 30_000 };
 // http://localhost in CI: the library refuses plain HTTP unless told.
 const INSECURE = { [oauth.allowInsecureRequests]: true };
-
-/** RFC 6238 (SHA-1, 6 digits, 30 s), what an authenticator app computes. */
-function totp(base32Secret, at = Date.now()) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of base32Secret.replace(/=+$/, '').toUpperCase()) {
-    bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  }
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30_000)));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0x0f;
-  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return code.toString().padStart(6, '0');
-}
 
 /** A browser whose session has passed SCA: signed in, TOTP enrolled and verified. */
 async function scaBrowser() {

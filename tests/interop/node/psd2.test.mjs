@@ -11,13 +11,12 @@
 //   - Password and one-time code in one login: acr level 2, amr pwd + otp + mfa.
 
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as client from 'openid-client';
-import { Browser, ENV } from './browser.mjs';
+import { Browser, ENV, totp } from './browser.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const WEB = JSON.parse(readFileSync(join(HERE, '../clients.json'), 'utf8')).find(
@@ -27,22 +26,6 @@ const REDIRECT = WEB.redirect_uris[0];
 const LOA_1 = 'urn:logicredit:loa:1';
 const LOA_2 = 'urn:logicredit:loa:2';
 const T = { timeout: 30_000 };
-
-/** RFC 6238 (SHA-1, 6 digits, 30 s), what an authenticator app computes. */
-function totp(base32Secret, at = Date.now()) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of base32Secret.replace(/=+$/, '').toUpperCase()) {
-    bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  }
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30_000)));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0x0f;
-  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return code.toString().padStart(6, '0');
-}
 
 /** `POST /auth/login` with the optional code; the answer's status and body. */
 async function login(browser, code) {
