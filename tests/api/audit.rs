@@ -367,6 +367,26 @@ async fn after_key_rotation_old_records_still_verify(backend: Backend) {
     assert!(stderr.contains(&format!("record {first_new}:")), "{stderr}");
 }
 
+/// Writes records 1–3 of chain 0 straight into the database as an earlier version did,
+/// each hashed by `hash` over itself and linked to the one before.
+async fn insert_earlier_chain(
+    app: &TestApp,
+    key_id: Option<&str>,
+    hash: impl Fn(&AuditRow) -> String,
+) {
+    let mut prev_hash = GENESIS_HASH.to_owned();
+    for seq in 1..=3 {
+        let mut row = written_earlier(seq, &prev_hash, key_id);
+        row.hash = hash(&row);
+        prev_hash = row.hash.clone();
+        row.into_active_model()
+            .reset_all()
+            .insert(app.db.connection())
+            .await
+            .unwrap();
+    }
+}
+
 /// A record as an earlier version wrote it, at position `seq` of chain 0 (the one chain
 /// there was), before its hash is set: unkeyed (`key_id` None) or under a key.
 fn written_earlier(seq: i64, prev_hash: &str, key_id: Option<&str>) -> AuditRow {
@@ -393,17 +413,7 @@ async fn records_from_before_keying_verify_as_a_legacy_prefix_only(backend: Back
     let app = spawn_app(backend).await;
     let url = app.var("DATABASE_URL").to_owned();
     // What the previous version wrote: three plain SHA-256 records, no key id.
-    let mut prev_hash = GENESIS_HASH.to_owned();
-    for seq in 1..=3 {
-        let mut row = written_earlier(seq, &prev_hash, None);
-        row.hash = legacy_record_hash(&row);
-        prev_hash = row.hash.clone();
-        row.into_active_model()
-            .reset_all()
-            .insert(app.db.connection())
-            .await
-            .unwrap();
-    }
+    insert_earlier_chain(&app, None, legacy_record_hash).await;
     after_records_written_before_the_upgrade(&app, 3).await;
     app.logged_in("alice@example.com").await;
     let stdout = assert_verify_passes(&url, &[]);
@@ -802,17 +812,10 @@ async fn records_sealed_before_partitioning_verify_as_chain_0(backend: Backend) 
     let app = spawn_app_with(backend, FOUR_CHAINS).await;
     let url = app.var("DATABASE_URL").to_owned();
     let keys = crate::helpers::audit_keys();
-    let mut prev_hash = GENESIS_HASH.to_owned();
-    for seq in 1..=3 {
-        let mut row = written_earlier(seq, &prev_hash, Some(keys.current_key_id()));
-        row.hash = keys.seal(pre_partition_content(&row).as_bytes());
-        prev_hash = row.hash.clone();
-        row.into_active_model()
-            .reset_all()
-            .insert(app.db.connection())
-            .await
-            .unwrap();
-    }
+    insert_earlier_chain(&app, Some(keys.current_key_id()), |row| {
+        keys.seal(pre_partition_content(row).as_bytes())
+    })
+    .await;
     after_records_written_before_the_upgrade(&app, 3).await;
     users_signed_in(&app, 4).await;
     assert_verify_passes(&url, &[]);
