@@ -24,6 +24,7 @@ mod mfa;
 mod new_device;
 mod oauth;
 mod oauth_payments;
+mod oauth_refresh;
 mod openapi;
 mod passkey_attestation;
 mod passkeys;

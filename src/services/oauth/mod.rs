@@ -11,12 +11,13 @@
 //! - `par`: pushed authorization requests (RFC 9126);
 //! - `dpop`: sender-constrained tokens (RFC 9449) and server nonces;
 //! - `tokens`: the token endpoint, userinfo, revocation, introspection;
+//! - `refresh`: refresh tokens (one live token per grant, rotation, reuse detection);
 //! - `logout`: RP-initiated logout;
 //! - `claims`: `acr`/`amr` from how a session was authenticated.
 //!
 //! Short-lived state (requests, codes, used assertion ids, revoked access tokens) lives in
-//! the ephemeral store; grants and refresh tokens in the database, hanging off their
-//! session, so every instance sees a revocation at once.
+//! the ephemeral store; grants in the database, each with its live refresh token, hanging
+//! off their session, so every instance sees a revocation at once.
 
 pub mod admin;
 pub mod authorize;
@@ -29,6 +30,7 @@ pub mod jwks_uri;
 pub mod keys;
 pub mod logout;
 pub mod par;
+pub mod refresh;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -81,6 +83,11 @@ pub struct OAuth {
     transactions: Transactions,
     step_up_max_age: Duration,
     idle_timeout: Duration,
+    /// How often a refresh writes the session's durable last-seen time (as a session
+    /// check does: `SESSION_TOUCH_INTERVAL_SECONDS`).
+    session_touch_interval: Duration,
+    /// Issues and reads refresh tokens (a key derived from the master key).
+    refresh_tokens: refresh::RefreshTokenCodec,
     /// HMAC key of the stateless DPoP nonces (derived from the master key: every
     /// instance issues and checks the same nonces).
     dpop_nonce_key: [u8; 32],
@@ -134,6 +141,10 @@ impl OAuth {
             sessions,
             step_up_max_age: settings.session.step_up_max_age,
             idle_timeout: settings.session.idle_timeout,
+            session_touch_interval: settings.session.touch_interval,
+            refresh_tokens: refresh::RefreshTokenCodec::new(secrecy::ExposeSecret::expose_secret(
+                &settings.encryption_key,
+            )),
             policy: Policy::new(settings),
             dpop_nonce_key: crate::crypto::derive_key(
                 secrecy::ExposeSecret::expose_secret(&settings.encryption_key),

@@ -4,9 +4,8 @@
 //! Access tokens are RFC 9068 JWTs (`typ` `at+jwt`) that name their grant (`gid`), so a
 //! revoked grant or ended session makes them inactive at once at userinfo and
 //! introspection; a single revoked access token is remembered in the store until it
-//! would have expired. Refresh tokens are opaque, stored hashed, rotated on every use; a
-//! rotated one coming back revokes the grant, the newest token included (RFC 9700
-//! §4.14.2). Codes are single-use; a second use revokes what the first issued.
+//! would have expired. Refresh tokens (`refresh.rs`) live in their grant's row, rotated on
+//! every use. Codes are single-use; a second use revokes what the first issued.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -19,12 +18,13 @@ use super::authorize::{IssuedCode, code_key, used_code_key};
 use super::clients::{Client, EMAIL, GrantType, OPENID};
 use super::dpop::{Confirmation, DpopProof, PresentedToken};
 use super::keys::VerifyError;
+use super::refresh::Located;
 use super::{ErrorCode, LEEWAY_SECS, OAuth, OAuthError, OAuthResult, USED_CODE_MEMORY, sha256_b64};
-use crate::crypto::{random_token, token_hash};
+use crate::crypto::token_hash;
 use crate::domain::{Millis, now_millis};
 use crate::services::ServiceError;
 use crate::services::audit::{AuditEvent, OAuthEvent, RequestContext};
-use crate::storage::db::oauth::{self as rows, GrantRow, RefreshTokenRow};
+use crate::storage::db::oauth::{self as rows, GrantRow};
 use crate::storage::db::{sessions as session_rows, users};
 
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -293,20 +293,10 @@ impl OAuth {
             .unwrap_or_else(|| self.settings.access_token_audience.clone());
         let jkt = dpop.map(|p| p.jkt.clone());
         let NewGrant { row, refresh } = self
-            .new_grant(client, grant_id, &issued, audience, jkt)
+            .new_grant(client, grant_id, &issued, audience, jkt, ctx)
             .await?;
-        let response = self
-            .user_tokens(client, &row, refresh, issued.nonce.as_deref())
-            .await?;
-        let event = AuditEvent::OAuth(OAuthEvent::TokenIssued {
-            client_id: client.id().to_owned(),
-            grant_type: GrantType::AuthorizationCode.as_str(),
-            grant_id: Some(row.id),
-        });
-        self.db
-            .audit_only(ctx.record(event, Some(row.user_id)))
-            .await?;
-        Ok(response)
+        self.user_tokens(client, &row, refresh, issued.nonce.as_deref())
+            .await
     }
 
     /// A code came back after its first use: revoke what the first use issued.
@@ -327,25 +317,18 @@ impl OAuth {
         let Ok(grant_id) = first.parse::<Uuid>() else {
             return Ok(());
         };
-        let conn = self.db.connection();
-        let Some(grant) = rows::find_grant(conn, grant_id).await? else {
+        let Some(grant) = rows::find_grant(self.db.connection(), grant_id).await? else {
             return Ok(());
         };
         if grant.client_id != client.id() {
             return Ok(());
         }
-        rows::revoke_grant(conn, grant_id, now_millis()).await?;
-        let event = AuditEvent::OAuth(OAuthEvent::RefreshReuseDetected {
-            client_id: client.id().to_owned(),
-            grant_id,
-            presented: "authorization_code",
-        });
-        self.db
-            .audit_only(ctx.record(event, Some(grant.user_id)))
-            .await?;
-        Ok(())
+        self.family_reused(client, &grant, "authorization_code", ctx)
+            .await
     }
 
+    /// The grant row, carrying its first refresh token, and its audit record: one
+    /// transaction, one row of token state.
     async fn new_grant(
         &self,
         client: &Client,
@@ -353,9 +336,10 @@ impl OAuth {
         issued: &IssuedCode,
         audience: String,
         dpop_jkt: Option<String>,
+        ctx: &RequestContext,
     ) -> OAuthResult<NewGrant> {
         let now = now_millis();
-        let uow = self.db.begin().await?;
+        let mut uow = self.db.begin().await?;
         let session = session_rows::find_by_id(uow.conn(), issued.session_id)
             .await?
             .ok_or_else(|| {
@@ -364,6 +348,10 @@ impl OAuth {
         if !users::can_sign_in(uow.conn(), issued.user_id).await? {
             return Err(OAuthError::invalid_grant("the account is disabled"));
         }
+        // Refresh tokens end with their session (docs/API.md §8).
+        let refresh = client
+            .allows_grant(GrantType::RefreshToken)
+            .then(|| self.refresh_tokens.issue(id));
         let row = GrantRow {
             id,
             client_id: client.id().to_owned(),
@@ -379,32 +367,25 @@ impl OAuth {
             dpop_jkt,
             created_at: now,
             revoked_at: None,
+            refresh_hash: refresh.as_deref().map(token_hash),
+            refresh_issued_at: refresh.as_ref().map(|_| now),
+            refresh_expires_at: refresh.as_ref().map(|_| session.absolute_expires_at),
         };
         rows::insert_grant(uow.conn(), row.clone()).await?;
-        let refresh = if client.allows_grant(GrantType::RefreshToken) {
-            let token = random_token();
-            rows::insert_refresh_token(
-                uow.conn(),
-                RefreshTokenRow {
-                    token_hash: token_hash(&token),
-                    grant_id: id,
-                    created_at: now,
-                    // Refresh tokens end with their session (docs/API.md §8).
-                    expires_at: session.absolute_expires_at,
-                    used_at: None,
-                },
-            )
-            .await?;
-            Some(token)
-        } else {
-            None
-        };
+        uow.audit(ctx.record(
+            AuditEvent::OAuth(OAuthEvent::TokenIssued {
+                client_id: client.id().to_owned(),
+                grant_type: GrantType::AuthorizationCode.as_str(),
+                grant_id: Some(id),
+            }),
+            Some(issued.user_id),
+        ));
         uow.commit().await?;
         Ok(NewGrant { row, refresh })
     }
 
     /// Access token, ID token (with `openid`) and the refresh token for a user grant.
-    async fn user_tokens(
+    pub(super) async fn user_tokens(
         &self,
         client: &Client,
         grant: &GrantRow,
@@ -471,114 +452,6 @@ impl OAuth {
             refresh_token: refresh,
             authorization_details: access.authorization_details,
         })
-    }
-
-    async fn refresh(
-        &self,
-        client: &Client,
-        params: &HashMap<String, String>,
-        dpop: Option<&DpopProof>,
-        ctx: &RequestContext,
-    ) -> OAuthResult<TokenResponse> {
-        let presented = params
-            .get("refresh_token")
-            .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
-        let hash = token_hash(presented);
-        let now = now_millis();
-        let conn = self.db.connection();
-        let invalid =
-            || OAuthError::invalid_grant("the refresh token is unknown, expired or revoked");
-        let token = rows::find_refresh_token(conn, &hash)
-            .await?
-            .ok_or_else(invalid)?;
-        let grant = rows::find_grant(conn, token.grant_id)
-            .await?
-            .ok_or_else(invalid)?;
-        if grant.client_id != client.id() {
-            return Err(invalid());
-        }
-        if grant.revoked_at.is_some() || token.expires_at <= now {
-            return Err(invalid());
-        }
-        // RFC 9449 §5: a public client's refresh token is bound to its DPoP key. Checked
-        // before the token is spent, so a thief without the key cannot burn it.
-        if client.is_public()
-            && let Some(jkt) = &grant.dpop_jkt
-            && dpop.is_none_or(|p| p.jkt != *jkt)
-        {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidDpopProof,
-                "the refresh token is bound to another DPoP key",
-            ));
-        }
-        // Rotated on every use, for every client (docs/API.md §8; for fapi2 clients this is
-        // stricter than FAPI 2.0 §5.3.2.1 item 10 asks — see docs/FAPI.md).
-        if token.used_at.is_some() || !rows::mark_refresh_token_used(conn, &hash, now).await? {
-            // A rotated token came back: someone else holds a copy. End the family.
-            rows::revoke_grant(conn, grant.id, now).await?;
-            let event = AuditEvent::OAuth(OAuthEvent::RefreshReuseDetected {
-                client_id: client.id().to_owned(),
-                grant_id: grant.id,
-                presented: "refresh_token",
-            });
-            self.db
-                .audit_only(ctx.record(event, Some(grant.user_id)))
-                .await?;
-            metrics::counter!("oauth_refresh_reuse_total", "client_id" => client.id().to_owned())
-                .increment(1);
-            return Err(invalid());
-        }
-        // The session must still be alive; using its tokens keeps it so (docs/OIDC.md).
-        let session = session_rows::find_by_id(conn, grant.session_id)
-            .await?
-            .ok_or_else(invalid)?;
-        let idle_deadline = session.last_seen_at + self.idle_timeout.as_millis() as Millis;
-        if now >= idle_deadline
-            || now >= session.absolute_expires_at
-            || !users::can_sign_in(conn, grant.user_id).await?
-        {
-            return Err(invalid());
-        }
-        session_rows::touch_by_id(conn, session.id, now).await?;
-        let mut grant = grant;
-        if let Some(requested) = params.get("scope") {
-            let had: BTreeSet<&str> = grant.scope.split_ascii_whitespace().collect();
-            let mut narrowed = Vec::new();
-            for scope in requested.split_ascii_whitespace() {
-                if !had.contains(scope) {
-                    return Err(OAuthError::new(
-                        ErrorCode::InvalidScope,
-                        format!("scope {scope:?} was not granted"),
-                    ));
-                }
-                narrowed.push(scope);
-            }
-            grant.scope = narrowed.join(" ");
-        }
-        let next = random_token();
-        rows::insert_refresh_token(
-            conn,
-            RefreshTokenRow {
-                token_hash: token_hash(&next),
-                grant_id: grant.id,
-                created_at: now,
-                expires_at: token.expires_at,
-                used_at: None,
-            },
-        )
-        .await?;
-        // The new access token is bound to the key of this request's proof (the same key
-        // for a public client, see above).
-        grant.dpop_jkt = dpop.map(|p| p.jkt.clone());
-        let response = self.user_tokens(client, &grant, Some(next), None).await?;
-        let event = AuditEvent::OAuth(OAuthEvent::TokenRefreshed {
-            client_id: client.id().to_owned(),
-            grant_id: grant.id,
-        });
-        self.db
-            .audit_only(ctx.record(event, Some(grant.user_id)))
-            .await?;
-        Ok(response)
     }
 
     async fn client_credentials(
@@ -738,8 +611,7 @@ impl OAuth {
             .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
         let conn = self.db.connection();
         let now = now_millis();
-        if let Some(refresh) = rows::find_refresh_token(conn, &token_hash(token)).await?
-            && let Some(grant) = rows::find_grant(conn, refresh.grant_id).await?
+        if let Some(Located { grant, .. }) = self.locate_refresh_token(conn, token).await?
             && grant.client_id == client.id()
         {
             if rows::revoke_grant(conn, grant.id, now).await? {
@@ -816,32 +688,28 @@ impl OAuth {
         let may_see = |owner: &str| owner == client.id() || client.metadata.resource_server;
         let conn = self.db.connection();
         let now = now_millis();
-        if let Some(refresh) = rows::find_refresh_token(conn, &token_hash(token)).await? {
-            let grant = match rows::find_grant(conn, refresh.grant_id).await? {
-                Some(g) if users::can_sign_in(conn, g.user_id).await? => Some(g),
-                _ => None,
-            };
-            let active = grant.as_ref().filter(|g| {
-                g.revoked_at.is_none()
-                    && refresh.used_at.is_none()
-                    && refresh.expires_at > now
-                    && may_see(&g.client_id)
-            });
-            return Ok(match active {
-                None => Introspection::default(),
-                Some(g) => Introspection {
+        if let Some(located) = self.locate_refresh_token(conn, token).await? {
+            let g = &located.grant;
+            let active = located.live
+                && located.usable(now)
+                && may_see(&g.client_id)
+                && users::can_sign_in(conn, g.user_id).await?;
+            return Ok(if active {
+                Introspection {
                     active: true,
                     client_id: Some(g.client_id.clone()),
                     sub: Some(g.user_id.to_string()),
                     scope: Some(g.scope.clone()),
                     token_type: Some("refresh_token"),
-                    exp: Some(secs(refresh.expires_at)),
-                    iat: Some(secs(refresh.created_at)),
+                    exp: g.refresh_expires_at.map(secs),
+                    iat: g.refresh_issued_at.map(secs),
                     iss: Some(self.issuer().to_owned()),
                     authorization_details: details(g),
                     tx_hash: g.tx_hash.clone(),
                     ..Introspection::default()
-                },
+                }
+            } else {
+                Introspection::default()
             });
         }
         match self.active_access_token(token).await {

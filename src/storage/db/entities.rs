@@ -372,6 +372,11 @@ pub mod oauth_grant {
         pub dpop_jkt: Option<String>,
         pub created_at: i64,
         pub revoked_at: Option<i64>,
+        /// SHA-256 of the grant's one live refresh token; None when the client may not
+        /// refresh. Rotation replaces it in place (migration 9).
+        pub refresh_hash: Option<String>,
+        pub refresh_issued_at: Option<i64>,
+        pub refresh_expires_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -383,6 +388,7 @@ pub mod oauth_grant {
 pub mod oauth_refresh_token {
     use sea_orm::entity::prelude::*;
 
+    /// Refresh tokens issued before migration 9, read only: see that migration.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "oauth_refresh_tokens")]
     pub struct Model {

@@ -1,6 +1,6 @@
-//! The OpenID Provider's tables: signing keys, database clients, grants, refresh tokens
-//! and consents (see the migration `m20261201_000005_oauth` for why grants hang off
-//! sessions).
+//! The OpenID Provider's tables: signing keys, database clients, grants (each with its
+//! live refresh token, migration 9) and consents (see the migration
+//! `m20261201_000005_oauth` for why grants hang off sessions).
 
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
@@ -15,7 +15,7 @@ use crate::storage::StorageResult;
 
 pub use oauth_client::Model as ClientRow;
 pub use oauth_grant::Model as GrantRow;
-pub use oauth_refresh_token::Model as RefreshTokenRow;
+pub use oauth_refresh_token::Model as LegacyRefreshTokenRow;
 pub use oauth_signing_key::Model as SigningKeyRow;
 
 // --- signing keys ---------------------------------------------------------------------
@@ -172,6 +172,9 @@ pub async fn insert_grant(conn: &impl Conn, row: GrantRow) -> StorageResult<()> 
         dpop_jkt: Set(row.dpop_jkt),
         created_at: Set(row.created_at),
         revoked_at: Set(row.revoked_at),
+        refresh_hash: Set(row.refresh_hash),
+        refresh_issued_at: Set(row.refresh_issued_at),
+        refresh_expires_at: Set(row.refresh_expires_at),
     }
     .insert(conn)
     .await
@@ -198,44 +201,37 @@ pub async fn revoke_grant(conn: &impl Conn, id: Uuid, now: Millis) -> StorageRes
     Ok(result.rows_affected == 1)
 }
 
-pub async fn insert_refresh_token(conn: &impl Conn, row: RefreshTokenRow) -> StorageResult<()> {
-    oauth_refresh_token::ActiveModel {
-        token_hash: Set(row.token_hash),
-        grant_id: Set(row.grant_id),
-        created_at: Set(row.created_at),
-        expires_at: Set(row.expires_at),
-        used_at: Set(row.used_at),
-    }
-    .insert(conn)
-    .await
-    .storage()?;
-    Ok(())
-}
-
-pub async fn find_refresh_token(
+/// Rotates a grant's refresh token: `next` replaces `current` only if `current` is still
+/// the live one and the grant is not revoked. False when another use got there first (or
+/// the grant was revoked meanwhile): the caller treats that as reuse.
+pub async fn rotate_refresh_token(
     conn: &impl Conn,
-    token_hash: &str,
-) -> StorageResult<Option<RefreshTokenRow>> {
-    oauth_refresh_token::Entity::find_by_id(token_hash.to_owned())
-        .one(conn)
-        .await
-        .storage()
-}
-
-/// Marks a refresh token used; false when it already was (a concurrent or repeated use).
-pub async fn mark_refresh_token_used(
-    conn: &impl Conn,
-    token_hash: &str,
+    grant_id: Uuid,
+    current: &str,
+    next: &str,
     now: Millis,
 ) -> StorageResult<bool> {
-    let result = oauth_refresh_token::Entity::update_many()
-        .col_expr(oauth_refresh_token::Column::UsedAt, Expr::value(now))
-        .filter(oauth_refresh_token::Column::TokenHash.eq(token_hash))
-        .filter(oauth_refresh_token::Column::UsedAt.is_null())
+    let result = oauth_grant::Entity::update_many()
+        .col_expr(oauth_grant::Column::RefreshHash, Expr::value(next))
+        .col_expr(oauth_grant::Column::RefreshIssuedAt, Expr::value(now))
+        .filter(oauth_grant::Column::Id.eq(grant_id))
+        .filter(oauth_grant::Column::RefreshHash.eq(current))
+        .filter(oauth_grant::Column::RevokedAt.is_null())
         .exec(conn)
         .await
         .storage()?;
     Ok(result.rows_affected == 1)
+}
+
+/// A refresh token issued before migration 9 (read only: which grant it belongs to).
+pub async fn find_legacy_refresh_token(
+    conn: &impl Conn,
+    token_hash: &str,
+) -> StorageResult<Option<LegacyRefreshTokenRow>> {
+    oauth_refresh_token::Entity::find_by_id(token_hash.to_owned())
+        .one(conn)
+        .await
+        .storage()
 }
 
 // --- consents ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ mod m20261201_000005_oauth;
 mod m20261201_000006_known_devices;
 mod m20261201_000007_pci;
 mod m20261201_000008_audit_chains;
+mod m20261202_000009_grant_refresh;
 
 use sea_orm_migration::prelude::*;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_known_devices::Migration),
             Box::new(m20261201_000007_pci::Migration),
             Box::new(m20261201_000008_audit_chains::Migration),
+            Box::new(m20261202_000009_grant_refresh::Migration),
         ]
     }
 }
