@@ -124,9 +124,29 @@ impl IntoResponse for TokenError {
     }
 }
 
+/// The issuer's keys, ready to verify with: each JWK is parsed into a `DecodingKey` once
+/// per fetch, not once per token.
 struct CachedKeys {
-    keys: JwkSet,
+    keys: HashMap<String, Arc<DecodingKey>>,
     fetched: Instant,
+}
+
+impl CachedKeys {
+    fn new(set: &JwkSet) -> Self {
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some((kid, Arc::new(key)))
+            })
+            .collect();
+        Self {
+            keys,
+            fetched: Instant::now(),
+        }
+    }
 }
 
 /// Verifies access tokens of one issuer for one audience, with the JWKS cached.
@@ -203,26 +223,23 @@ impl JwksVerifier {
 
     /// The key for `kid`: from the cache while fresh; an unknown `kid` re-fetches (a
     /// rotation), at most once a minute so garbage tokens cannot hammer the issuer.
-    async fn key(&self, kid: &str) -> Result<jsonwebtoken::jwk::Jwk, TokenError> {
+    async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, TokenError> {
         if let Some(cached) = self.cache.read().await.as_ref() {
             let fresh = cached.fetched.elapsed() < FRESH_FOR;
-            if let Some(jwk) = cached.keys.find(kid).filter(|_| fresh) {
-                return Ok(jwk.clone());
+            if let Some(key) = cached.keys.get(kid).filter(|_| fresh) {
+                return Ok(key.clone());
             }
             if cached.fetched.elapsed() < REFETCH_AT_MOST_EVERY {
                 return cached
                     .keys
-                    .find(kid)
+                    .get(kid)
                     .cloned()
                     .ok_or_else(|| TokenError::Invalid("unknown kid".into()));
             }
         }
-        let keys = self.fetch().await?;
-        let found = keys.find(kid).cloned();
-        *self.cache.write().await = Some(CachedKeys {
-            keys,
-            fetched: Instant::now(),
-        });
+        let cached = CachedKeys::new(&self.fetch().await?);
+        let found = cached.keys.get(kid).cloned();
+        *self.cache.write().await = Some(cached);
         found.ok_or_else(|| TokenError::Invalid("unknown kid".into()))
     }
 
@@ -322,8 +339,7 @@ impl JwksVerifier {
         let kid = header
             .kid
             .ok_or_else(|| TokenError::Invalid("no kid".into()))?;
-        let jwk = self.key(&kid).await?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let key = self.key(&kid).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);

@@ -3,6 +3,8 @@
 //
 //   node driver.mjs prepare CONFIG.json   # before the phase, not measured
 //   node driver.mjs load CONFIG.json      # the measured phase; prints one BENCH_JSON line
+//   node driver.mjs mint CONFIG.json      # one client_credentials access token (for the
+//                                         # resource-server helper's verify bench)
 //
 // wrk's Lua cannot sign ES256 and single-use inputs (codes, client assertion jti, DPoP
 // proofs) run out, so: `prepare` signs every client assertion and DPoP proof the phase will
@@ -281,10 +283,20 @@ async function load() {
   }));
 }
 
+/** One access token of the service client, printed as {access_token}. */
+async function mint() {
+  const meta = await discover();
+  const r = await request('POST', local(meta.token_endpoint), { headers: FORM,
+    body: form({ grant_type: 'client_credentials', scope: 'accounts:read', ...(await clientAuth(meta, SERVICE)) }) });
+  if (r.status !== 200) throw new Error(`client_credentials: ${r.status} ${r.body.slice(0, 300)}`);
+  console.log(JSON.stringify({ access_token: JSON.parse(r.body).access_token }));
+}
+
 try {
   if (mode === 'prepare') await prepare();
   else if (mode === 'load') await load();
-  else throw new Error('usage: driver.mjs prepare|load CONFIG.json');
+  else if (mode === 'mint') await mint();
+  else throw new Error('usage: driver.mjs prepare|load|mint CONFIG.json');
   agent.destroy();
 } catch (e) {
   console.error(String(e?.stack ?? e));
