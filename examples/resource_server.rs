@@ -406,6 +406,8 @@ pub fn app(verifier: JwksVerifier) -> Router {
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // reqwest is built without a TLS provider of its own (no aws-lc): install ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let issuer = std::env::var("ISSUER_URL").unwrap_or_else(|_| "http://localhost:8000".into());
     let audience = std::env::var("AUDIENCE").unwrap_or_else(|_| issuer.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8100").await?;

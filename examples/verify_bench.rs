@@ -86,6 +86,7 @@ async fn signing_jwk(base: &str, token: &str) -> anyhow::Result<serde_json::Valu
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
     let (issuer, audience, token) = (var("ISSUER_URL")?, var("AUDIENCE")?, var("TOKEN")?);
     let base = std::env::var("BASE_URL").unwrap_or_else(|_| issuer.clone());
