@@ -17,6 +17,8 @@ pub mod telemetry;
 pub mod ui;
 
 /// rustls may see more than one crypto provider in the dependency graph; pick ring once.
+/// jsonwebtoken's ES256 goes to ring as well (crypto/jose.rs).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    crypto::jose::install();
 }

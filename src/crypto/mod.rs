@@ -1,6 +1,7 @@
 //! Crypto helpers: random tokens, token hashing, keys derived from the master key.
 
 pub mod audit_keys;
+pub mod jose;
 pub mod password;
 pub mod secrets;
 
