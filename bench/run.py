@@ -1342,13 +1342,19 @@ class Deployment:
     def run_baseline(self) -> None:
         """The build before the change (`--baseline-binary`), in the same run, on the same
         database and store: its Argon2 figure, logins, registrations and session checks,
-        for the new/old ratios in the targets."""
+        for the new/old ratios in the targets. It must know every migration the new build
+        applied: an older binary refuses a newer schema at start (`baseline_error`)."""
         p = self.p
         r = self.result
         for server in self.servers:
             server.stop()
         old = self.new_server("baseline", binary=self.baseline)
-        old.start()
+        try:
+            old.start()
+        except BenchError as e:
+            r["baseline_error"] = str(e)[-400:]
+            log(f"{self.name}: the baseline binary did not start (a newer schema?): skipped")
+            return
         log(f"{self.name}: baseline binary {self.baseline}")
         res = subprocess.run([str(self.baseline), "hash-benchmark", "--rounds", str(p["hash_rounds"])],
                              env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=300)
